@@ -1,0 +1,227 @@
+"""Default configuration: every key the project reads, each with a comment.
+
+PySlowFast convention: a yaml file is merged over these defaults, trailing
+``KEY VALUE`` options are merged last, then ``validate`` checks the result once.
+"""
+
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------
+# Top level.
+# ---------------------------------------------------------------------------
+# Number of processes per machine (GPUs on a GPU machine, CPU processes with gloo otherwise).
+_C.NUM_GPUS = 1
+# Number of machines taking part in the job.
+_C.NUM_SHARDS = 1
+# Index of this machine among NUM_SHARDS.
+_C.SHARD_ID = 0
+# Where logs, checkpoints, results and visualisations go.
+_C.OUTPUT_DIR = "./output"
+# Seed for python, numpy and torch random generators.
+_C.RNG_SEED = 0
+# Print a training log line every LOG_PERIOD iterations.
+_C.LOG_PERIOD = 10
+# Distributed backend: "nccl" (GPU), "gloo" (CPU); "auto" picks by device.
+_C.DIST_BACKEND = "auto"
+# Device to run on: "auto" (cuda if available), "cpu" or "cuda".
+_C.DEVICE = "auto"
+
+# ---------------------------------------------------------------------------
+# Model.
+# ---------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# Model family from MODEL_REGISTRY: "timesformer" (JointST video) or "deit" (image, via timm).
+_C.MODEL.MODEL_NAME = "timesformer"
+# timm architecture name for the "deit" family (any timm ViT/DeiT, distilled ones too).
+_C.MODEL.ARCH = "deit_small_patch16_224"
+# Number of output classes.
+_C.MODEL.NUM_CLASSES = 400
+# Patch size in pixels (TimeSformer; the "deit" family takes it from ARCH).
+_C.MODEL.PATCH_SIZE = 16
+# Token width (TimeSformer).
+_C.MODEL.EMBED_DIM = 768
+# Number of transformer blocks (TimeSformer).
+_C.MODEL.DEPTH = 12
+# Attention heads per block (TimeSformer).
+_C.MODEL.NUM_HEADS = 12
+# MLP hidden width as a multiple of EMBED_DIM (TimeSformer).
+_C.MODEL.MLP_RATIO = 4.0
+# Dropout before the classification head.
+_C.MODEL.DROPOUT_RATE = 0.0
+# Stochastic depth rate (linearly increasing over blocks).
+_C.MODEL.DROP_PATH_RATE = 0.0
+# Attention type; only "joint_space_time" is implemented (IA-RED^2 drops tokens jointly over space-time).
+_C.MODEL.ATTENTION_TYPE = "joint_space_time"
+# Local weights to initialise from before training (ImageNet ViT/DeiT .pth, TimeSformer .pyth, or ours); "" for none.
+_C.MODEL.PRETRAINED = ""
+
+# ---------------------------------------------------------------------------
+# IA-RED^2.
+# ---------------------------------------------------------------------------
+_C.IARED = CfgNode()
+# Token-drop policy: "interpreter" (IA-RED^2), "random", "attention", "temporal_diff" or "none" (dense).
+_C.IARED.POLICY = "interpreter"
+# D: number of block groups, each opened by a policy; must divide MODEL depth.
+_C.IARED.NUM_GROUPS = 1
+# Inference: a patch token whose informative score is below THRESHOLD is dropped.
+_C.IARED.THRESHOLD = 0.5
+# Reward for a wrong prediction is -TAU (Eq. 2).
+_C.IARED.TAU = 0.5
+# Efficiency term of the reward: "square" gives 1 - (kept/N)^2 (paper), "linear" gives 1 - kept/N.
+_C.IARED.REWARD = "square"
+# Fraction of patch tokens dropped at the input by the fixed-ratio policies (random, attention, temporal_diff).
+_C.IARED.DROP_RATIO = 0.3
+# Heads of the multi-head interpreter.
+_C.IARED.INTERPRETER_HEADS = 4
+# Width of each interpreter head's query/key maps.
+_C.IARED.INTERPRETER_DIM = 64
+# Interpreter epochs per group in the curriculum (Alg. 1 step a).
+_C.IARED.INTERPRETER_EPOCHS = 5
+# Backbone fine-tuning epochs per group in the curriculum (Alg. 1 step b).
+_C.IARED.BACKBONE_EPOCHS = 1
+# Learning rate of the interpreter stages.
+_C.IARED.INTERPRETER_LR = 2.5e-3
+
+# ---------------------------------------------------------------------------
+# Data.
+# ---------------------------------------------------------------------------
+_C.DATA = CfgNode()
+# Data set name from DATASET_REGISTRY: "kinetics" (video CSV) or "imagenet" (class folders).
+_C.DATA.DATASET = "kinetics"
+# Folder holding {train,val,test}.csv (video) or train/ and val/ (images).
+_C.DATA.PATH_TO_DATA_DIR = "./data/synthetic"
+# Prefix joined to every path in the CSV files.
+_C.DATA.PATH_PREFIX = ""
+# Separator between path and label in the CSV files.
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Class-name file inside PATH_TO_DATA_DIR ("" for none): json {name: id} or one name per line.
+_C.DATA.CLASS_NAMES_FILE = "classnames.json"
+# Frames per clip.
+_C.DATA.NUM_FRAMES = 8
+# Stride between sampled frames, in frames at TARGET_FPS.
+_C.DATA.SAMPLING_RATE = 32
+# Frame rate the sampling rate refers to.
+_C.DATA.TARGET_FPS = 30
+# Decoder: "decord" or "pyav"; the other one is tried per file when the first fails.
+_C.DATA.DECODING_BACKEND = "decord"
+# Train short-side jitter range [min, max] in pixels.
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Train crop size (square).
+_C.DATA.TRAIN_CROP_SIZE = 224
+# Test/val crop size (square); test frames are resized so the short side equals it.
+_C.DATA.TEST_CROP_SIZE = 224
+# Random horizontal flip at training time.
+_C.DATA.RANDOM_FLIP = True
+# Input channels.
+_C.DATA.INPUT_CHANNEL_NUM = 3
+# Per-channel normalisation mean (RGB, 0..1 scale).
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+# Per-channel normalisation std.
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Decode attempts of one sample before it is substituted (train/val only).
+_C.DATA.NUM_RETRIES = 3
+
+# ---------------------------------------------------------------------------
+# Data loader.
+# ---------------------------------------------------------------------------
+_C.DATA_LOADER = CfgNode()
+# Worker processes per loader.
+_C.DATA_LOADER.NUM_WORKERS = 2
+# Pin host memory (only used when running on a GPU).
+_C.DATA_LOADER.PIN_MEMORY = True
+
+# ---------------------------------------------------------------------------
+# Training.
+# ---------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+# Run training.
+_C.TRAIN.ENABLE = False
+# Samples per process per step.
+_C.TRAIN.BATCH_SIZE = 8
+# Effective batch across processes and accumulation steps (0: BATCH_SIZE x world size).
+_C.TRAIN.GLOBAL_BATCH_SIZE = 0
+# Evaluate on the val split every EVAL_PERIOD epochs.
+_C.TRAIN.EVAL_PERIOD = 1
+# Save a checkpoint every CHECKPOINT_PERIOD epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Also save every CHECKPOINT_ITER_PERIOD iterations (0: off).
+_C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
+# Resume from the newest checkpoint in OUTPUT_DIR/checkpoints if there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Weights to start training from ("" for none); see MODEL.PRETRAINED for formats.
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Mixed precision on GPU.
+_C.TRAIN.MIXED_PRECISION = False
+
+# ---------------------------------------------------------------------------
+# Optimiser and schedule.
+# ---------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+# "sgd", "adam" or "adamw".
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+# Peak learning rate.
+_C.SOLVER.BASE_LR = 2.5e-3
+# Learning-rate schedule: "cosine" or "constant".
+_C.SOLVER.LR_POLICY = "cosine"
+# Final learning rate of the cosine schedule.
+_C.SOLVER.COSINE_END_LR = 0.0
+# Linear warm-up length in epochs.
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+# Epochs of plain training (dense and fixed-ratio policies).
+_C.SOLVER.MAX_EPOCH = 15
+# SGD momentum.
+_C.SOLVER.MOMENTUM = 0.9
+# Nesterov momentum for SGD.
+_C.SOLVER.NESTEROV = True
+# Weight decay.
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# Gradient clipping by global norm (0: off).
+_C.SOLVER.CLIP_GRAD_NORM = 0.0
+
+# ---------------------------------------------------------------------------
+# Testing.
+# ---------------------------------------------------------------------------
+_C.TEST = CfgNode()
+# Run testing.
+_C.TEST.ENABLE = False
+# Samples per process per test step.
+_C.TEST.BATCH_SIZE = 8
+# Temporal views per video.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 1
+# Spatial crops per temporal view: 1 (centre) or 3 (left/centre/right, top/centre/bottom on portrait).
+_C.TEST.NUM_SPATIAL_CROPS = 3
+# Weights to test ("" for the newest checkpoint in OUTPUT_DIR, else the trained/initial model).
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+# Split file to test on.
+_C.TEST.SPLIT = "test"
+
+# ---------------------------------------------------------------------------
+# Visualisation.
+# ---------------------------------------------------------------------------
+_C.VISUALIZE = CfgNode()
+# Run the visualisation stage.
+_C.VISUALIZE.ENABLE = False
+# Input: a video, an image, a folder or a split CSV ("" for the test split).
+_C.VISUALIZE.INPUT = ""
+# Maximum number of inputs visualised.
+_C.VISUALIZE.MAX_INPUTS = 8
+
+# ---------------------------------------------------------------------------
+# Benchmark.
+# ---------------------------------------------------------------------------
+_C.BENCHMARK = CfgNode()
+# Run the throughput benchmark stage.
+_C.BENCHMARK.ENABLE = False
+# Batch sizes to time.
+_C.BENCHMARK.BATCH_SIZES = [1, 16]
+# Untimed warm-up iterations.
+_C.BENCHMARK.WARMUP_ITERS = 3
+# Timed iterations (median reported).
+_C.BENCHMARK.NUM_ITERS = 10
+
+
+def get_defaults() -> CfgNode:
+    """Return a fresh copy of the defaults."""
+    return _C.clone()
