@@ -1,0 +1,14 @@
+"""Models: backbones on packed variable-length tokens, the interpreter, drop policies, IA-RED^2."""
+
+from iared_video.models.backbones import Embedded, TimeSformer, TimmViT
+from iared_video.models.build import MODEL_REGISTRY, build_backbone, build_model, build_policy
+from iared_video.models.iared import IARED, PolicyOutput
+from iared_video.models.interpreter import MultiHeadInterpreter
+from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
+                                         TemporalDiffPolicy)
+
+__all__ = [
+    "MODEL_REGISTRY", "build_model", "build_backbone", "build_policy", "IARED", "PolicyOutput", "Embedded",
+    "TimeSformer", "TimmViT", "MultiHeadInterpreter", "DropPolicy", "InterpreterPolicy", "NoDropPolicy",
+    "RandomPolicy", "AttentionPolicy", "TemporalDiffPolicy",
+]

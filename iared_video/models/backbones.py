@@ -1,0 +1,180 @@
+"""Vision transformer backbones that expose embedding, blocks and head separately.
+
+Both backbones keep their parameter names identical to the checkpoints users
+hold: the JointST TimeSformer mirrors the official TimeSformer keys (after the
+``model.`` prefix), the image backbone *is* a timm ViT/DeiT's modules, so a timm
+state dict loads as it is.
+
+Patch-token order (``N`` counts patch tokens only):
+    video: ``n = t * (h * w) + y * w + x`` (frame-major, then rows, then columns);
+    image: ``n = y * w + x``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+__all__ = ["Embedded", "TimeSformer", "TimmViT", "check_input"]
+
+
+@dataclass
+class Embedded:
+    """Backbone input after embedding.
+
+    Attributes:
+        prefix: ``(B, P, C)`` class (and distillation/register) tokens, never dropped.
+        patches: ``(B, N, C)`` patch tokens with positional (and temporal) embedding.
+        raw: ``(B, N, C)`` patch tokens before any positional embedding.
+        grid: ``(T, h, w)`` patch grid; ``T = 1`` for images.
+    """
+
+    prefix: Tensor
+    patches: Tensor
+    raw: Tensor
+    grid: tuple[int, int, int]
+
+
+def check_input(x: Tensor, ndim: int, channels: int, patch: int, layout: str) -> None:
+    """Raise a clear ValueError when ``x`` cannot enter the model."""
+    if x.ndim != ndim:
+        raise ValueError(f"expected a {ndim}-d input laid out as {layout}, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"expected {channels} input channels ({layout}), got {x.shape[1]} in shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    if height % patch or width % patch:
+        raise ValueError(f"input size {height}x{width} is not divisible by the patch size {patch}")
+
+
+class TimeSformer(nn.Module):
+    """TimeSformer with joint space-time attention (JointST), official key layout.
+
+    Args:
+        num_classes: classifier outputs.
+        img_size: training crop size; other sizes interpolate the positional embedding.
+        num_frames: frames per clip; other counts interpolate the temporal embedding.
+        patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio: ViT shape.
+        drop_rate: dropout before the head.
+        drop_path_rate: stochastic depth, increasing linearly over blocks.
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(self, num_classes: int = 400, img_size: int = 224, num_frames: int = 8, patch_size: int = 16,
+                 in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.embed_dim, self.num_frames, self.in_chans = embed_dim, num_frames, in_chans
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r, norm_layer=norm) for r in rates
+        )
+        self.norm = norm(embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes)
+        for p in (self.cls_token, self.pos_embed):
+            trunc_normal_(p, std=0.02)
+        self.apply(_init_linear)
+
+    @property
+    def patch_size(self) -> int:
+        return self.patch_embed.patch_size[0]
+
+    def embed(self, x: Tensor) -> Embedded:
+        """Embed a clip ``(B, C, T, H, W)`` into class and patch tokens."""
+        check_input(x, 5, self.in_chans, self.patch_size, "(B, C, T, H, W)")
+        batch, _, frames, height, width = x.shape
+        h, w = height // self.patch_size, width // self.patch_size
+        raw = self.patch_embed(x.transpose(1, 2).flatten(0, 1))  # (B*T, h*w, C)
+        pos = resample_abs_pos_embed(self.pos_embed, (h, w), num_prefix_tokens=1)
+        time = self.time_embed
+        if frames != time.shape[1]:
+            time = F.interpolate(time.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
+        patches = raw.unflatten(0, (batch, frames)) + pos[:, None, 1:] + time[:, :, None]
+        prefix = (self.cls_token + pos[:, :1]).expand(batch, -1, -1)
+        return Embedded(prefix, patches.flatten(1, 2), raw.unflatten(0, (batch, frames)).flatten(1, 2),
+                        (frames, h, w))
+
+    def forward_head(self, prefix: Tensor) -> Tensor:
+        """Logits from the final class token(s) ``(B, P, C)``."""
+        return self.head(self.head_drop(self.norm(prefix[:, 0])))
+
+
+def _init_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class TimmViT(nn.Module):
+    """Any timm ViT/DeiT (class-token pooling, standard pre-norm blocks) with timm's own keys.
+
+    The timm model's modules and parameters are registered on this module under
+    their timm names, so ``load_state_dict`` takes a timm/DeiT state dict as is.
+    Distilled models (class + distillation token) average their two heads, as
+    DeiT does at test time.
+    """
+
+    def __init__(self, arch: str, num_classes: int, img_size: int | None = None, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        kwargs = {"img_size": img_size} if img_size else {}
+        net = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate,
+                                drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs)
+        _check_supported(net, arch)
+        for name, child in net.named_children():
+            self.add_module(name, child)
+        for name, param in net.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        object.__setattr__(self, "_net", net)  # timm's own embedding/head code, not a registered child
+        self.arch, self.embed_dim, self.num_prefix_tokens = arch, net.embed_dim, net.num_prefix_tokens
+        self.in_chans = net.patch_embed.proj.in_channels
+
+    @property
+    def patch_size(self) -> int:
+        return self.patch_embed.patch_size[0]
+
+    def embed(self, x: Tensor) -> Embedded:
+        """Embed images ``(B, C, H, W)`` with timm's positional-embedding code."""
+        check_input(x, 4, self.in_chans, self.patch_size, "(B, C, H, W)")
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        raw = self.patch_embed(x)  # dynamic_img_size keeps (B, h, w, C)
+        tokens = self._net.norm_pre(self._net._pos_embed(raw))
+        p = self.num_prefix_tokens
+        return Embedded(tokens[:, :p], tokens[:, p:], raw.flatten(1, 2), (1, h, w))
+
+    def forward_head(self, prefix: Tensor) -> Tensor:
+        """timm's head on the final prefix tokens (LayerNorm is per token, so patches are not needed)."""
+        return self._net.forward_head(self.norm(prefix))
+
+    def train(self, mode: bool = True) -> "TimmViT":
+        super().train(mode)
+        self._net.training = mode
+        return self
+
+
+def _check_supported(net: nn.Module, arch: str) -> None:
+    if getattr(net, "global_pool", "token") != "token":
+        raise ValueError(f"{arch}: global_pool={net.global_pool!r}; token dropping needs class-token pooling")
+    if not all(type(b) is Block for b in net.blocks):
+        kinds = sorted({type(b).__name__ for b in net.blocks})
+        raise ValueError(f"{arch}: blocks of type {kinds} are not supported; need timm's standard Block")
+    if getattr(net, "attn_pool", None) is not None:
+        raise ValueError(f"{arch}: attention-pool heads are not supported")

@@ -1,0 +1,56 @@
+"""Model registry and ``build_model(cfg)``: the one place models read the config."""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode
+from fvcore.common.registry import Registry
+from torch import nn
+
+from iared_video.models.backbones import TimeSformer, TimmViT
+from iared_video.models.iared import IARED
+from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
+                                         TemporalDiffPolicy)
+
+MODEL_REGISTRY = Registry("MODEL")
+MODEL_REGISTRY.__doc__ = "Backbones by MODEL.MODEL_NAME; each builder takes the cfg and returns an nn.Module."
+
+__all__ = ["MODEL_REGISTRY", "build_model", "build_backbone", "build_policy"]
+
+
+@MODEL_REGISTRY.register()
+def timesformer(cfg: CfgNode) -> nn.Module:
+    m = cfg.MODEL
+    return TimeSformer(num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
+                       patch_size=m.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM, embed_dim=m.EMBED_DIM,
+                       depth=m.DEPTH, num_heads=m.NUM_HEADS, mlp_ratio=m.MLP_RATIO, drop_rate=m.DROPOUT_RATE,
+                       drop_path_rate=m.DROP_PATH_RATE)
+
+
+@MODEL_REGISTRY.register()
+def deit(cfg: CfgNode) -> nn.Module:
+    m = cfg.MODEL
+    return TimmViT(m.ARCH, num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, drop_rate=m.DROPOUT_RATE,
+                   drop_path_rate=m.DROP_PATH_RATE)
+
+
+def build_backbone(cfg: CfgNode) -> nn.Module:
+    """The backbone named by ``MODEL.MODEL_NAME``."""
+    return MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)
+
+
+def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
+    """The drop policy named by ``IARED.POLICY`` for tokens of width ``dim``."""
+    p = cfg.IARED
+    if p.POLICY == "interpreter":
+        return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM)
+    fixed = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
+    if p.POLICY in fixed:
+        return fixed[p.POLICY](p.DROP_RATIO)
+    return NoDropPolicy()
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """Backbone + policy as an ``IARED`` module: ``model(x)`` gives logits,
+    ``model(x, return_policy=True)`` a ``PolicyOutput``."""
+    backbone = build_backbone(cfg)
+    return IARED(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

@@ -1,0 +1,45 @@
+"""The multi-head interpreter of IA-RED^2 (Eq. 1 of the paper)."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+
+__all__ = ["MultiHeadInterpreter"]
+
+
+class MultiHeadInterpreter(nn.Module):
+    """Informative score of each patch token entering a group.
+
+    ``I_i = 1/H * sum_h sigmoid(F_q^h(X_i) . F_k^h(P))`` with a learned policy
+    token ``P`` and per-head linear maps ``F_q^h`` (patch tokens) and ``F_k^h``
+    (policy token). The per-head maps are stored stacked in one ``nn.Linear``
+    each (head ``h`` owns output rows ``h*head_dim:(h+1)*head_dim``).
+
+    Args:
+        dim: token width.
+        num_heads: H.
+        head_dim: output width of each ``F_q^h`` / ``F_k^h``.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.policy_token = nn.Parameter(torch.zeros(1, dim))
+        self.query = nn.Linear(dim, num_heads * head_dim)  # F_q^h, h = 1..H
+        self.key = nn.Linear(dim, num_heads * head_dim)  # F_k^h, h = 1..H
+        trunc_normal_(self.policy_token, std=0.02)
+        for layer in (self.query, self.key):
+            trunc_normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+
+    def head_logits(self, tokens: Tensor) -> Tensor:
+        """``F_q^h(X_i) . F_k^h(P)`` for every head: ``(..., C) -> (..., H)``."""
+        query = self.query(tokens).unflatten(-1, (self.num_heads, self.head_dim))
+        key = self.key(self.policy_token).view(self.num_heads, self.head_dim)
+        return (query * key).sum(-1)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Informative scores in (0, 1): ``(..., C) -> (...)``."""
+        return self.head_logits(tokens).sigmoid().mean(-1)

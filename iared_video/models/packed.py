@@ -1,0 +1,130 @@
+"""Transformer blocks on packed variable-length token sets.
+
+A batch whose samples keep different numbers of tokens is stored as one
+``(T_total, C)`` tensor plus sequence offsets (``cu_seqlens``), as in varlen
+flash attention. LayerNorm, QKV, projection and MLP act per token and run once
+on the packed tensor; only attention needs the sequence boundaries and runs
+block-diagonally. Nothing is padded and no sample is processed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+try:  # CUDA flash varlen kernel (torch >= 2.10)
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - older torch
+    varlen_attn = None
+
+__all__ = ["PackedSeqs", "packed_attention", "packed_block", "block_diagonal_sdpa", "packed_drop_path"]
+
+
+@dataclass
+class PackedSeqs:
+    """Sequence boundaries of a packed token tensor.
+
+    Attributes:
+        seqlens: tokens per sample (host list; one device sync builds it).
+        cu_seqlens: ``(B + 1,)`` int32 offsets on the tokens' device.
+    """
+
+    seqlens: list[int]
+    cu_seqlens: Tensor
+
+    @classmethod
+    def from_lengths(cls, lengths: list[int], device: torch.device) -> "PackedSeqs":
+        offsets = [0]
+        for n in lengths:
+            offsets.append(offsets[-1] + n)
+        return cls(list(lengths), torch.tensor(offsets, dtype=torch.int32, device=device))
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.seqlens)
+
+    @property
+    def max_seqlen(self) -> int:
+        return max(self.seqlens)
+
+    @property
+    def total(self) -> int:
+        return sum(self.seqlens)
+
+    @property
+    def uniform_length(self) -> int | None:
+        """The common length if every sample has the same number of tokens, else None."""
+        first = self.seqlens[0]
+        return first if all(n == first for n in self.seqlens) else None
+
+    def sample_ids(self) -> Tensor:
+        """``(T_total,)`` index of the sample each token belongs to."""
+        counts = torch.tensor(self.seqlens, device=self.cu_seqlens.device)
+        return torch.repeat_interleave(torch.arange(len(self.seqlens), device=counts.device), counts)
+
+
+def _use_varlen(q: Tensor) -> bool:
+    return varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+
+
+def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropout_p: float = 0.0,
+                        scale: float | None = None) -> Tensor:
+    """Attention within each sample of packed ``(T, H, d)`` q/k/v; returns ``(T, H, d)``.
+
+    CUDA half precision uses the varlen flash kernel. Equal lengths use one
+    batched SDPA call. Otherwise each sample's attention is one SDPA call on
+    its own slice (the linear layers, where most FLOPs are, stay packed).
+    """
+    if _use_varlen(q) and dropout_p == 0.0:
+        cu = seqs.cu_seqlens
+        return varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scale)
+    length = seqs.uniform_length
+    if length is not None:
+        shape = (seqs.batch_size, length) + q.shape[1:]
+        q4, k4, v4 = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout_p, scale=scale)
+        return out.transpose(1, 2).reshape(q.shape)
+    outs = [
+        F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1),
+                                       dropout_p=dropout_p, scale=scale).transpose(0, 1)
+        for qs, ks, vs in zip(q.split(seqs.seqlens), k.split(seqs.seqlens), v.split(seqs.seqlens))
+    ]
+    return torch.cat(outs, dim=0)
+
+
+def packed_attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+    """Run a timm ``Attention`` module on packed tokens ``(T, C)``."""
+    if getattr(attn, "gate", None) is not None:
+        raise NotImplementedError("gated attention is not supported on packed tokens")
+    tokens = x.shape[0]
+    qkv = attn.qkv(x).reshape(tokens, 3, attn.num_heads, attn.head_dim)
+    q, k, v = qkv.unbind(1)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    dropout_p = attn.attn_drop.p if attn.training else 0.0
+    out = block_diagonal_sdpa(q, k, v, seqs, dropout_p=dropout_p, scale=attn.scale)
+    out = attn.norm(out.reshape(tokens, -1))
+    return attn.proj_drop(attn.proj(out))
+
+
+def packed_drop_path(x: Tensor, drop_prob: float, training: bool, seqs: PackedSeqs) -> Tensor:
+    """Stochastic depth with one keep/drop draw per sample, broadcast to its tokens."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    per_sample = x.new_empty(seqs.batch_size).bernoulli_(keep_prob) / keep_prob
+    return x * per_sample[seqs.sample_ids()].unsqueeze(-1)
+
+
+def _drop_prob(module: nn.Module) -> float:
+    return float(getattr(module, "drop_prob", 0.0))
+
+
+def packed_block(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+    """A pre-norm timm ``Block`` (attention + MLP, LayerScale, drop-path) on packed tokens."""
+    y = block.ls1(packed_attention(block.attn, block.norm1(x), seqs))
+    x = x + packed_drop_path(y, _drop_prob(block.drop_path1), block.training, seqs)
+    y = block.ls2(block.mlp(block.norm2(x)))
+    return x + packed_drop_path(y, _drop_prob(block.drop_path2), block.training, seqs)

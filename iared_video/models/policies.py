@@ -1,0 +1,156 @@
+"""Token-drop policies with one interface: score the patch tokens entering a group, decide which stay.
+
+Modes of a group (chosen by the caller, e.g. the training curriculum):
+    ``"greedy"``: the inference rule (threshold for the interpreter, top-k for fixed-ratio policies);
+    ``"sample"``: keep ``u ~ Bernoulli(I)`` (interpreter only; REINFORCE);
+    ``"keep_all"``: keep every token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from iared_video.models.backbones import Embedded
+from iared_video.models.interpreter import MultiHeadInterpreter
+
+__all__ = ["GroupInput", "DropPolicy", "InterpreterPolicy", "NoDropPolicy", "RandomPolicy",
+           "AttentionPolicy", "TemporalDiffPolicy", "MODES"]
+
+MODES = ("greedy", "sample", "keep_all")
+
+
+@dataclass
+class GroupInput:
+    """What a policy sees at the entry of group ``group``.
+
+    Attributes:
+        group: group index j (0-based).
+        tokens: ``(T_patch, C)`` packed patch tokens still present, sample-major.
+        batch: batch size B.
+        num_patches: N, patch tokens per sample before any drop.
+        embedded: the input embedding (used by input-level policies at group 0).
+        backbone: the backbone (the attention policy reads its first block).
+    """
+
+    group: int
+    tokens: Tensor
+    batch: int
+    num_patches: int
+    embedded: Embedded
+    backbone: nn.Module
+
+
+class DropPolicy(nn.Module):
+    """Base class: ``acts_on(j)`` says whether group j may drop tokens."""
+
+    def acts_on(self, group: int) -> bool:
+        raise NotImplementedError
+
+    def score(self, inp: GroupInput) -> Tensor:
+        """Informative scores ``(T_patch,)`` in [0, 1] of the tokens in ``inp``."""
+        raise NotImplementedError
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        """Boolean ``(T_patch,)`` keep decisions."""
+        raise NotImplementedError
+
+
+class NoDropPolicy(DropPolicy):
+    """Dense model: every token is kept everywhere."""
+
+    def acts_on(self, group: int) -> bool:
+        return False
+
+
+class InterpreterPolicy(DropPolicy):
+    """IA-RED^2: one multi-head interpreter per group, drop where ``I < threshold``."""
+
+    def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
+                 head_dim: int = 64) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim) for _ in range(num_groups))
+
+    def acts_on(self, group: int) -> bool:
+        return True
+
+    def score(self, inp: GroupInput) -> Tensor:
+        return self.interpreters[inp.group](inp.tokens)
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode == "greedy":
+            return scores >= self.threshold
+        if mode == "sample":
+            return torch.bernoulli(scores.detach()).bool()
+        if mode == "keep_all":
+            return torch.ones_like(scores, dtype=torch.bool)
+        raise ValueError(f"unknown policy mode {mode!r}; expected one of {MODES}")
+
+
+class FixedRatioPolicy(DropPolicy):
+    """Drops ``drop_ratio`` of the patch tokens at the input (group 0), lowest scores first."""
+
+    def __init__(self, drop_ratio: float) -> None:
+        super().__init__()
+        if not 0.0 <= drop_ratio < 1.0:
+            raise ValueError(f"drop_ratio must lie in [0, 1), got {drop_ratio}")
+        self.drop_ratio = drop_ratio
+
+    def acts_on(self, group: int) -> bool:
+        return group == 0
+
+    def num_kept(self, num_patches: int) -> int:
+        return max(1, num_patches - int(math.floor(self.drop_ratio * num_patches + 0.5)))
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode not in MODES:
+            raise ValueError(f"unknown policy mode {mode!r}; expected one of {MODES}")
+        if mode == "keep_all":
+            return torch.ones_like(scores, dtype=torch.bool)
+        per_sample = scores.view(inp.batch, inp.num_patches)
+        top = per_sample.topk(self.num_kept(inp.num_patches), dim=1).indices
+        mask = torch.zeros_like(per_sample, dtype=torch.bool).scatter_(1, top, True)
+        return mask.flatten()
+
+
+class RandomPolicy(FixedRatioPolicy):
+    """Random drop baseline: uniform random scores."""
+
+    def score(self, inp: GroupInput) -> Tensor:
+        return torch.rand(inp.tokens.shape[0], device=inp.tokens.device)
+
+
+class AttentionPolicy(FixedRatioPolicy):
+    """Raw-attention baseline: class-token attention of the first block, averaged over heads."""
+
+    def score(self, inp: GroupInput) -> Tensor:
+        emb, block = inp.embedded, inp.backbone.blocks[0]
+        attn = block.attn
+        x = block.norm1(torch.cat([emb.prefix, emb.patches], dim=1))
+        batch, length, _ = x.shape
+        qkv = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim)
+        q, k = attn.q_norm(qkv[:, :1, 0]), attn.k_norm(qkv[:, :, 1])  # (B, 1, H, d), (B, L, H, d)
+        logits = torch.einsum("bqhd,bkhd->bhqk", q * attn.scale, k)
+        cls_attn = logits.softmax(-1).mean(1)[:, 0, emb.prefix.shape[1]:]  # (B, N)
+        return _normalise(cls_attn).flatten()
+
+
+class TemporalDiffPolicy(FixedRatioPolicy):
+    """Temporal-difference baseline: L2 distance of a patch token to the same position at t-1 (t=0 vs zeros)."""
+
+    def score(self, inp: GroupInput) -> Tensor:
+        emb = inp.embedded
+        frames, h, w = emb.grid
+        tokens = emb.raw.view(inp.batch, frames, h * w, -1)
+        previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
+        distance = (tokens - previous).norm(dim=-1).flatten(1)
+        return _normalise(distance).flatten()
+
+
+def _normalise(values: Tensor) -> Tensor:
+    """Scale each row to [0, 1] by its maximum (order preserved, heatmap-friendly)."""
+    return values / values.amax(dim=1, keepdim=True).clamp_min(1e-12)
