@@ -1,0 +1,195 @@
+"""Models: timm equivalence, Eq. 1 by hand, real token removal, hierarchy, batch independence, input errors."""
+
+import math
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from iared_video.config import load_config
+from iared_video.models import IARED, MultiHeadInterpreter, build_model
+from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
+
+TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
+            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]
+
+
+def tiny_tsf(policy: str = "interpreter", groups: int = 2, **extra: str) -> IARED:
+    opts = TINY_TSF + ["IARED.POLICY", policy, "IARED.NUM_GROUPS", str(groups)]
+    for key, value in extra.items():
+        opts += [key, value]
+    return build_model(load_config(None, opts)).eval()
+
+
+def deit(arch: str, policy: str) -> IARED:
+    cfg = load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", arch, "MODEL.NUM_CLASSES", "1000",
+                             "IARED.POLICY", policy, "IARED.NUM_GROUPS", "3"])
+    return build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["deit_tiny_patch16_224", "deit_small_patch16_224",
+                                  "deit_tiny_distilled_patch16_224"])
+@pytest.mark.parametrize("policy", ["none", "interpreter"])
+def test_deit_matches_timm(arch: str, policy: str) -> None:
+    torch.manual_seed(0)
+    model = deit(arch, policy)
+    if policy == "interpreter":
+        model.policy.threshold = 0.0  # sigmoid scores are > 0: every token is kept
+    reference = timm.create_model(arch, pretrained=False).eval()
+    reference.load_state_dict(model.backbone.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        expected = reference(x)
+    torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=0)
+    assert bool(out.keep[-1].all())
+
+
+def test_interpreter_equation_one_by_hand() -> None:
+    interp = MultiHeadInterpreter(dim=3, num_heads=2, head_dim=2)
+    with torch.no_grad():
+        interp.policy_token.copy_(torch.tensor([[1.0, -1.0, 0.5]]))
+        interp.query.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+        interp.query.bias.copy_(torch.tensor([0.0, 0.1, 0.0, -0.2]))
+        interp.key.weight.copy_(torch.tensor([[0.5, 0, 0], [0, 0.5, 0], [1, 0, 0], [0, 0, 2]]))
+        interp.key.bias.zero_()
+    token = [0.2, -0.4, 1.0]
+    # F_k(P): head 0 -> (0.5, -0.5), head 1 -> (1.0, 1.0)
+    # F_q(X): head 0 -> (0.2, -0.3), head 1 -> (1.0, 0.6)
+    head0 = 0.2 * 0.5 + (-0.3) * (-0.5)
+    head1 = 1.0 * 1.0 + 0.6 * 1.0
+    expected = 0.5 * (1 / (1 + math.exp(-head0)) + 1 / (1 + math.exp(-head1)))
+    assert interp(torch.tensor([token])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def _count_block_inputs(model: IARED) -> list[int]:
+    counts: list[int] = []
+    for block in model.backbone.blocks:
+        block.norm1.register_forward_pre_hook(lambda _m, args: counts.append(args[0].shape[0]))
+    return counts
+
+
+def test_tokens_really_leave_the_sequence_and_hierarchy_holds() -> None:
+    torch.manual_seed(1)
+    model = tiny_tsf(groups=2)
+    counts = _count_block_inputs(model)
+    x = torch.randn(3, 3, 4, 64, 64)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+    num_patches = 4 * 4 * 4
+    kept = [k.sum(1) for k in out.keep]
+    assert kept[-1].sum() < 3 * num_patches, "threshold 0.5 on random weights should drop something"
+    group_size = model.group_size
+    for group in range(model.num_groups):
+        expected = int(kept[group].sum()) + 3 * model.backbone.num_prefix_tokens
+        assert counts[group * group_size:(group + 1) * group_size] == [expected] * group_size
+    assert bool((out.keep[1] <= out.keep[0]).all()), "a token dropped at group 0 came back at group 1"
+    assert bool((out.scores[1][~out.keep[0]] == 0).all()), "scores must be 0 for tokens dropped earlier"
+    assert bool((out.keep[0] == (out.scores[0] >= 0.5)).all())
+
+
+def test_batch_independence_with_different_keep_counts() -> None:
+    torch.manual_seed(2)
+    model = tiny_tsf(groups=2)
+    x = torch.randn(4, 3, 4, 64, 64) * torch.tensor([0.5, 1.0, 2.0, 4.0]).view(4, 1, 1, 1, 1)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        singles = torch.cat([model(x[i:i + 1]) for i in range(4)])
+    assert len(set(out.keep[-1].sum(1).tolist())) > 1, "samples should keep different numbers of tokens"
+    torch.testing.assert_close(out.logits, singles, atol=1e-5, rtol=1e-5)
+
+
+def test_block_diagonal_attention_matches_masked_dense() -> None:
+    torch.manual_seed(3)
+    lengths = [5, 2, 7]
+    seqs = PackedSeqs.from_lengths(lengths, torch.device("cpu"))
+    q, k, v = (torch.randn(sum(lengths), 2, 4) for _ in range(3))
+    out = block_diagonal_sdpa(q, k, v, seqs)
+    start = 0
+    for n in lengths:
+        sl = slice(start, start + n)
+        ref = torch.softmax(q[sl].transpose(0, 1) @ k[sl].permute(1, 2, 0) / 2.0, -1) @ v[sl].transpose(0, 1)
+        torch.testing.assert_close(out[sl], ref.transpose(0, 1), atol=1e-5, rtol=1e-5)
+        start += n
+
+
+def test_log_prob_is_bernoulli_log_likelihood() -> None:
+    torch.manual_seed(4)
+    model = tiny_tsf(groups=1).train()
+    x = torch.randn(2, 3, 4, 64, 64)
+    out = model(x, return_policy=True, modes=["sample"])
+    scores, keep = out.scores[0], out.keep[0]
+    expected = torch.where(keep, scores, 1 - scores).log().sum(1)
+    torch.testing.assert_close(out.log_probs[0], expected)
+    out.log_probs[0].sum().backward()
+    assert model.policy.interpreters[0].query.weight.grad is not None
+
+
+@pytest.mark.parametrize("policy", ["random", "attention", "temporal_diff"])
+def test_fixed_ratio_policies_drop_exact_count_at_input(policy: str) -> None:
+    model = tiny_tsf(policy=policy, groups=2, **{"IARED.DROP_RATIO": "0.25"})
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 4, 64, 64), return_policy=True)
+    assert out.keep[0].sum(1).tolist() == [48, 48]
+    assert bool((out.keep[1] == out.keep[0]).all()), "fixed-ratio policies drop at the input only"
+
+
+def test_attention_policy_scores_are_block1_cls_attention() -> None:
+    torch.manual_seed(5)
+    model = tiny_tsf(policy="attention", groups=1)
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        emb = model.backbone.embed(x)
+        block = model.backbone.blocks[0]
+        tokens = block.norm1(torch.cat([emb.prefix, emb.patches], 1))[0]
+        q, k, _ = block.attn.qkv(tokens).view(tokens.shape[0], 3, 4, 16).unbind(1)
+        attn = torch.stack([torch.softmax(q[0, h] @ k[:, h].T / 4.0, -1) for h in range(4)]).mean(0)[1:]
+    torch.testing.assert_close(out.scores[0][0], attn / attn.max())
+
+
+def test_temporal_diff_scores_by_hand() -> None:
+    model = tiny_tsf(policy="temporal_diff", groups=1)
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        raw = model.backbone.patch_embed(x[0].transpose(0, 1))  # (T, hw, C)
+    prev = torch.cat([torch.zeros_like(raw[:1]), raw[:-1]])
+    dist = (raw - prev).norm(dim=-1).flatten()
+    torch.testing.assert_close(out.scores[0][0], dist / dist.max())
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 4, 4, 64, 64), "channels"),
+    ((1, 3, 4, 60, 64), "not divisible by the patch size"),
+    ((1, 3, 64, 64), "5-d input"),
+])
+def test_wrong_input_shape_gives_clear_error(shape: tuple, message: str) -> None:
+    model = tiny_tsf(groups=1)
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(*shape))
+
+
+def test_other_resolution_and_frame_count_interpolate_embeddings() -> None:
+    model = tiny_tsf(groups=1, **{"IARED.POLICY": "none"})
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 6, 96, 80), return_policy=True)
+    assert out.grid == (6, 6, 5)
+    assert out.keep[0].shape == (1, 6 * 6 * 5)
+
+
+def test_modes_are_validated() -> None:
+    model = tiny_tsf(groups=2)
+    with pytest.raises(ValueError, match="modes"):
+        model(torch.randn(1, 3, 4, 64, 64), modes=["greedy"])
+    with pytest.raises(ValueError, match="modes"):
+        model(torch.randn(1, 3, 4, 64, 64), modes=["greedy", "bogus"])
+
+
+def test_training_with_drop_path_is_per_sample() -> None:
+    torch.manual_seed(6)
+    model = tiny_tsf(groups=1, **{"MODEL.DROP_PATH_RATE": "0.5"}).train()
+    logits = model(torch.randn(2, 3, 4, 64, 64))
+    F.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    assert model.backbone.blocks[-1].mlp.fc1.weight.grad is not None
