@@ -83,6 +83,10 @@ _C.IARED.INTERPRETER_EPOCHS = 5
 _C.IARED.BACKBONE_EPOCHS = 1
 # Learning rate of the interpreter stages.
 _C.IARED.INTERPRETER_LR = 2.5e-3
+# Optimiser of the interpreter stages: "sgd", "adam" or "adamw" ("" uses SOLVER.OPTIMIZING_METHOD).
+_C.IARED.INTERPRETER_OPTIMIZER = ""
+# Weight decay of the interpreter stages.
+_C.IARED.INTERPRETER_WEIGHT_DECAY = 0.0
 
 # ---------------------------------------------------------------------------
 # Data.
@@ -122,6 +126,22 @@ _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Decode attempts of one sample before it is substituted (train/val only).
 _C.DATA.NUM_RETRIES = 3
+# Other items tried in a row for one failing train/val sample before giving up with an error (a broken data set).
+_C.DATA.MAX_SUBSTITUTIONS = 10
+# Try the other decoding backend on a file the first one cannot read (logged).
+_C.DATA.DECODING_FALLBACK = True
+# Decoder threads per video (0: the decoder chooses); keep 1 when several loader workers share the CPUs.
+_C.DATA.DECODING_THREADS = 1
+# Image branch (timm create_transform): RandAugment policy for training, e.g. "rand-m9-mstd0.5-inc1" ("" off).
+_C.DATA.IMAGE_AUTO_AUGMENT = ""
+# Image branch: colour-jitter strength for training (0.0 off; ignored when IMAGE_AUTO_AUGMENT is set).
+_C.DATA.IMAGE_COLOR_JITTER = 0.0
+# Image branch: random-erasing probability for training (0.0 off).
+_C.DATA.IMAGE_RE_PROB = 0.0
+# Image branch: eval resize is TEST_CROP_SIZE / IMAGE_CROP_PCT, then a centre crop (0.875: 256 -> 224).
+_C.DATA.IMAGE_CROP_PCT = 0.875
+# Image branch: resize interpolation ("bicubic" as DeiT, "bilinear", ...).
+_C.DATA.IMAGE_INTERPOLATION = "bicubic"
 
 # ---------------------------------------------------------------------------
 # Data loader.
@@ -154,6 +174,8 @@ _C.TRAIN.AUTO_RESUME = True
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # Mixed precision on GPU.
 _C.TRAIN.MIXED_PRECISION = False
+# Autocast dtype with MIXED_PRECISION: "bfloat16" or "float16" (float16 adds a GradScaler).
+_C.TRAIN.AMP_DTYPE = "bfloat16"
 
 # ---------------------------------------------------------------------------
 # Optimiser and schedule.

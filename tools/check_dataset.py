@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Scan a video split CSV: open and decode a few frames of every video, report the unreadable ones.
+
+Examples:
+    python tools/check_dataset.py data/k400/val.csv --workers 2
+    python tools/check_dataset.py data/k400/train.csv --backend pyav --prefix /data/k400 --allow-bad
+
+Exit status 1 when a video cannot be read by any backend (unless --allow-bad). Videos that
+only the fallback backend can read are listed too: the data loader reads them, more slowly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from iared_video.datasets.bad_data import check_file
+from iared_video.datasets.decoder import BACKENDS, DecodeError, decode_with_decord, decode_with_pyav
+from iared_video.datasets.kinetics import load_class_names, read_split_csv
+
+DECODERS = {"decord": decode_with_decord, "pyav": decode_with_pyav}
+
+
+@dataclass
+class Report:
+    """What checking one video found."""
+
+    path: str
+    ok: bool  # some backend decoded it
+    backend: str  # the backend that decoded it ("" if none)
+    reason: str  # why the first backend (or every backend) failed; "" if the first one worked
+    frames: int = 0
+    fps: float = 0.0
+    height: int = 0
+    width: int = 0
+
+
+def check_video(path: str, backend: str, num_frames: int, fallback: bool = True) -> Report:
+    """Decode ``num_frames`` evenly spaced frames of ``path``, first with ``backend``."""
+    try:
+        check_file(path, DecodeError)
+    except DecodeError as exc:
+        return Report(path, False, "", exc.reason)
+    spaced = lambda n, fps: np.linspace(0, n - 1, min(num_frames, n)).astype(np.int64)  # noqa: E731
+    order = [backend] + ([b for b in BACKENDS if b != backend] if fallback else [])
+    reasons = []
+    for name in order:
+        try:
+            clip = DECODERS[name](path, spaced)
+        except DecodeError as exc:
+            reasons.append(exc.reason)
+            continue
+        _, height, width, _ = clip.frames.shape
+        return Report(path, True, name, "; ".join(reasons), clip.video_frames, clip.fps, height, width)
+    return Report(path, False, "", "; ".join(reasons))
+
+
+def _check_star(args: tuple[str, str, int, bool]) -> Report:
+    return check_video(*args)
+
+
+def run_checks(paths: Sequence[str], backend: str, num_frames: int, workers: int, fallback: bool) -> Iterator[Report]:
+    """Check every path, in order, with ``workers`` processes (0: in this process)."""
+    jobs = [(path, backend, num_frames, fallback) for path in paths]
+    if workers <= 0:
+        yield from map(_check_star, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_check_star, jobs, chunksize=4)
+
+
+def format_table(rows: Iterable[tuple[str, str]], headers: tuple[str, str]) -> str:
+    """Two-column plain-text table."""
+    rows = list(rows)
+    width = max(len(headers[0]), *(len(r[0]) for r in rows)) if rows else len(headers[0])
+    lines = [f"{headers[0]:<{width}}  {headers[1]}", f"{'-' * width}  {'-' * len(headers[1])}"]
+    return "\n".join(lines + [f"{a:<{width}}  {b}" for a, b in rows])
+
+
+def summarize(reports: Sequence[Report], backend: str) -> str:
+    """Tables of unreadable and fallback-only videos, then counts and frame/fps ranges."""
+    bad = [r for r in reports if not r.ok]
+    fallback = [r for r in reports if r.ok and r.backend != backend]
+    good = [r for r in reports if r.ok]
+    parts = []
+    if bad:
+        parts += [f"\nUnreadable videos ({len(bad)}):", format_table(((r.path, r.reason) for r in bad), ("path", "reason"))]
+    if fallback:
+        parts += [f"\nReadable only by the fallback backend ({len(fallback)}):",
+                  format_table(((r.path, f"{r.backend} ok; {r.reason}") for r in fallback), ("path", "detail"))]
+    parts.append(f"\n{len(reports)} videos: {len(good)} readable ({len(fallback)} only by fallback), {len(bad)} unreadable")
+    if good:
+        frames, fps = np.array([r.frames for r in good]), np.array([r.fps for r in good])
+        parts.append(f"frames min/median/max {frames.min()}/{int(np.median(frames))}/{frames.max()}, "
+                     f"fps min/max {fps.min():.2f}/{fps.max():.2f}, "
+                     f"shortest short side {min(min(r.height, r.width) for r in good)} px")
+    return "\n".join(parts)
+
+
+def split_paths(csv: str, separator: str, prefix: str) -> list[str]:
+    """Video paths of a split CSV (relative paths resolve against the CSV's folder, as in the loader)."""
+    data_dir = os.path.dirname(os.path.abspath(csv))
+    names_file = os.path.join(data_dir, "classnames.json")
+    class_to_id = load_class_names(names_file) if os.path.exists(names_file) else None
+    return read_split_csv(csv, separator, prefix, data_dir, class_to_id)[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("csv", help="split file with 'path label' lines")
+    p.add_argument("--backend", choices=BACKENDS, default="decord", help="backend tried first")
+    p.add_argument("--no-fallback", action="store_true", help="do not try the other backend")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: none)")
+    p.add_argument("--frames", type=int, default=4, help="evenly spaced frames decoded per video")
+    p.add_argument("--prefix", default="", help="DATA.PATH_PREFIX joined to every path")
+    p.add_argument("--separator", default=" ", help="DATA.PATH_LABEL_SEPARATOR")
+    p.add_argument("--allow-bad", action="store_true", help="exit 0 even when videos are unreadable")
+    p.add_argument("--out", default="", help="also write every report to this json file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the check; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    paths = split_paths(args.csv, args.separator, args.prefix)
+    checks = run_checks(paths, args.backend, args.frames, args.workers, not args.no_fallback)
+    reports = list(tqdm(checks, total=len(paths), desc="checking", unit="video"))
+    print(summarize(reports, args.backend))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump([asdict(r) for r in reports], f, indent=1)
+    bad = sum(not r.ok for r in reports)
+    return 1 if bad and not args.allow_bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
