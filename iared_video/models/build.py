@@ -10,6 +10,7 @@ from iared_video.models.backbones import TimeSformer, TimmViT
 from iared_video.models.iared import IARED
 from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
                                          TemporalDiffPolicy)
+from iared_video.models.weights import load_pretrained
 
 MODEL_REGISTRY = Registry("MODEL")
 MODEL_REGISTRY.__doc__ = "Backbones by MODEL.MODEL_NAME; each builder takes the cfg and returns an nn.Module."
@@ -53,4 +54,7 @@ def build_model(cfg: CfgNode) -> nn.Module:
     """Backbone + policy as an ``IARED`` module: ``model(x)`` gives logits,
     ``model(x, return_policy=True)`` a ``PolicyOutput``."""
     backbone = build_backbone(cfg)
-    return IARED(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+    model = IARED(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+    if cfg.MODEL.PRETRAINED:
+        load_pretrained(model, cfg.MODEL.PRETRAINED)
+    return model

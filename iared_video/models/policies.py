@@ -113,7 +113,7 @@ class FixedRatioPolicy(DropPolicy):
             return torch.ones_like(scores, dtype=torch.bool)
         per_sample = scores.view(inp.batch, inp.num_patches)
         top = per_sample.topk(self.num_kept(inp.num_patches), dim=1).indices
-        mask = torch.zeros_like(per_sample, dtype=torch.bool).scatter_(1, top, True)
+        mask = torch.zeros_like(per_sample, dtype=torch.bool).scatter_(1, top, torch.ones_like(top, dtype=torch.bool))
         return mask.flatten()
 
 

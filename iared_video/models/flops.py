@@ -1,0 +1,229 @@
+"""FLOPs of dense and token-dropping models, in fvcore's convention (1 multiply-add = 1 "flop").
+
+Everything here counts multiply-accumulates (MACs); "GFLOPs" as papers and
+fvcore report them are these GMACs. The analytic counts follow fvcore's
+per-operator rules so that they agree with ``FlopCountAnalysis`` on the same
+model:
+
+* linear / conv / matmul / einsum: in x out per token (bias free);
+* attention (``scaled_dot_product_attention``): ``Lq * Lk * (d_qk + d_v)`` per head, i.e. ``2 n^2 C`` per block;
+* LayerNorm: 5 per element (fvcore's rough estimate for affine norms);
+* element-wise ops (GELU, softmax, sigmoid, residual adds, bias) are free.
+
+One addition to fvcore's rules: the interpreter's per-head dot product
+``F_q^h(X_i) . F_k^h(P)`` is a mat-vec written as ``mul`` + ``sum`` that fvcore
+misses; it is counted here (``H * d`` per scored token, < 2% of the interpreter's
+own cost and negligible against the blocks).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from math import prod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from iared_video.models.backbones import TimeSformer
+from iared_video.models.iared import IARED, PolicyOutput
+from iared_video.models.interpreter import MultiHeadInterpreter
+from iared_video.models.policies import MODES, AttentionPolicy, InterpreterPolicy
+
+__all__ = ["layer_norm_macs", "block_macs", "patch_embed_macs", "head_macs", "interpreter_macs",
+           "attention_policy_macs", "token_counts", "model_gmacs_per_sample", "dense_gmacs", "sdpa_flop_jit",
+           "fvcore_gflops"]
+
+logger = logging.getLogger(__name__)
+
+Count = int | float | Tensor
+LAYER_NORM_MACS_PER_ELEMENT = 5  # fvcore's norm_flop_counter for affine norms
+# Ops fvcore does not count that are element-wise, indexing or bookkeeping: free under its convention.
+TRIVIAL_OPS = frozenset({
+    "aten::add", "aten::add_", "aten::sub", "aten::mul", "aten::mul_", "aten::div", "aten::sum", "aten::mean",
+    "aten::gelu", "aten::sigmoid", "aten::softmax", "aten::unflatten", "aten::bincount", "aten::repeat_interleave",
+    "aten::cumsum", "aten::view_as", "aten::rsub", "aten::log", "aten::bernoulli", "aten::scatter_",
+    "aten::topk", "aten::upsample_bicubic2d", "aten::upsample_linear1d", "aten::linalg_vector_norm",
+    "aten::amax", "aten::clamp_min", "aten::index_add", "aten::index_put", "aten::zeros_like", "aten::ones_like",
+    "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
+})
+
+
+# ---------------------------------------------------------------------------
+# Analytic counts (per sample).
+# ---------------------------------------------------------------------------
+def layer_norm_macs(num_tokens: Count, dim: int) -> Count:
+    """LayerNorm over ``num_tokens`` tokens of width ``dim``, 5 per element as fvcore counts it."""
+    return LAYER_NORM_MACS_PER_ELEMENT * num_tokens * dim
+
+
+def block_macs(num_tokens: Count, dim: int, mlp_ratio: float = 4.0, mlp_hidden: int | None = None,
+               count_norms: bool = True) -> Count:
+    """MACs of one pre-norm ViT block on ``n`` tokens of width ``C``.
+
+    ``qkv 3nC^2 + attention 2n^2C (QK^T and AV) + proj nC^2 + MLP 2nCr`` (``r = mlp_hidden``, default
+    ``int(C * mlp_ratio)``), plus two LayerNorms (``10nC``) when ``count_norms``.
+    """
+    hidden = mlp_hidden if mlp_hidden is not None else int(dim * mlp_ratio)
+    n = num_tokens
+    macs = 3 * n * dim * dim + 2 * n * n * dim + n * dim * dim + 2 * n * dim * hidden
+    return macs + (2 * layer_norm_macs(n, dim) if count_norms else 0)
+
+
+def _linear_macs(module: nn.Module | None) -> int:
+    return module.in_features * module.out_features if isinstance(module, nn.Linear) else 0
+
+
+def _norm_macs(module: nn.Module | None, num_tokens: Count) -> Count:
+    return layer_norm_macs(num_tokens, module.normalized_shape[-1]) if isinstance(module, nn.LayerNorm) else 0
+
+
+def _module_block_macs(block: nn.Module, num_tokens: Count) -> Count:
+    """``block_macs`` with the dimensions read from a timm ``Block``."""
+    attn, mlp = block.attn, block.mlp
+    dim = attn.qkv.in_features
+    n = num_tokens
+    macs = n * _linear_macs(attn.qkv) + 2 * n * n * dim + n * _linear_macs(attn.proj)
+    macs = macs + n * (_linear_macs(mlp.fc1) + _linear_macs(mlp.fc2))
+    return macs + _norm_macs(block.norm1, n) + _norm_macs(block.norm2, n)
+
+
+def patch_embed_macs(backbone: nn.Module, num_patches: Count) -> Count:
+    """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any."""
+    embed = backbone.patch_embed
+    return num_patches * embed.proj.weight.numel() + _norm_macs(getattr(embed, "norm", None), num_patches)
+
+
+def head_macs(backbone: nn.Module) -> int:
+    """Final LayerNorm on the prefix token(s) the head reads, plus the head(s)."""
+    if isinstance(backbone, TimeSformer):  # norm on the class token only
+        return _norm_macs(backbone.norm, 1) + _linear_macs(backbone.head)
+    net = backbone  # TimmViT: norm over all prefix tokens, timm's forward_head
+    macs = _norm_macs(net.norm, net.num_prefix_tokens) + _norm_macs(getattr(net, "fc_norm", None), 1)
+    return macs + _linear_macs(net.head) + _linear_macs(getattr(net, "head_dist", None))
+
+
+def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Count:
+    """``F_q`` on the scored tokens, ``F_k`` on the policy token, and the per-head dot products."""
+    width = interpreter.num_heads * interpreter.head_dim
+    return num_scored * (_linear_macs(interpreter.query) + width) + _linear_macs(interpreter.key)
+
+
+def attention_policy_macs(backbone: nn.Module, num_tokens: Count) -> Count:
+    """Raw-attention baseline: block-1 ``norm1`` and ``qkv`` on all tokens, class-query logits (``L * C``)."""
+    block = backbone.blocks[0]
+    dim = block.attn.qkv.in_features
+    return _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(block.attn.qkv) + num_tokens * dim
+
+
+# ---------------------------------------------------------------------------
+# Per-sample totals.
+# ---------------------------------------------------------------------------
+def token_counts(tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None) -> tuple[Tensor, int]:
+    """Patch tokens entering each group's blocks, ``(B, D)`` float64, and N.
+
+    Args:
+        tokens: a ``PolicyOutput`` (counts from its keep masks), a ``(B, D)`` tensor, or D per-group
+            counts (ints or ``(B,)`` tensors).
+        num_patches: N (patch tokens before any drop); required unless ``tokens`` is a ``PolicyOutput``.
+    """
+    if isinstance(tokens, PolicyOutput):
+        counts = torch.stack([k.sum(dim=1) for k in tokens.keep], dim=1)
+        return counts.double().cpu(), tokens.keep[0].shape[1]
+    if num_patches is None:
+        raise ValueError("num_patches (N before any drop) is required with raw token counts")
+    if not isinstance(tokens, Tensor):
+        tokens = torch.stack([torch.as_tensor(c).reshape(-1) for c in tokens], dim=1)
+    if tokens.ndim != 2:
+        raise ValueError(f"token counts must be (B, D), got shape {tuple(tokens.shape)}")
+    return tokens.double().cpu(), num_patches
+
+
+def _policy_macs(model: IARED, group: int, num_scored: Tensor, num_prefix: int) -> Tensor | int:
+    """What the drop policy of ``group`` costs (0 when it does not act there)."""
+    policy = model.policy
+    if isinstance(policy, InterpreterPolicy):
+        return interpreter_macs(policy.interpreters[group], num_scored)
+    if isinstance(policy, AttentionPolicy):
+        return attention_policy_macs(model.backbone, num_scored + num_prefix)
+    return 0
+
+
+def model_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None,
+                           modes: Sequence[str] | None = None) -> Tensor:
+    """GMACs per sample of an ``IARED`` forward from its token counts.
+
+    Patch embedding on all N patches; group j's policy on the tokens present at its entry (if it acts
+    there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm and head.
+
+    Args:
+        model: the ``IARED`` model, possibly DDP-wrapped (dimensions are read from its modules).
+        tokens: ``PolicyOutput`` or per-group kept counts, see ``token_counts``.
+        num_patches: N, required with raw counts.
+        modes: the modes the forward ran with (default all ``"greedy"``).
+
+    Returns:
+        ``(B,)`` float64 GMACs.
+    """
+    model = getattr(model, "module", model)  # DDP-wrapped
+    counts, num = token_counts(tokens, num_patches)
+    modes = list(modes) if modes is not None else ["greedy"] * model.num_groups
+    if counts.shape[1] != model.num_groups or len(modes) != model.num_groups or any(m not in MODES for m in modes):
+        raise ValueError(f"need {model.num_groups} groups of counts and modes, got {counts.shape[1]} and {modes}")
+    backbone, num_prefix = model.backbone, model.backbone.num_prefix_tokens
+    macs = torch.full_like(counts[:, 0], float(patch_embed_macs(backbone, num) + head_macs(backbone)))
+    scored = torch.full_like(counts[:, 0], float(num))
+    for group in range(model.num_groups):
+        if model.policy.acts_on(group) and modes[group] != "keep_all":
+            macs = macs + _policy_macs(model, group, scored, num_prefix)
+        for block in model.group_blocks(group):
+            macs = macs + _module_block_macs(block, counts[:, group] + num_prefix)
+        scored = counts[:, group]
+    return macs / 1e9
+
+
+def dense_gmacs(model: IARED, num_patches: int) -> float:
+    """GMACs of one sample through the backbone alone, every token kept and no policy cost."""
+    counts = torch.full((1, model.num_groups), float(num_patches))
+    return float(model_gmacs_per_sample(model, counts, num_patches, modes=["keep_all"] * model.num_groups)[0])
+
+
+# ---------------------------------------------------------------------------
+# fvcore.
+# ---------------------------------------------------------------------------
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle for ``aten::scaled_dot_product_attention``: ``batch * Lq * Lk * (d_qk + d_v)``.
+
+    For ``d_qk = d_v = d`` that is ``2 * B * H * Lq * Lk * d`` (``QK^T`` and ``AV``).
+    """
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def fvcore_gflops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> float:
+    """fvcore ``FlopCountAnalysis`` total for ``model(inputs)`` in G (fvcore "flops" = MACs), whole batch.
+
+    Adds a handle for fused attention (fvcore counts it as 0 otherwise), silences fvcore's noise about
+    element-wise/bookkeeping ops, and warns about any other op it could not count.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings and fvcore's import-time jit.script deprecation
+            from fvcore.nn import FlopCountAnalysis
+
+            analysis = FlopCountAnalysis(model, inputs)
+            analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            total = analysis.total()
+        uncounted = {op: n for op, n in analysis.unsupported_ops().items() if op not in TRIVIAL_OPS}
+    finally:
+        model.train(was_training)
+    if uncounted:
+        logger.warning("fvcore could not count these ops (counted as 0): %s", dict(uncounted))
+    return total / 1e9
