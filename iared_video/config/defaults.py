@@ -229,6 +229,18 @@ _C.VISUALIZE.ENABLE = False
 _C.VISUALIZE.INPUT = ""
 # Maximum number of inputs visualised.
 _C.VISUALIZE.MAX_INPUTS = 8
+# Heatmap upsampling from the patch grid to the input: "nearest" (patch blocks) or "bilinear".
+_C.VISUALIZE.UPSAMPLE = "nearest"
+# Opacity of the heatmap over the frame, in [0, 1].
+_C.VISUALIZE.ALPHA = 0.5
+# Animation written for video inputs: "gif" (Pillow), "mp4" (PyAV, H.264) or "none".
+_C.VISUALIZE.ANIMATION = "gif"
+# Frames per second of the animation.
+_C.VISUALIZE.FPS = 4.0
+# Heatmap binarisation for segmentation metrics (tools/eval_heatmaps.py): "mean", "fixed" or "otsu".
+_C.VISUALIZE.BINARIZE = "mean"
+# Threshold of the "fixed" binarisation rule (maps min-max normalised to [0, 1]).
+_C.VISUALIZE.BINARIZE_THRESHOLD = 0.5
 
 # ---------------------------------------------------------------------------
 # Benchmark.
@@ -242,6 +254,20 @@ _C.BENCHMARK.BATCH_SIZES = [1, 16]
 _C.BENCHMARK.WARMUP_ITERS = 3
 # Timed iterations (median reported).
 _C.BENCHMARK.NUM_ITERS = 10
+# Precisions to time: "fp32", "bf16" (autocast; CPU too), "fp16" (autocast; CUDA).
+_C.BENCHMARK.PRECISIONS = ["fp32"]
+# IA-RED^2 thresholds to time as they are (keep counts then follow the interpreter; [] for none).
+_C.BENCHMARK.THRESHOLDS = []
+# Controlled-keep targets: each sample keeps the top-scored r' of its patches, r' ~ U[r - spread, r + spread].
+_C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
+# Half-width of the per-sample keep-ratio draw around each KEEP_RATIOS target.
+_C.BENCHMARK.KEEP_SPREAD = 0.1
+# How controlled keeps spread over groups: "geometric" (cumulative r^((j+1)/D)) or "first" (all at group 0).
+_C.BENCHMARK.KEEP_SCHEDULE = "geometric"
+# Fixed-ratio baselines timed at each KEEP_RATIOS target: any of "random", "attention", "temporal_diff".
+_C.BENCHMARK.FIXED_POLICIES = ["random"]
+# Split whose first batch is the input ("" for generated input).
+_C.BENCHMARK.DATA_SPLIT = ""
 
 
 def get_defaults() -> CfgNode:
