@@ -1,0 +1,98 @@
+"""The training schedule as a list of stages, and which parameters each stage trains.
+
+Dense and fixed-ratio policies train in one ``"train"`` stage (every parameter,
+the policy's drop applied). The interpreter policy follows Alg. 1 of IA-RED^2:
+for each group i, an ``"interpreter"`` stage (REINFORCE on interpreter i only)
+then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the
+final norm and the head). Patch embedding, positional/time embeddings and the
+class/distillation tokens stay frozen throughout the curriculum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = ["Stage", "build_stages", "train_modes", "eval_modes", "set_trainable", "trainable_names",
+           "HEAD_MODULES"]
+
+# Backbone modules after the last block (timm and TimeSformer names); trained in every backbone stage.
+HEAD_MODULES = ("norm", "fc_norm", "head", "head_dist")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of training.
+
+    Attributes:
+        kind: "train" (plain training), "interpreter" (Alg. 1 step a) or "backbone" (step b).
+        group: 0-based group i the stage works on (0 for "train").
+        epochs: epochs in the stage.
+    """
+
+    kind: str
+    group: int
+    epochs: int
+
+    @property
+    def name(self) -> str:
+        return "train" if self.kind == "train" else f"{self.kind}_g{self.group + 1}"
+
+
+def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
+                 backbone_epochs: int) -> list[Stage]:
+    """Stages for ``policy``; stages with zero epochs are left out."""
+    if policy != "interpreter":
+        return [Stage("train", 0, max_epoch)] if max_epoch > 0 else []
+    stages = []
+    for group in range(num_groups):
+        stages.append(Stage("interpreter", group, interpreter_epochs))
+        stages.append(Stage("backbone", group, backbone_epochs))
+    return [s for s in stages if s.epochs > 0]
+
+
+def train_modes(stage: Stage, num_groups: int) -> list[str]:
+    """Policy modes per group while training ``stage``.
+
+    interpreter i: greedy before i, sample at i, keep_all after; backbone i: greedy up to i, keep_all after;
+    train: greedy everywhere (the fixed-ratio drop is applied).
+    """
+    if stage.kind == "train":
+        return ["greedy"] * num_groups
+    at_i = "sample" if stage.kind == "interpreter" else "greedy"
+    return ["greedy" if j < stage.group else at_i if j == stage.group else "keep_all" for j in range(num_groups)]
+
+
+def eval_modes(stage: Stage | None, num_groups: int) -> list[str]:
+    """Modes for validation during ``stage``: greedy up to its group, keep_all after (all greedy if None)."""
+    if stage is None or stage.kind == "train":
+        return ["greedy"] * num_groups
+    return ["greedy" if j <= stage.group else "keep_all" for j in range(num_groups)]
+
+
+def _backbone_stage_modules(model: nn.Module, group: int) -> list[nn.Module]:
+    modules = [block for j in range(group, model.num_groups) for block in model.group_blocks(j)]
+    modules += [getattr(model.backbone, n) for n in HEAD_MODULES if isinstance(getattr(model.backbone, n, None),
+                                                                              nn.Module)]
+    return modules
+
+
+def set_trainable(model: nn.Module, stage: Stage) -> None:
+    """Set ``requires_grad`` on ``model`` (an ``IARED``) for ``stage``; everything else is frozen."""
+    if stage.kind == "train":
+        model.requires_grad_(True)
+        return
+    model.requires_grad_(False)
+    if stage.kind == "interpreter":
+        model.policy.interpreters[stage.group].requires_grad_(True)
+    elif stage.kind == "backbone":
+        for module in _backbone_stage_modules(model, stage.group):
+            module.requires_grad_(True)
+    else:
+        raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    """Names of parameters with ``requires_grad`` set."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]

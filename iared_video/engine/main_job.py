@@ -1,0 +1,182 @@
+"""Job entry points shared by ``tools/run_net.py`` and ``tools/main_job.py``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Sequence
+
+from fvcore.common.config import CfgNode
+
+from iared_video.engine import distributed as du
+from iared_video.engine.logging import get_logger, setup_logging
+
+__all__ = ["run_stages", "launch", "parse_args", "OPTIONAL_STAGES"]
+
+logger = get_logger(__name__)
+
+# Stages implemented outside the engine: cfg section -> (module, function(cfg, info)). Missing modules are reported.
+OPTIONAL_STAGES = {
+    "VISUALIZE": ("iared_video.visualization.run", "visualize"),
+    "BENCHMARK": ("iared_video.models.benchmark", "benchmark"),
+}
+
+
+def parse_args(argv: Sequence[str] | None = None, description: str = "IA-RED^2 train/test") -> argparse.Namespace:
+    """PySlowFast-style arguments: ``--cfg``, ``--init_method``, ``--shard_id``, ``--num_shards``, then opts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg", dest="cfg_file", default=None, help="yaml config merged over the defaults")
+    parser.add_argument("--init_method", default="tcp://localhost:9999",
+                        help="process-group rendezvous (tcp://host:port or file:///path) when not under torchrun")
+    parser.add_argument("--shard_id", type=int, default=None, help="index of this machine (overrides SHARD_ID)")
+    parser.add_argument("--num_shards", type=int, default=None, help="number of machines (overrides NUM_SHARDS)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs merged last")
+    return parser.parse_args(argv)
+
+
+def _run_optional(section: str, cfg: CfgNode, info: du.DistInfo) -> None:
+    module_name, func_name = OPTIONAL_STAGES[section]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        logger.error("%s.ENABLE is set but %s is not available (%s); stage skipped", section, module_name, exc)
+        return
+    getattr(module, func_name)(cfg, info)
+
+
+def run_stages(info: du.DistInfo, cfg: CfgNode) -> None:
+    """Run the enabled stages of ``cfg`` in this process: train, test, then visualise and benchmark."""
+    from iared_video.engine.tester import test
+    from iared_video.engine.trainer import train
+
+    setup_logging(cfg.OUTPUT_DIR)
+    logger.info("process %d/%d; config:\n%s", info.rank, info.world_size, cfg.dump())
+    model = None
+    if cfg.TRAIN.ENABLE:
+        model = train(cfg, info)
+    if cfg.TEST.ENABLE:
+        test(cfg, info, model=model if not cfg.TEST.CHECKPOINT_FILE_PATH else None)
+    for section in OPTIONAL_STAGES:
+        if cfg[section].ENABLE:
+            _run_optional(section, cfg, info)
+
+
+def launch(cfg: CfgNode, init_method: str, func=run_stages) -> None:
+    """Run ``func(info, cfg)`` in each of the job's processes (torchrun or spawned)."""
+    from iared_video.engine.trainer import resolve_device
+
+    backend = du.pick_backend(cfg.DIST_BACKEND, resolve_device(cfg.DEVICE).type == "cuda")
+    num_local = 1 if du.under_torchrun() else cfg.NUM_GPUS
+    du.launch_job(func, num_local, (cfg,), init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, backend)
+
+
+# ----------------------------------------------------------------------------- the README's main job
+
+MAIN_JOB_CONFIGS = {
+    "video": ("configs/Synthetic/tsf_tiny_dense.yaml", "configs/Synthetic/tsf_tiny_iared.yaml",
+              "configs/Synthetic/tsf_tiny_random.yaml"),
+    "image": ("configs/Synthetic/deit_tiny_dense.yaml", "configs/Synthetic/deit_tiny_iared.yaml",
+              "configs/Synthetic/deit_tiny_random.yaml"),
+}
+
+
+def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
+    """Generate the default synthetic set in ``data_dir`` unless it is there already."""
+    import os
+
+    marker = os.path.join(data_dir, "train" if image else "train.csv")
+    if os.path.exists(marker):
+        logger.info("using the synthetic %s set in %s", "image" if image else "video", data_dir)
+        return
+    from iared_video.datasets.synthetic import generate_image_dataset, generate_video_dataset
+
+    logger.info("generating the synthetic %s set in %s", "image" if image else "video", data_dir)
+    (generate_image_dataset if image else generate_video_dataset)(data_dir, seed=seed)
+
+
+def measured_keep_ratio(cfg: CfgNode) -> float:
+    """Mean keep ratio of ``cfg``'s newest checkpoint on the val split (all groups greedy)."""
+    from iared_video.datasets import construct_loader
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.engine.trainer import eval_epoch, resolve_device
+    from iared_video.models import build_model
+
+    device = resolve_device(cfg.DEVICE)
+    model = build_model(cfg).to(device)
+    load_test_weights(model, "", cfg.OUTPUT_DIR)
+    stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)
+    return float(stats["keep_ratio"])
+
+
+def newest_checkpoint(output_dir: str) -> str:
+    from iared_video.engine.checkpoint import load_newest_valid
+
+    found = load_newest_valid(output_dir)
+    if found is None:
+        raise FileNotFoundError(f"no valid checkpoint in {output_dir}/checkpoints")
+    return found[0]
+
+
+def _row(method: str, results: dict, video: bool) -> dict:
+    row = {"method": method, "keep_ratio": results["keep_ratio"], "gmacs_per_view": results["gmacs_per_view"]}
+    if video:
+        row.update(clip1_err=results["clip1_err"], video1_err=results["video1_err"],
+                   clips_per_s=results["clips_per_s"])
+    else:
+        row.update(top1_err=results["top1_err"], top5_err=results["top5_err"], images_per_s=results["images_per_s"])
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of the main job's results."""
+    keys = list(rows[0])
+    cells = [[_cell(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return "-" if value is None else str(value)
+
+
+def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
+                 init_method: str = "tcp://localhost:9999") -> list[dict]:
+    """Dense -> IA-RED^2 (from the dense weights) -> random baseline at the IA-RED^2 keep ratio; test all three.
+
+    Returns the table rows; also writes ``output_dir/main_job_results.json``.
+    """
+    import json
+    import os
+
+    from iared_video.config import load_config
+
+    kind = "image" if image else "video"
+    setup_logging(output_dir)
+    ensure_synthetic(data_dir, image)
+    dense_cfg, iared_cfg, random_cfg = MAIN_JOB_CONFIGS[kind]
+    common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
+    dense = load_config(dense_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "dense")])
+    launch(dense, init_method)
+    dense_ckpt = newest_checkpoint(dense.OUTPUT_DIR)
+    iared = load_config(iared_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "iared"),
+                                    "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt])
+    launch(iared, init_method)
+    keep = measured_keep_ratio(iared)
+    drop = min(max(1.0 - keep, 0.0), 0.95)
+    logger.info("IA-RED^2 keeps %.3f of the tokens on val: random baseline drops %.3f", keep, drop)
+    rand = load_config(random_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "random"),
+                                    "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.DROP_RATIO", repr(drop)])
+    launch(rand, init_method)
+    rows = []
+    for method, cfg in (("dense", dense), ("ia-red2", iared), ("random", rand)):
+        with open(os.path.join(cfg.OUTPUT_DIR, "test_results.json")) as f:
+            rows.append(_row(method, json.load(f), not image))
+    setup_logging(output_dir)
+    with open(os.path.join(output_dir, "main_job_results.json"), "w") as f:
+        json.dump({"kind": kind, "random_drop_ratio": drop, "rows": rows}, f, indent=2)
+    logger.info("main job (%s):\n%s", kind, format_table(rows))
+    return rows

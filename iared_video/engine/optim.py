@@ -1,0 +1,81 @@
+"""Optimisers from config values and a per-iteration cosine schedule with linear warm-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["build_optimizer", "cosine_warmup_lr", "LRSchedule", "OPTIMIZERS"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norms and 1-d tokens (timm convention)."""
+    decay, no_decay = [], []
+    for name, param in params:
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith("token") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], method: str, lr: float,
+                    weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW over the trainable parameters in ``named_params``."""
+    groups = _param_groups(named_params, weight_decay)
+    if not groups:
+        raise ValueError("no trainable parameters to optimise")
+    if method == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    if method == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if method == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"optimiser must be one of {OPTIMIZERS}, got {method!r}")
+
+
+def cosine_warmup_lr(step: int, total_steps: int, base_lr: float, end_lr: float = 0.0, warmup_steps: int = 0,
+                     policy: str = "cosine") -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up from ~0, then cosine from ``base_lr`` to ``end_lr``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if policy == "constant":
+        return base_lr
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return end_lr + (base_lr - end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LRSchedule:
+    """Per-optimiser-step schedule; ``step()`` sets the lr for the next update. Keeps its position in state_dict."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, base_lr: float, end_lr: float = 0.0,
+                 warmup_steps: int = 0, policy: str = "cosine") -> None:
+        self.optimizer, self.total_steps, self.base_lr = optimizer, total_steps, base_lr
+        self.end_lr, self.warmup_steps, self.policy = end_lr, warmup_steps, policy
+        self.last_step = 0
+        self._apply()
+
+    def lr(self) -> float:
+        return cosine_warmup_lr(self.last_step, self.total_steps, self.base_lr, self.end_lr, self.warmup_steps,
+                                self.policy)
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+
+    def step(self) -> None:
+        self.last_step += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"last_step": self.last_step, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_step = int(state["last_step"])
+        self._apply()

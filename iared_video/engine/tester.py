@@ -1,0 +1,179 @@
+"""Multi-view testing: clip-1 / video-1 error for video, top-1 / top-5 for images, with cost statistics.
+
+Writes ``OUTPUT_DIR/test_results.json`` and per-video (per-image) predictions in
+``OUTPUT_DIR/test_predictions.csv``. Predictions of every rank are gathered
+before the metrics are computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from typing import Any, Callable, Iterable
+
+import simplejson
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.engine import checkpoint as ckpt
+from iared_video.engine import distributed as du
+from iared_video.engine.logging import get_logger, log_json_stats
+from iared_video.engine.meters import TestMeter
+from iared_video.engine.trainer import LoaderFn, _autocast, _keep_ratios, _load_init_weights, amp_dtype_of, \
+    build_initial_model, resolve_device
+
+__all__ = ["test", "run_test_pass", "load_test_weights", "gmacs_fn"]
+
+logger = get_logger(__name__)
+
+
+def gmacs_fn() -> Callable[[nn.Module, Any], Tensor] | None:
+    """``model_gmacs_per_sample`` from ``iared_video.models.flops`` when available (None with a warning)."""
+    try:
+        from iared_video.models.flops import model_gmacs_per_sample
+    except ImportError as exc:
+        logger.warning("GMACs not reported: iared_video.models.flops.model_gmacs_per_sample unavailable (%s)", exc)
+        return None
+    return model_gmacs_per_sample
+
+
+def load_test_weights(model: nn.Module, path: str, output_dir: str) -> str:
+    """Load ``path`` (any supported format), else the newest valid checkpoint in ``output_dir``.
+
+    Returns a description of what was loaded.
+    """
+    if path:
+        _load_init_weights(model, path)
+        return path
+    found = ckpt.load_newest_valid(output_dir) if output_dir else None
+    if found is None:
+        logger.warning("no checkpoint in %s and TEST.CHECKPOINT_FILE_PATH empty: testing the model as built", output_dir)
+        return "model as built"
+    model.load_state_dict(found[1]["model_state"])
+    return found[0]
+
+
+def _valid_mask(batch: dict) -> Tensor:
+    default = torch.ones(batch["label"].shape[0], dtype=torch.bool)
+    return torch.as_tensor(batch.get("valid", default)).bool()
+
+
+def _field(batch: dict, key: str, fallback: str, valid: Tensor) -> Tensor:
+    value = batch.get(key, batch.get(fallback, torch.zeros(valid.shape[0], dtype=torch.long)))
+    return torch.as_tensor(value)[valid]
+
+
+@torch.no_grad()
+def run_test_pass(model: nn.Module, loader: Iterable[dict], meter: TestMeter, device: torch.device,
+                  amp_dtype: torch.dtype | None = None, gmacs: Callable | None = None) -> tuple[float, int, set]:
+    """Run every batch through ``model`` (all groups greedy) into ``meter``.
+
+    Returns:
+        seconds spent in the model, number of views run, and the indices of videos left out as unreadable.
+    """
+    model.eval()
+    seconds, views, unreadable = 0.0, 0, set()
+    for batch in loader:
+        valid = _valid_mask(batch)
+        unreadable.update(torch.as_tensor(batch.get("video_index", batch.get("index")))[~valid].tolist())
+        if not valid.any():
+            continue
+        x = batch["inputs"][valid].to(device, non_blocking=True)
+        tic = _sync_time(device)
+        with _autocast(device, amp_dtype):
+            out = model(x, return_policy=True)
+        seconds += _sync_time(device) - tic
+        views += x.shape[0]
+        macs = gmacs(model, out) if gmacs is not None else None
+        meter.update(out.logits, batch["label"][valid], _field(batch, "video_index", "index", valid),
+                     _field(batch, "temporal_index", "temporal_index", valid),
+                     _field(batch, "spatial_index", "spatial_index", valid), _keep_ratios(out),
+                     torch.as_tensor(macs) if macs is not None else None)
+    return seconds, views, unreadable
+
+
+def _sync_time(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _gather_rows(rows: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    if du.get_world_size() == 1:
+        return rows
+    return {k: du.all_gather(v.to(device)).cpu() for k, v in rows.items()}
+
+
+def _empty_rows(num_groups: int) -> dict[str, Tensor]:
+    long = torch.empty(0, dtype=torch.long)
+    return {"logits": torch.empty(0, 1), "labels": long, "video_index": long, "temporal_index": long,
+            "spatial_index": long, "keep": torch.empty(0, num_groups)}
+
+
+def _write_predictions(path: str, results: dict, rows: dict[str, Tensor], video: bool) -> None:
+    """Per-video (video) or per-image (image) predictions as CSV."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "label", "prediction", "probability"])
+        if video:
+            for p in results["video_predictions"]:
+                writer.writerow([p["video_index"], p["label"], p["prediction"], f"{p['probability']:.6f}"])
+            return
+        probs = rows["logits"].softmax(-1)
+        seen = set()
+        for index, label, prob in zip(rows["video_index"].tolist(), rows["labels"].tolist(), probs):
+            if index not in seen:
+                seen.add(index)
+                writer.writerow([index, label, int(prob.argmax()), f"{float(prob.max()):.6f}"])
+
+
+def _write_results(output_dir: str, results: dict, rows: dict[str, Tensor], video: bool) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    _write_predictions(os.path.join(output_dir, "test_predictions.csv"), results, rows, video)
+    summary = {k: v for k, v in results.items() if k != "video_predictions"}
+    tmp = os.path.join(output_dir, "test_results.json.tmp")
+    with open(tmp, "w") as f:
+        simplejson.dump(summary, f, indent=2, ignore_nan=True)
+    os.replace(tmp, os.path.join(output_dir, "test_results.json"))
+
+
+def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None,
+         model: nn.Module | None = None) -> dict:
+    """Test ``cfg``'s model on the test split; returns (and on the master writes) the results."""
+    device = resolve_device(cfg.DEVICE, info.local_rank)
+    if model is None:
+        model = build_initial_model(cfg, device)
+        source = load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
+    else:
+        source = "model in memory"
+    model = model.to(device)
+    if loader_fn is None:
+        from iared_video.datasets import construct_loader as loader_fn
+    video = cfg.MODEL.MODEL_NAME == "timesformer"
+    meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
+    logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
+    seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
+                                               amp_dtype_of(cfg, device), gmacs_fn())
+    rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(model.num_groups), device)
+    results = TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video)
+    unreadable_all = set().union(*du.all_gather_objects(unreadable))
+    results.update(_cost_stats(seconds, views, video))
+    results.update({"num_videos_unreadable": len(unreadable_all), "checkpoint": source, "policy": cfg.IARED.POLICY,
+                    "num_processes": du.get_world_size()})
+    if results.get("num_videos_missing_views"):
+        logger.warning("%d videos miss views (left out of video-1): %s", results["num_videos_missing_views"],
+                       results["videos_missing_views"][:10])
+    if du.is_master():
+        _write_results(cfg.OUTPUT_DIR, results, rows, video)
+        log_json_stats({"_type": "test", **{k: v for k, v in results.items()
+                                            if k not in ("video_predictions", "videos_missing_views")}})
+    return results
+
+
+def _cost_stats(seconds: float, views: int, video: bool) -> dict:
+    """Throughput of this process's test pass (model time only, data loading excluded)."""
+    unit = "clips_per_s" if video else "images_per_s"
+    return {unit: views / seconds if seconds > 0 else float("nan"), "test_model_seconds": seconds,
+            "num_views_run": views}

@@ -1,0 +1,479 @@
+"""One trainer for video and image models: dense / fixed-ratio training and the IA-RED^2 curriculum.
+
+``train(cfg, info)`` runs every stage of ``curriculum.build_stages`` in order,
+checkpointing each epoch (and every ``TRAIN.CHECKPOINT_ITER_PERIOD``
+iterations) and resuming from the newest valid checkpoint. The step functions
+take plain arguments; the cfg is read only in ``train`` and its helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from iared_video.engine import checkpoint as ckpt
+from iared_video.engine import distributed as du
+from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
+from iared_video.engine.logging import get_logger, log_json_stats
+from iared_video.engine.meters import TrainMeter, ValMeter
+from iared_video.engine.optim import LRSchedule, build_optimizer
+from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
+
+__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "train_epoch", "eval_epoch", "stages_of",
+           "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]
+
+logger = get_logger(__name__)
+LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
+
+
+@dataclass
+class StepArgs:
+    """Plain settings of a training step."""
+
+    tau: float = 0.5
+    reward_kind: str = "square"
+    clip_grad: float = 0.0
+    accum_steps: int = 1
+    amp_dtype: torch.dtype | None = None
+
+
+@dataclass
+class StageRun:
+    """What one stage trains with."""
+
+    stage: Stage
+    index: int
+    model: nn.Module  # the IARED module (unwrapped)
+    net: nn.Module  # what the forward goes through (DDP-wrapped when distributed)
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler
+    modes: list[str]
+    global_epoch_offset: int
+
+
+# ----------------------------------------------------------------------------- setup helpers
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> the local GPU when there is one, else the CPU."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_init_weights(model: nn.Module, path: str) -> None:
+    """Initial weights: the weights module when present (foreign formats), else our own checkpoints."""
+    try:
+        from iared_video.models.weights import load_pretrained
+    except ImportError:
+        load_pretrained = None
+    if load_pretrained is not None:
+        load_pretrained(model, path)
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model_state", state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    logger.info("loaded %s (missing keys: %s; unexpected keys: %s)", path, missing, unexpected)
+
+
+def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
+    """Build the model with the same seed on every rank and load ``TRAIN.CHECKPOINT_FILE_PATH`` or
+    ``MODEL.PRETRAINED`` into it."""
+    from iared_video.models import build_model
+
+    seed_everything(cfg.RNG_SEED)
+    model = build_model(cfg)
+    init = cfg.TRAIN.CHECKPOINT_FILE_PATH or cfg.MODEL.PRETRAINED
+    if init:
+        _load_init_weights(model, init)
+    return model.to(device)
+
+
+def stages_of(cfg: CfgNode) -> list[Stage]:
+    i = cfg.IARED
+    return build_stages(i.POLICY, i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS)
+
+
+def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> int:
+    """Gradient-accumulation steps that make ``global_batch`` (0: no accumulation)."""
+    per_step = batch_size * world_size
+    if global_batch <= 0:
+        return 1
+    if global_batch % per_step:
+        raise ValueError(f"TRAIN.GLOBAL_BATCH_SIZE {global_batch} is not a multiple of TRAIN.BATCH_SIZE x "
+                         f"processes = {per_step}")
+    return global_batch // per_step
+
+
+def amp_dtype_of(cfg: CfgNode, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype (GPU with TRAIN.MIXED_PRECISION only)."""
+    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.TRAIN.AMP_DTYPE not in dtypes:
+        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {cfg.TRAIN.AMP_DTYPE!r}")
+    if not cfg.TRAIN.MIXED_PRECISION or device.type != "cuda":
+        return None
+    return dtypes[cfg.TRAIN.AMP_DTYPE]
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _keep_ratios(out: Any) -> Tensor:
+    """``(B, D)`` fraction of patch tokens present after each group."""
+    return torch.stack([k.float().mean(1) for k in out.keep], dim=1)
+
+
+def ce_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
+    """Cross-entropy loss of the model run with ``modes`` (fixed-ratio drop / greedy interpreters applied)."""
+    with _autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True, modes=modes)
+        loss = F.cross_entropy(out.logits.float(), y)
+    return loss, {"loss": loss.item(), "keep_ratio": out.keep_ratio.mean().item(),
+                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
+
+
+def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, modes: list[str], group: int,
+                   args: StepArgs) -> tuple[Tensor, dict]:
+    """Self-critical REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
+
+    ``net`` samples at ``group``; ``greedy_net`` (same weights, no DDP) gives the baseline ``u_hat``.
+    """
+    greedy_modes = ["greedy" if m == "sample" else m for m in modes]
+    with _autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True, modes=modes)
+        with torch.no_grad():
+            base = greedy_net(x, return_policy=True, modes=greedy_modes)
+    num_patches = out.keep[group].shape[1]
+    r_sample = reward(out.keep[group].sum(1), num_patches, out.logits.argmax(1) == y, args.tau, args.reward_kind)
+    r_greedy = reward(base.keep[group].sum(1), num_patches, base.logits.argmax(1) == y, args.tau, args.reward_kind)
+    advantage = self_critical_advantage(r_sample, r_greedy)
+    loss = policy_gradient_loss(advantage, out.log_probs[group].float())
+    return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
+                  "advantage": advantage.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
+                  "greedy_keep_ratio": base.keep_ratio.mean().item(),
+                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
+
+
+def _check_finite(loss: Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} at {where}; stopping")
+
+
+def _optimizer_step(run: StageRun, clip_grad: float) -> None:
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    run.scaler.unscale_(run.optimizer)
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.schedule.step()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def epoch_batches(loader: Iterable[dict], epoch: int, start_iter: int) -> Iterable[dict]:
+    """The batches of epoch ``epoch`` from iteration ``start_iter`` on, in the same order as an unbroken run.
+
+    For a ``DataLoader`` the order is fixed first (``shuffle_dataset`` then the batch sampler), and a loader
+    over the remaining index batches is returned, so resuming mid-epoch skips without decoding anything.
+    """
+    if not isinstance(loader, DataLoader) or loader.batch_sampler is None:
+        it = iter(loader)
+        for _ in range(start_iter):
+            next(it)
+        return it
+    from iared_video.datasets import shuffle_dataset
+
+    shuffle_dataset(loader, epoch)
+    batches = list(loader.batch_sampler)[start_iter:]
+    return DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                      worker_init_fn=loader.worker_init_fn, generator=loader.generator)
+
+
+def _to_device(batch: dict, device: torch.device) -> tuple[Tensor, Tensor]:
+    return batch["inputs"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+
+
+def _substituted(batch: dict) -> int:
+    flag = batch.get("substituted")
+    return int(torch.as_tensor(flag).sum()) if flag is not None else 0
+
+
+# ----------------------------------------------------------------------------- epochs
+
+
+def _payload(run: StageRun, epoch: int, iteration: int, epoch_done: bool, cfg_dump: str,
+             stage_names: list[str]) -> dict[str, Any]:
+    return {
+        "model_state": run.model.state_dict(), "optimizer_state": run.optimizer.state_dict(),
+        "scheduler_state": run.schedule.state_dict(), "scaler_state": run.scaler.state_dict(),
+        "stage": run.index, "stage_name": run.stage.name, "stages": stage_names, "epoch": epoch,
+        "iteration": iteration, "epoch_done": epoch_done, "global_epoch": run.global_epoch_offset + epoch,
+        "rng": ckpt.rng_state(), "cfg": cfg_dump,
+    }
+
+
+@dataclass
+class EpochContext:
+    """Everything ``train_epoch`` needs besides the stage run."""
+
+    args: StepArgs
+    log_period: int = 10
+    checkpoint_iter_period: int = 0
+    output_dir: str = ""
+    cfg_dump: str = ""
+    stage_names: tuple[str, ...] = ()
+    device: torch.device = torch.device("cpu")
+
+
+def _step(run: StageRun, batch: dict, ctx: EpochContext) -> tuple[Tensor, dict]:
+    x, y = _to_device(batch, ctx.device)
+    if run.stage.kind == "interpreter":
+        return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
+    return ce_step(run.net, x, y, run.modes, ctx.args)
+
+
+def _log_iter(run: StageRun, epoch: int, it: int, total: int, stats: dict, extra: dict) -> None:
+    log_json_stats({"_type": "train_iter", "stage": run.stage.name, "epoch": f"{epoch + 1}/{run.stage.epochs}",
+                    "global_epoch": run.global_epoch_offset + epoch + 1, "iter": f"{it + 1}/{total}", **stats,
+                    **extra})
+
+
+def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: int, ctx: EpochContext) -> dict:
+    """Train ``run`` for one epoch from iteration ``start_iter``; returns the epoch's mean statistics."""
+    run.model.train(run.stage.kind != "interpreter")  # frozen backbone: deterministic rewards
+    meter, accum = TrainMeter(), ctx.args.accum_steps
+    total = len(loader) if hasattr(loader, "__len__") else 0
+    batches = epoch_batches(loader, run.global_epoch_offset + epoch, start_iter)
+    bar = tqdm(batches, total=max(total - start_iter, 0), disable=not du.is_master(), dynamic_ncols=True,
+               desc=f"{run.stage.name} ep {epoch + 1}/{run.stage.epochs}", initial=0)
+    tic = time.perf_counter()
+    for it, batch in enumerate(bar, start=start_iter):
+        data_time = time.perf_counter() - tic
+        sync = (it + 1) % accum == 0 or it + 1 == total
+        no_sync = run.net.no_sync if isinstance(run.net, DistributedDataParallel) and not sync else contextlib.nullcontext
+        with no_sync():
+            loss, stats = _step(run, batch, ctx)
+            _check_finite(loss, f"stage {run.stage.name} epoch {epoch + 1} iteration {it + 1}")
+            run.scaler.scale(loss / accum).backward()
+        lr = run.optimizer.param_groups[0]["lr"]
+        if sync:
+            _optimizer_step(run, ctx.args.clip_grad)
+        stats = _reduce_stats(stats)
+        extra = {"lr": lr, "data_time": data_time, "step_time": time.perf_counter() - tic,
+                 "substituted": _substituted(batch)}
+        meter.update({**stats, **extra}, num=batch["label"].shape[0])
+        if (it + 1) % ctx.log_period == 0 or it + 1 == total:
+            _log_iter(run, epoch, it, total, stats, extra)
+        if sync and _mid_epoch_save_due(it, total, ctx.checkpoint_iter_period):
+            _save(run, epoch, it + 1, False, ctx)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", keep=f"{stats['keep_ratio']:.2f}")
+        tic = time.perf_counter()
+    return meter.summary()
+
+
+def _mid_epoch_save_due(it: int, total: int, period: int) -> bool:
+    return period > 0 and (it + 1) % period == 0 and it + 1 < total
+
+
+def _reduce_stats(stats: dict[str, float]) -> dict[str, float]:
+    """Average the step statistics over ranks (what a single process with the global batch would see)."""
+    if du.get_world_size() == 1:
+        return stats
+    keys = sorted(stats)
+    values = du.all_reduce_mean(torch.tensor([stats[k] for k in keys], dtype=torch.float64))
+    return dict(zip(keys, values.tolist()))
+
+
+def _save(run: StageRun, epoch: int, iteration: int, epoch_done: bool, ctx: EpochContext) -> str | None:
+    """Save on the master; mid-epoch files of this epoch are removed once the epoch's own file exists."""
+    if not du.is_master() or not ctx.output_dir:
+        return None
+    global_epoch = run.global_epoch_offset + epoch + 1
+    name = ckpt.checkpoint_name(global_epoch, None if epoch_done else iteration)
+    path = os.path.join(ckpt.checkpoint_dir(ctx.output_dir), name)
+    ckpt.save_checkpoint(path, _payload(run, epoch, iteration, epoch_done, ctx.cfg_dump, list(ctx.stage_names)))
+    logger.info("stage %s epoch %d/%d: saved %s", run.stage.name, epoch + 1, run.stage.epochs, path)
+    if epoch_done:
+        prefix = name[: -len(".pyth")] + "_iter_"
+        for old in ckpt.list_checkpoints(ctx.output_dir):
+            if os.path.basename(old).startswith(prefix):
+                os.remove(old)
+    return path
+
+
+@torch.no_grad()
+def eval_epoch(model: nn.Module, loader: Iterable[dict], modes: list[str], device: torch.device,
+               amp_dtype: torch.dtype | None = None) -> dict:
+    """Top-1/top-5 error and keep ratios on ``loader`` (gathered from every rank)."""
+    model.eval()
+    meter = ValMeter()
+    for batch in loader:
+        valid = torch.as_tensor(batch.get("valid", torch.ones(batch["label"].shape[0], dtype=torch.bool))).bool()
+        if not valid.any():
+            continue
+        x, y = _to_device({"inputs": batch["inputs"][valid], "label": batch["label"][valid]}, device)
+        with _autocast(device, amp_dtype):
+            out = model(x, return_policy=True, modes=modes)
+        meter.update(out.logits, y, _keep_ratios(out))
+    logits, labels, keep = meter.tensors()
+    if du.get_world_size() > 1:
+        logits, labels, keep = (du.all_gather(t.to(device)).cpu() for t in (logits, labels, keep))
+    return ValMeter.summarize(logits, labels, keep)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _optimizer_for(cfg: CfgNode, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
+    """Interpreter stages: IARED.INTERPRETER_* settings; other stages: SOLVER.*."""
+    s = cfg.SOLVER
+    if stage.kind == "interpreter":
+        method = cfg.IARED.INTERPRETER_OPTIMIZER or s.OPTIMIZING_METHOD
+        return build_optimizer(model.named_parameters(), method, cfg.IARED.INTERPRETER_LR,
+                               cfg.IARED.INTERPRETER_WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+    return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
+                           s.NESTEROV)
+
+
+def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offset: int, steps_per_epoch: int,
+                 info: du.DistInfo, device: torch.device) -> StageRun:
+    set_trainable(model, stage)
+    optimizer = _optimizer_for(cfg, model, stage)
+    base_lr = cfg.IARED.INTERPRETER_LR if stage.kind == "interpreter" else cfg.SOLVER.BASE_LR
+    total = stage.epochs * steps_per_epoch
+    warmup = min(int(round(cfg.SOLVER.WARMUP_EPOCHS * steps_per_epoch)), max(total - 1, 0))
+    schedule = LRSchedule(optimizer, total, base_lr, cfg.SOLVER.COSINE_END_LR, warmup, cfg.SOLVER.LR_POLICY)
+    amp = amp_dtype_of(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    net: nn.Module = model
+    if info.world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    modes = train_modes(stage, model.num_groups)
+    return StageRun(stage, index, model, net, optimizer, schedule, scaler, modes, offset)
+
+
+def _restore_run(run: StageRun, payload: dict) -> None:
+    run.optimizer.load_state_dict(payload["optimizer_state"])
+    run.schedule.load_state_dict(payload["scheduler_state"])
+    run.scaler.load_state_dict(payload["scaler_state"])
+    ckpt.set_rng_state(payload["rng"])
+
+
+def _resume_payload(cfg: CfgNode, stage_names: list[str], device: torch.device) -> dict | None:
+    if not cfg.TRAIN.AUTO_RESUME:
+        return None
+    found = ckpt.load_newest_valid(cfg.OUTPUT_DIR, map_location=device)
+    if found is None:
+        return None
+    path, payload = found
+    if list(payload.get("stages", [])) != stage_names:
+        raise ckpt.CheckpointError(f"{path} was written for the stages {payload.get('stages')}, this config has "
+                                   f"{stage_names}; use another OUTPUT_DIR or TRAIN.AUTO_RESUME False")
+    pos = ckpt.position_of(payload)
+    logger.info("resuming from %s: stage %s epoch %d iteration %d%s", path, payload["stage_name"], pos.epoch + 1,
+                pos.iteration, " (epoch finished)" if pos.epoch_done else "")
+    return payload
+
+
+def _stage_start(payload: dict | None, index: int) -> tuple[int, int] | None:
+    """(first epoch, first iteration) of stage ``index`` given the resume point; None: stage already done."""
+    if payload is None or index > int(payload["stage"]):
+        return 0, 0
+    if index < int(payload["stage"]):
+        return None
+    pos = ckpt.position_of(payload)
+    return (pos.epoch + 1, 0) if pos.epoch_done else (pos.epoch, pos.iteration)
+
+
+def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device: torch.device) -> EpochContext:
+    return EpochContext(args, cfg.LOG_PERIOD, cfg.TRAIN.CHECKPOINT_ITER_PERIOD, cfg.OUTPUT_DIR, cfg.dump(),
+                        tuple(stage_names), device)
+
+
+def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
+    return StepArgs(cfg.IARED.TAU, cfg.IARED.REWARD, cfg.SOLVER.CLIP_GRAD_NORM,
+                    accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
+                    amp_dtype_of(cfg, device))
+
+
+def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dict, ctx: EpochContext) -> None:
+    first_epoch, first_iter = start
+    for epoch in range(first_epoch, run.stage.epochs):
+        stats = train_epoch(run, loaders["train"], epoch, first_iter, ctx)
+        first_iter = 0
+        log_json_stats({"_type": "train_epoch", "stage": run.stage.name, "epoch": f"{epoch + 1}/{run.stage.epochs}",
+                        "global_epoch": run.global_epoch_offset + epoch + 1, **stats})
+        last = epoch + 1 == run.stage.epochs
+        if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
+            _save(run, epoch, 0, True, ctx)
+        du.barrier()
+        if loaders.get("val") is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last):
+            val = eval_epoch(run.model, loaders["val"], eval_modes(run.stage, run.model.num_groups), ctx.device,
+                             ctx.args.amp_dtype)
+            log_json_stats({"_type": "val_epoch", "stage": run.stage.name,
+                            "epoch": f"{epoch + 1}/{run.stage.epochs}",
+                            "global_epoch": run.global_epoch_offset + epoch + 1, **val})
+
+
+def _default_loader_fn() -> LoaderFn:
+    from iared_video.datasets import construct_loader
+
+    return construct_loader
+
+
+def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None) -> nn.Module:
+    """Run every training stage of ``cfg`` (resuming when a checkpoint exists); returns the trained model."""
+    device = resolve_device(cfg.DEVICE, info.local_rank)
+    loader_fn = loader_fn or _default_loader_fn()
+    stages = stages_of(cfg)
+    stage_names = [s.name for s in stages]
+    logger.info("training stages: %s", ", ".join(f"{s.name} x{s.epochs}" for s in stages))
+    model = build_initial_model(cfg, device)
+    payload = _resume_payload(cfg, stage_names, device)
+    if payload is not None:
+        model.load_state_dict(payload["model_state"])
+    loaders = {"train": loader_fn(cfg, "train"), "val": loader_fn(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None}
+    args = _step_args(cfg, info.world_size, device)
+    ctx = _epoch_context(cfg, args, stage_names, device)
+    steps_per_epoch = max(math.ceil(len(loaders["train"]) / args.accum_steps), 1)
+    offset = 0
+    for index, stage in enumerate(stages):
+        start = _stage_start(payload, index)
+        if start is not None and start[0] < stage.epochs:
+            run = _start_stage(cfg, model, stage, index, offset, steps_per_epoch, info, device)
+            if payload is not None and index == int(payload["stage"]):
+                _restore_run(run, payload)
+            _run_stage(cfg, run, start, loaders, ctx)
+        offset += stage.epochs
+    model.requires_grad_(True)
+    return model

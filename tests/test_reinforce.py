@@ -1,0 +1,41 @@
+"""Reward, self-critical advantage and policy-gradient loss against values worked by hand."""
+
+import pytest
+import torch
+
+from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
+
+KEPT = torch.tensor([2, 4, 1])
+CORRECT = torch.tensor([True, True, False])
+
+
+def test_square_reward_by_hand():
+    # N = 4: 1 - (2/4)^2 = 0.75; 1 - (4/4)^2 = 0; wrong -> -tau
+    assert torch.allclose(reward(KEPT, 4, CORRECT, tau=0.5, kind="square"), torch.tensor([0.75, 0.0, -0.5]))
+
+
+def test_linear_reward_by_hand():
+    assert torch.allclose(reward(KEPT, 4, CORRECT, tau=0.2, kind="linear"), torch.tensor([0.5, 0.0, -0.2]))
+
+
+def test_unknown_reward_kind():
+    with pytest.raises(ValueError, match="square"):
+        reward(KEPT, 4, CORRECT, 0.5, kind="cube")
+
+
+def test_advantage_and_loss_by_hand():
+    sampled = reward(KEPT, 4, CORRECT, 0.5)  # [0.75, 0, -0.5]
+    greedy = reward(torch.tensor([3, 4, 4]), 4, torch.tensor([True, False, False]), 0.5)  # [7/16, -0.5, -0.5]
+    advantage = self_critical_advantage(sampled, greedy)
+    assert torch.allclose(advantage, torch.tensor([0.3125, 0.5, 0.0]))
+    log_prob = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
+    loss = policy_gradient_loss(advantage, log_prob)
+    # -(0.3125 * -1 + 0.5 * -2 + 0 * -3) / 3 = 1.3125 / 3
+    assert loss.item() == pytest.approx(1.3125 / 3)
+    loss.backward()
+    assert torch.allclose(log_prob.grad, -advantage / 3)
+
+
+def test_advantage_carries_no_gradient():
+    sampled = torch.tensor([1.0, 0.0], requires_grad=True)
+    assert not self_critical_advantage(sampled, torch.zeros(2)).requires_grad
