@@ -15,10 +15,10 @@ __all__ = ["run_stages", "launch", "parse_args", "OPTIONAL_STAGES"]
 
 logger = get_logger(__name__)
 
-# Stages implemented outside the engine: cfg section -> (module, function(cfg, info)). Missing modules are reported.
+# Single-process stages run on the master after train/test: cfg section -> (module, function(cfg)).
 OPTIONAL_STAGES = {
-    "VISUALIZE": ("iared_video.visualization.run", "visualize"),
-    "BENCHMARK": ("iared_video.models.benchmark", "benchmark"),
+    "VISUALIZE": ("iared_video.visualization", "run_visualize"),
+    "BENCHMARK": ("iared_video.utils.benchmark", "run_benchmark_from_cfg"),
 }
 
 
@@ -35,13 +35,10 @@ def parse_args(argv: Sequence[str] | None = None, description: str = "IA-RED^2 t
 
 
 def _run_optional(section: str, cfg: CfgNode, info: du.DistInfo) -> None:
-    module_name, func_name = OPTIONAL_STAGES[section]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        logger.error("%s.ENABLE is set but %s is not available (%s); stage skipped", section, module_name, exc)
+    if info.rank != 0:
         return
-    getattr(module, func_name)(cfg, info)
+    module_name, func_name = OPTIONAL_STAGES[section]
+    getattr(importlib.import_module(module_name), func_name)(cfg)
 
 
 def run_stages(info: du.DistInfo, cfg: CfgNode) -> None:
