@@ -1,0 +1,333 @@
+"""Tests for the embedded synthetic video and image data sets (fast, tiny sets)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iared_video.datasets import synthetic as S
+
+# Tiny, fast geometry for generated sets.
+TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
+# A uniform background: no clutter, distractors, moving band or noise.
+PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0)
+PLAIN_IMAGE = dict(clutter=0.0, num_distractors=(0, 0), noise=0.0)
+
+
+def _files(root: Path, pattern: str) -> dict[str, bytes]:
+    """Relative path -> bytes for the files under root matching a glob."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob(pattern))}
+
+
+def _decode(path: Path) -> np.ndarray:
+    """All frames of a video, decoded with decord, (T, H, W, 3) uint8."""
+    decord = pytest.importorskip("decord")
+    vr = decord.VideoReader(str(path))
+    return vr.get_batch(list(range(len(vr)))).asnumpy()
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    """(x, y) centroid of a bool mask."""
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """One-pixel 4-neighbour erosion of a 2-D bool mask."""
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    out[0], out[-1], out[:, 0], out[:, -1] = False, False, False, False
+    return out
+
+
+@pytest.fixture(scope="module")
+def video_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A tiny generated video set shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("syn_video")
+    meta = S.generate_video_dataset(str(root), num_videos=10, seed=7, num_classes=8, **TINY)
+    return root, meta
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_video_layout_and_csv_format(video_set: tuple[Path, dict]) -> None:
+    root, meta = video_set
+    classnames = json.loads((root / "classnames.json").read_text())
+    assert classnames == {name: i for i, name in enumerate(S.VIDEO_CLASSES[:8])}
+    assert json.loads((root / "meta.json").read_text()) == meta
+    seen = []
+    for split in S.SPLITS:
+        for line in (root / f"{split}.csv").read_text().splitlines():
+            assert re.fullmatch(r"videos/\d{6}\.mp4 \d+", line), line
+            rel, label = line.split(" ")
+            assert (root / rel).is_file() and 0 <= int(label) < 8
+            seen.append((rel, int(label), split))
+    expected = sorted((v["path"], v["label"], v["split"]) for v in meta["videos"])
+    assert sorted(seen) == expected and len(seen) == 10
+    for v in meta["videos"]:
+        assert (root / "masks" / (Path(v["path"]).stem + ".npz")).is_file()
+        assert v["fps"] in S.VideoKnobs().fps_choices
+        assert TINY["min_frames"] <= v["frames"] <= TINY["max_frames"]
+    assert meta["seed"] == 7 and meta["version"] == S.GENERATOR_VERSION
+    assert meta["knobs"]["min_frames"] == 8 and "noise" in meta["knobs"]
+
+
+def test_stratified_splits_and_balanced_labels() -> None:
+    labels = S.balanced_labels(100, 8, seed=0)
+    counts = np.bincount(labels, minlength=8)
+    assert counts.max() - counts.min() <= 1
+    splits = np.array(S.stratified_splits(labels, (0.7, 0.15, 0.15), seed=0))
+    for c in range(8):
+        per = np.bincount(splits[labels == c], minlength=3)
+        assert per[0] >= 8 and per[1] >= 1 and per[2] >= 1, per
+    assert abs((splits == 0).mean() - 0.7) < 0.05
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    kw = dict(num_videos=8, num_classes=8, **TINY)
+    dirs = {name: tmp_path / name for name in ("a", "b", "c")}
+    S.generate_video_dataset(str(dirs["a"]), seed=3, **kw)
+    S.generate_video_dataset(str(dirs["b"]), seed=3, num_workers=2, **kw)
+    S.generate_video_dataset(str(dirs["c"]), seed=4, **kw)
+    a, b, c = ({p: _files(d, p) for p in ("*.csv", "*.json", "masks/*", "videos/*")}
+               for d in dirs.values())
+    assert a == b  # CSV text, classnames, meta, mask bytes and encoded video bytes
+    assert a["*.csv"] and len(a["masks/*"]) == 8
+    assert a["masks/*"].keys() == c["masks/*"].keys()
+    assert all(a["masks/*"][k] != c["masks/*"][k] for k in a["masks/*"])
+    assert a["videos/*"] != c["videos/*"]
+
+
+def test_any_video_is_reproducible_from_seed_and_index(video_set: tuple[Path, dict]) -> None:
+    root, meta = video_set
+    v = meta["videos"][4]
+    frames, masks, fps = S.render_video(S.video_rng(meta["seed"], v["index"]), v["label"],
+                                        **meta["knobs"])
+    assert fps == v["fps"] and masks.shape == (v["frames"], v["height"], v["width"])
+    np.testing.assert_array_equal(masks, S.load_masks(str(root / v["mask"])))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_decoded_frames_match_meta_masks_and_render(video_set: tuple[Path, dict]) -> None:
+    root, meta = video_set
+    for v in meta["videos"]:
+        decoded = _decode(root / v["path"])
+        masks = S.load_masks(str(root / v["mask"]))
+        assert masks.dtype == bool and masks.any(axis=(1, 2)).all()
+        assert decoded.shape == (v["frames"], v["height"], v["width"], 3)
+        assert masks.shape == decoded.shape[:3]
+        assert v["height"] % 2 == 0 and v["width"] % 2 == 0
+        rendered, _, _ = S.render_video(S.video_rng(7, v["index"]), v["label"], **TINY)
+        assert np.abs(decoded.astype(np.int16) - rendered).mean() < 6.0
+
+
+def test_pyav_decodes_same_frame_count(video_set: tuple[Path, dict]) -> None:
+    av = pytest.importorskip("av")
+    root, meta = video_set
+    v = meta["videos"][0]
+    with av.open(str(root / v["path"])) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.average_rate == v["fps"]
+        assert sum(1 for _ in container.decode(stream)) == v["frames"]
+
+
+def test_masks_line_up_with_actor_in_decoded_frames(tmp_path: Path) -> None:
+    frames, masks, fps = S.render_video(S.video_rng(11, 0), 0, height=96, width=160,
+                                        num_frames=10, fps=25, **PLAIN)
+    background = frames[0][~masks[0]][0]
+    assert (frames[~masks] == background).all()  # the mask covers everything that differs
+    assert (frames[masks] != background).any(axis=-1).all()  # the actor is opaque
+    path = tmp_path / "plain.mp4"
+    S.write_mp4(str(path), frames, fps)
+    decoded = _decode(path).astype(np.int16)
+    assert np.abs(decoded - frames).mean() < 3.0
+    interior = np.stack([_erode(_erode(m)) for m in masks])
+    far = np.stack([_erode(_erode(~m)) for m in masks])  # >= 2 px outside the mask
+    assert interior.any() and far.any()
+    values, counts = np.unique(frames[interior], axis=0, return_counts=True)
+    actor_color = values[counts.argmax()].astype(np.int16)
+    assert np.abs(actor_color - background).max() > 40
+    inside = decoded[interior]
+    assert (np.abs(inside - actor_color).max(axis=-1) < 30).mean() > 0.6
+    assert np.abs(decoded[far] - background).max(axis=-1).mean() < 4.0
+
+
+def test_sizes_cover_landscape_and_portrait_in_default_set() -> None:
+    knobs = S.VideoKnobs()
+    specs = [S.sample_video_spec(S.video_rng(0, i), knobs) for i in range(S.DEFAULT_NUM_VIDEOS)]
+    hs, ws, ts, fpss = map(np.array, zip(*specs))
+    assert (ws > hs).any() and (hs > ws).any()
+    assert (hs % 2 == 0).all() and (ws % 2 == 0).all()
+    short = np.minimum(hs, ws)
+    assert short.min() >= knobs.min_short_side and short.max() <= knobs.max_short_side
+    assert len(set(np.round(np.maximum(hs, ws) / short, 1))) >= 3
+    assert set(fpss) == set(knobs.fps_choices) and len(set(ts)) > 10
+
+
+def test_spec_predicts_generated_geometry(video_set: tuple[Path, dict]) -> None:
+    _, meta = video_set
+    knobs = S.make_knobs(S.VideoKnobs, **TINY)
+    for v in meta["videos"]:
+        spec = S.sample_video_spec(S.video_rng(7, v["index"]), knobs)
+        assert spec == (v["height"], v["width"], v["frames"], v["fps"])
+
+
+# --------------------------------------------------------------------------- class semantics
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_first_frame_does_not_depend_on_class(index: int) -> None:
+    runs = [S.render_video(S.video_rng(5, index), label, num_frames=9)
+            for label in range(len(S.VIDEO_CLASSES))]
+    for frames, masks, fps in runs[1:]:
+        np.testing.assert_array_equal(frames[0], runs[0][0][0])
+        np.testing.assert_array_equal(masks[0], runs[0][1][0])
+        assert fps == runs[0][2]
+    last = {S.VIDEO_CLASSES[i]: r[0][-1].tobytes() for i, r in enumerate(runs)}
+    assert len(set(last[c] for c in ("move_right", "move_left", "move_up", "move_down",
+                                     "rotate_cw", "stay_still"))) == 6
+
+
+def _track(label: str, seed: int = 2, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+    """Renders a plain-background video; returns its frames and masks."""
+    frames, masks, _ = S.render_video(S.video_rng(seed, 0), S.VIDEO_CLASSES.index(label),
+                                      height=128, width=128, num_frames=13, **PLAIN, **kw)
+    return frames, masks
+
+
+def test_translation_classes_move_the_actor_the_right_way() -> None:
+    expected = {"move_right": (1, 0), "move_left": (-1, 0), "move_up": (0, -1),
+                "move_down": (0, 1)}
+    for label, direction in expected.items():
+        _, masks = _track(label)
+        shift = _centroid(masks[-1]) - _centroid(masks[0])
+        assert np.dot(shift, direction) > 20, (label, shift)
+        assert abs(shift[1 - int(np.argmax(np.abs(direction)))]) < 3, (label, shift)
+
+
+def test_returning_and_static_classes() -> None:
+    for label in ("go_and_return", "circle_cw", "circle_ccw", "rotate_cw", "stay_still"):
+        _, masks = _track(label)
+        path = np.stack([_centroid(m) for m in masks])
+        assert np.abs(path[-1] - path[0]).max() < 2, label
+        travel = np.abs(path - path[0]).max()
+        assert (travel > 15) == (label in ("go_and_return", "circle_cw", "circle_ccw")), label
+
+
+def _signed_turn(points: np.ndarray) -> float:
+    """Sum of angle increments of points around their mean (y down: + = clockwise)."""
+    rel = points - points.mean(axis=0)
+    angles = np.unwrap(np.arctan2(rel[:, 1], rel[:, 0]))
+    return float(angles[-1] - angles[0])
+
+
+def test_circle_and_rotation_directions() -> None:
+    for label, sign in (("circle_cw", 1), ("circle_ccw", -1)):
+        _, masks = _track(label)
+        path = np.stack([_centroid(m) for m in masks])
+        assert sign * _signed_turn(path) > math.pi, label
+    for label, sign in (("rotate_cw", 1), ("rotate_ccw", -1)):
+        frames, masks = _track(label, actor_size=(0.3, 0.3))
+        offsets = []
+        for f, m in zip(frames, masks):
+            inner = _erode(_erode(m))
+            colors, counts = np.unique(f[inner], axis=0, return_counts=True)
+            marker = inner & (f != colors[counts.argmax()]).any(axis=-1)
+            offsets.append(_centroid(marker) - _centroid(m))
+        angles = np.unwrap(np.arctan2(*np.stack(offsets)[:, ::-1].T))
+        assert sign * (angles[-1] - angles[0]) > math.radians(100), label
+        assert (sign * np.diff(angles) > 0).all(), label
+
+
+# --------------------------------------------------------------------------- knobs
+
+
+def test_knob_validation_and_presets() -> None:
+    with pytest.raises(TypeError, match="not_a_knob"):
+        S.make_knobs(S.VideoKnobs, not_a_knob=1)
+    with pytest.raises(ValueError):
+        S.make_knobs(S.VideoKnobs, min_frames=10, max_frames=5)
+    with pytest.raises(ValueError):
+        S.make_knobs(S.VideoKnobs, difficulty="impossible")
+    with pytest.raises(ValueError):
+        S.generate_video_dataset("/nonexistent/never", num_videos=4, num_classes=8)
+    hard = S.make_knobs(S.VideoKnobs, "hard", noise=1.0)
+    assert hard.distractor_shapes and hard.noise == 1.0
+    assert S.make_knobs(S.VideoKnobs, actor_size=[0.1, 0.2]).actor_size == (0.1, 0.2)
+
+
+def test_clutter_makes_background_busy_but_plain_is_uniform() -> None:
+    busy, masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4)
+    plain, plain_masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4, **PLAIN)
+    assert len(np.unique(plain[0][~plain_masks[0]], axis=0)) == 1
+    assert len(np.unique(busy[0].reshape(-1, 3), axis=0)) > 500
+    change = np.abs(busy.astype(np.int16) - busy[0]).max(axis=(0, -1))
+    assert ((change > 20) & ~masks.any(axis=0)).mean() > 0.005  # distractors/band move
+
+
+def test_cli_writes_a_set(tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parents[1] / "tools" / "make_synthetic.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic", path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    meta = cli.main(["--out", str(tmp_path / "v"), "--videos", "3", "--seed", "1",
+                     "--classes", "3", "--min-frames", "4", "--max-frames", "6",
+                     "--max-short-side", "96", "--min-short-side", "96",
+                     "--set", "noise=0", "--quiet"])
+    assert meta["num_classes"] == 3 and meta["knobs"]["noise"] == 0
+    assert len((tmp_path / "v" / "train.csv").read_text().splitlines()) == 3
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_image_dataset_layout_and_masks(tmp_path: Path) -> None:
+    kw = dict(num_images=16, seed=2, num_classes=4, min_short_side=64, max_short_side=96)
+    meta = S.generate_image_dataset(str(tmp_path / "a"), **kw)
+    root = tmp_path / "a"
+    names = S.IMAGE_CLASSES[:4]
+    assert json.loads((root / "classnames.json").read_text()) == {n: i for i, n in
+                                                                   enumerate(names)}
+    for split in ("train", "val"):
+        assert sorted(p.name for p in (root / split).iterdir()) == sorted(names)
+    from PIL import Image
+
+    for item in meta["images"]:
+        assert item["path"] == f"{item['split']}/{item['class']}/{item['index']:06d}.png"
+        image = np.asarray(Image.open(root / item["path"]).convert("RGB"))
+        mask = S.load_image_mask(str(root / item["mask"]))
+        assert image.shape[:2] == mask.shape == (item["height"], item["width"])
+        assert 0.01 < mask.mean() < 0.6
+        ref_image, ref_mask = S.render_image(S.image_rng(2, item["index"]), item["label"],
+                                             min_short_side=64, max_short_side=96)
+        np.testing.assert_array_equal(image, ref_image)
+        np.testing.assert_array_equal(mask, ref_mask)
+    assert {i["split"] for i in meta["images"]} == {"train", "val"}
+    S.generate_image_dataset(str(tmp_path / "b"), **kw)
+    assert _files(root, "**/*.png") == _files(tmp_path / "b", "**/*.png")
+
+
+def test_image_classes_differ_in_shape_or_pattern() -> None:
+    solid, solid_mask = S.render_image(S.image_rng(4, 0), 0, **PLAIN_IMAGE)
+    striped, striped_mask = S.render_image(S.image_rng(4, 0), 1, **PLAIN_IMAGE)
+    np.testing.assert_array_equal(solid_mask, striped_mask)  # same shape and pose
+    assert len(np.unique(solid[solid_mask], axis=0)) == 1
+    assert len(np.unique(striped[striped_mask], axis=0)) == 2
+    _, square_mask = S.render_image(S.image_rng(4, 0), 2, **PLAIN_IMAGE)
+    assert not np.array_equal(square_mask, solid_mask)
+
