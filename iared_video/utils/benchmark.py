@@ -1,0 +1,498 @@
+"""Throughput benchmark: dense vs IA-RED^2 vs fixed-ratio policies, measured against the GMACs limit.
+
+Every variant shares one backbone (same weights) and is timed interleaved with
+the others (iteration ``i`` times every variant once), so machine noise hits all
+variants alike; speed-ups are reported as the ratio of medians and as the
+median of per-iteration (paired) ratios. Next to each speed-up: the ideal
+speed-up from GMACs on the actual keep masks (policy cost included, see
+``iared_video.models.flops``) and the efficiency ``measured / ideal``.
+
+Controlled keep: an untrained interpreter cannot be steered by its threshold,
+so ``ControlledKeepPolicy`` runs the real interpreters (same cost) and keeps the
+top-scored tokens of each sample, a per-sample keep ratio drawn uniformly in
+``[r - spread, r + spread]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.models.build import build_backbone, build_policy
+from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
+from iared_video.models.iared import IARED
+from iared_video.models.policies import (AttentionPolicy, GroupInput, InterpreterPolicy, NoDropPolicy, RandomPolicy,
+                                         TemporalDiffPolicy)
+from iared_video.models.weights import load_pretrained
+
+__all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
+           "summarize_times", "peak_memory_mb", "make_input", "run_benchmark", "run_benchmark_from_cfg",
+           "benchmark", "format_table", "save_json", "autocast_context", "PRESETS", "eval_batches", "evaluate",
+           "throughput", "with_threshold"]
+
+logger = logging.getLogger(__name__)
+
+PRESETS: dict[str, list[str]] = {
+    "deit_s": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_small_patch16_224", "MODEL.NUM_CLASSES", "1000",
+               "IARED.NUM_GROUPS", "3", "DATA.TRAIN_CROP_SIZE", "224", "DATA.TEST_CROP_SIZE", "224"],
+    "deit_b": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_base_patch16_224", "MODEL.NUM_CLASSES", "1000",
+               "IARED.NUM_GROUPS", "3"],
+    "tsf": [],  # the defaults: JointST TimeSformer-B, 8x224, K400
+}
+FIXED_POLICIES = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ControlledKeepPolicy(InterpreterPolicy):
+    """The real interpreters (same cost), but each sample keeps the top-k scored tokens, k set per sample.
+
+    ``set_ratios(r)`` fixes the final keep ratio of each sample. With ``schedule="geometric"`` group j keeps a
+    cumulative ``r ** ((j + 1) / D)`` of the patches (hierarchical, as a trained IA-RED^2); with ``"first"``
+    every drop happens at group 0.
+    """
+
+    def __init__(self, source: InterpreterPolicy, schedule: str = "geometric") -> None:
+        nn.Module.__init__(self)
+        if schedule not in ("geometric", "first"):
+            raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
+        self.threshold, self.interpreters, self.schedule = source.threshold, source.interpreters, schedule
+        self.ratios: Tensor | None = None
+
+    def set_ratios(self, ratios: Tensor) -> None:
+        """Final keep ratio per sample, ``(B,)`` in (0, 1]."""
+        self.ratios = ratios.clamp(1e-6, 1.0).double().cpu()
+
+    def target_counts(self, group: int, num_groups: int, num_patches: int) -> Tensor:
+        """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
+        power = (group + 1) / num_groups if self.schedule == "geometric" else 1.0
+        return (self.ratios ** power * num_patches).round().clamp_min(1).long()
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode != "greedy":
+            return super().keep(inp, scores, mode)
+        if self.ratios is None or self.ratios.numel() != inp.batch:
+            raise ValueError("call set_ratios() with one ratio per sample before the forward")
+        num_groups = len(self.interpreters)
+        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group
+                   else torch.full((inp.batch,), inp.num_patches, dtype=torch.long))
+        wanted = torch.minimum(self.target_counts(inp.group, num_groups, inp.num_patches), present)
+        return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
+
+
+def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
+    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
+    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
+    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
+    order = key.argsort()
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
+    return rank < k[sample]
+
+
+@dataclass
+class Variant:
+    """One model to time: a name, the IARED wrapper and how to prepare a batch."""
+
+    name: str
+    model: IARED
+    policy: str
+    keep_target: float | None = None
+    threshold: float | None = None
+    setup: Callable[[int, torch.Generator], None] = lambda batch, gen: None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchSettings:
+    """What to run; see ``tools/benchmark.py --help`` for the meaning of each field."""
+
+    batch_sizes: Sequence[int] = (1, 16)
+    precisions: Sequence[str] = ("fp32",)
+    warmup: int = 3
+    iters: int = 10
+    thresholds: Sequence[float] = ()
+    keep_ratios: Sequence[float] = (0.5, 0.7)
+    keep_spread: float = 0.1
+    keep_schedule: str = "geometric"
+    fixed_policies: Sequence[str] = ("random",)
+    data_split: str = ""
+    seed: int = 0
+    measure_memory: bool = True
+
+
+def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) -> list[Variant]:
+    """Dense, IA-RED^2 per threshold, controlled-keep IA-RED^2 and fixed-ratio policies on one backbone."""
+    backbone = build_backbone(cfg)
+    groups, dim = cfg.IARED.NUM_GROUPS, backbone.embed_dim
+    interp = build_policy(cfg.clone(), dim) if cfg.IARED.POLICY == "interpreter" else None
+    if interp is None:
+        node = cfg.clone()
+        node.defrost()
+        node.IARED.POLICY = "interpreter"
+        interp = build_policy(node, dim)
+    if cfg.MODEL.PRETRAINED:
+        load_pretrained(IARED(backbone, interp, groups), cfg.MODEL.PRETRAINED)
+    variants = [Variant("dense", IARED(backbone, NoDropPolicy(), groups), "none")]
+    for t in settings.thresholds:
+        policy = _threshold_policy(interp, float(t))
+        variants.append(Variant(f"iared@t={t:g}", IARED(backbone, policy, groups), "interpreter", threshold=float(t)))
+    for r in settings.keep_ratios:
+        variants.append(_controlled_variant(backbone, interp, groups, float(r), settings))
+        for name in settings.fixed_policies:
+            fixed = IARED(backbone, FIXED_POLICIES[name](1.0 - float(r)), groups)
+            variants.append(Variant(f"{name}@keep={r:g}", fixed, name, keep_target=float(r)))
+    for v in variants:
+        v.model.to(device).eval()
+    return variants
+
+
+def _threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
+    """An ``InterpreterPolicy`` sharing ``source``'s interpreters with its own threshold."""
+    policy = InterpreterPolicy.__new__(InterpreterPolicy)
+    nn.Module.__init__(policy)
+    policy.threshold, policy.interpreters = threshold, source.interpreters
+    return policy
+
+
+def _controlled_variant(backbone: nn.Module, interp: InterpreterPolicy, groups: int, ratio: float,
+                        settings: BenchSettings) -> Variant:
+    policy = ControlledKeepPolicy(interp, settings.keep_schedule)
+    lo, hi = max(ratio - settings.keep_spread, 0.01), min(ratio + settings.keep_spread, 1.0)
+
+    def setup(batch: int, gen: torch.Generator) -> None:
+        policy.set_ratios(lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64))
+
+    return Variant(f"iared@keep={ratio:g}±{settings.keep_spread:g}", IARED(backbone, policy, groups), "interpreter",
+                   keep_target=ratio, setup=setup)
+
+
+def autocast_context(precision: str, device: torch.device):
+    """Autocast for ``"bf16"``/``"fp16"`` (CPU autocast supports bf16), nothing for ``"fp32"``."""
+    dtype = PRECISIONS[precision]
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def make_input(cfg: CfgNode, batch: int, gen: torch.Generator) -> Tensor:
+    """Generated input of ``cfg``'s test shape: clips ``(B, C, T, S, S)`` or images ``(B, C, S, S)``."""
+    size, chans = cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM
+    shape = (batch, chans, cfg.DATA.NUM_FRAMES, size, size) if cfg.MODEL.MODEL_NAME == "timesformer" \
+        else (batch, chans, size, size)
+    return torch.randn(shape, generator=gen)
+
+
+def data_input(cfg: CfgNode, split: str, batch: int) -> Tensor:
+    """The first ``batch`` inputs of ``split`` (real data: keep counts vary as in use)."""
+    from iared_video.datasets import construct_loader
+
+    node = cfg.clone()
+    node.defrost()
+    node.TEST.BATCH_SIZE = batch
+    chunks, have = [], 0
+    for item in construct_loader(node, split):
+        inputs = item[0] if isinstance(item, (list, tuple)) else item["inputs"] if isinstance(item, dict) else item
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        chunks.append(inputs)
+        have += inputs.shape[0]
+        if have >= batch:
+            break
+    if not chunks:
+        raise ValueError(f"split {split!r} is empty")
+    x = torch.cat(chunks)[:batch]
+    if x.shape[0] < batch:
+        logger.warning("split %s has only %d samples; batch %d repeats them", split, x.shape[0], batch)
+        x = x.repeat(math.ceil(batch / x.shape[0]), *([1] * (x.ndim - 1)))[:batch]
+    return x
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(variants: Sequence[Variant], x: Tensor, precision: str, warmup: int,
+                     iters: int) -> dict[str, list[float]]:
+    """Seconds per forward of each variant, iteration-interleaved (variant order rotates each iteration)."""
+    device = x.device
+    times: dict[str, list[float]] = {v.name: [] for v in variants}
+    with torch.inference_mode(), autocast_context(precision, device):
+        for it in range(warmup + iters):
+            shift = it % len(variants)
+            for v in list(variants[shift:]) + list(variants[:shift]):
+                _sync(device)
+                start = time.perf_counter()
+                v.model(x)
+                _sync(device)
+                if it >= warmup:
+                    times[v.name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize_times(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles, min and max of timings (seconds)."""
+    s = sorted(seconds)
+    q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0], s[0], s[0]]
+    return {"median_s": statistics.median(s), "q1_s": q[0], "q3_s": q[2], "min_s": s[0], "max_s": s[-1]}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> tuple[float, str]:
+    """Peak memory of one call of ``fn`` above the memory held before it, and the method used.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the call. CPU: the process's
+    resident set size (``/proc/self/statm``) sampled every 1 ms in a thread, peak minus the RSS before
+    the call (includes allocator caching; a sampling estimate). Elsewhere: ``ru_maxrss`` growth.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "cuda_max_memory_allocated"
+    if not os.path.exists("/proc/self/statm"):
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fn()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, "ru_maxrss_growth"
+    return _sampled_rss_peak(fn), "rss_sampled_1ms"  # MiB
+
+
+def _sampled_rss_peak(fn: Callable[[], Any]) -> float:
+    base, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return (max(peak[0], _rss_bytes()) - base) / 2**20
+
+
+def _gmacs_and_keep(v: Variant, x: Tensor, precision: str) -> tuple[float, float]:
+    """Mean GMACs per sample on the actual keep masks and mean final keep ratio."""
+    with torch.inference_mode(), autocast_context(precision, x.device):
+        out = v.model(x, return_policy=True)
+    if isinstance(v.model.policy, NoDropPolicy):
+        num = out.keep[0].shape[1]
+        return dense_gmacs(v.model, num), 1.0
+    return float(model_gmacs_per_sample(v.model, out).mean()), float(out.keep_ratio.mean())
+
+
+def _bench_one(variants: list[Variant], x: Tensor, precision: str, settings: BenchSettings, unit: str,
+               gen: torch.Generator) -> list[dict]:
+    """Rows for one (batch size, precision): timings, GMACs, memory and ratios to dense."""
+    batch = x.shape[0]
+    for v in variants:
+        v.setup(batch, gen)
+    cost = {v.name: _gmacs_and_keep(v, x, precision) for v in variants}
+    times = time_interleaved(variants, x, precision, settings.warmup, settings.iters)
+    dense = variants[0].name
+    rows = []
+    for v in variants:
+        row = {"variant": v.name, "policy": v.policy, "keep_target": v.keep_target, "threshold": v.threshold,
+               "batch_size": batch, "precision": precision, **summarize_times(times[v.name])}
+        row[unit] = batch / row["median_s"]
+        row["gmacs_per_sample"], row["keep_ratio"] = cost[v.name]
+        row.update(_ratios(times[dense], times[v.name], cost[dense][0], cost[v.name][0]))
+        if settings.measure_memory:
+            row["peak_mem_mb"], row["mem_method"] = _memory(v, x, precision)
+        rows.append(row)
+    return rows
+
+
+def _memory(v: Variant, x: Tensor, precision: str) -> tuple[float, str]:
+    def call() -> None:
+        with torch.inference_mode(), autocast_context(precision, x.device):
+            v.model(x)
+
+    mb, method = peak_memory_mb(call, x.device)
+    return float(mb), method
+
+
+def _ratios(dense: Sequence[float], mine: Sequence[float], dense_gmacs_: float, my_gmacs: float) -> dict[str, float]:
+    """Speed-up (ratio of medians and paired median with IQR), ideal speed-up from GMACs, efficiency."""
+    paired = [d / m for d, m in zip(dense, mine)]
+    q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [paired[0]] * 3
+    speedup = statistics.median(dense) / statistics.median(mine)
+    ideal = dense_gmacs_ / my_gmacs
+    return {"speedup": speedup, "speedup_paired_median": statistics.median(paired), "speedup_q1": q[0],
+            "speedup_q3": q[2], "ideal_speedup": ideal, "efficiency": speedup / ideal}
+
+
+def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | str | None = None) -> dict:
+    """Benchmark every variant of ``cfg`` at every batch size and precision; returns a results dict.
+
+    Args:
+        cfg: the model config (``MODEL``, ``IARED``, ``DATA`` sections are read).
+        settings: batch sizes, precisions, variants, input mode, iteration counts.
+        device: where to run (default: CUDA if available).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(settings.seed)
+    variants = build_variants(cfg, settings, device)
+    unit = "clips_per_s" if cfg.MODEL.MODEL_NAME == "timesformer" else "images_per_s"
+    rows: list[dict] = []
+    for batch in settings.batch_sizes:
+        gen = torch.Generator().manual_seed(settings.seed + batch)
+        x = data_input(cfg, settings.data_split, batch) if settings.data_split else make_input(cfg, batch, gen)
+        x = x.to(device)
+        for precision in settings.precisions:
+            logger.info("benchmark: batch %d, %s, %d variants", batch, precision, len(variants))
+            rows.extend(_bench_one(variants, x, precision, settings, unit, gen))
+    return {"rows": rows, "unit": unit, "environment": _environment(device), "settings": vars(settings).copy(),
+            "model": {"name": cfg.MODEL.MODEL_NAME, "arch": cfg.MODEL.ARCH, "groups": cfg.IARED.NUM_GROUPS,
+                      "crop": cfg.DATA.TEST_CROP_SIZE, "frames": cfg.DATA.NUM_FRAMES}}
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
+    """``BenchSettings`` from the ``BENCHMARK`` section."""
+    b = cfg.BENCHMARK
+    return BenchSettings(batch_sizes=list(b.BATCH_SIZES), precisions=list(b.PRECISIONS), warmup=b.WARMUP_ITERS,
+                         iters=b.NUM_ITERS, thresholds=list(b.THRESHOLDS), keep_ratios=list(b.KEEP_RATIOS),
+                         keep_spread=b.KEEP_SPREAD, keep_schedule=b.KEEP_SCHEDULE,
+                         fixed_policies=list(b.FIXED_POLICIES), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED)
+
+
+def run_benchmark_from_cfg(cfg: CfgNode) -> dict:
+    """``BENCHMARK.ENABLE`` stage: run, log the table, write ``OUTPUT_DIR/benchmark.json``."""
+    device = "cpu" if cfg.DEVICE == "cpu" or not torch.cuda.is_available() else "cuda"
+    results = run_benchmark(cfg, settings_from_cfg(cfg), device)
+    logger.info("benchmark results\n%s", format_table(results["rows"], results["unit"]))
+    save_json(results, os.path.join(cfg.OUTPUT_DIR, "benchmark.json"))
+    return results
+
+
+TABLE_COLUMNS = ("variant", "batch_size", "precision", "median_s", "q1_s", "q3_s", "keep_ratio",
+                 "gmacs_per_sample", "speedup", "speedup_q1", "speedup_q3", "ideal_speedup", "efficiency",
+                 "peak_mem_mb")
+
+
+def format_table(rows: Sequence[dict], unit: str | None = None, columns: Sequence[str] | None = None) -> str:
+    """A fixed-width text table of ``rows`` (floats with 4 significant digits)."""
+    cols = list(columns or TABLE_COLUMNS)
+    if unit and unit not in cols:
+        cols.insert(4, unit)
+    cols = [c for c in cols if any(c in r for r in rows)]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "-" if value is None else str(value)
+
+    body = [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def save_json(obj: Any, path: str) -> None:
+    """Write ``obj`` as indented JSON (creating the folder); NaN becomes null."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(_clean(obj), f, indent=2)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Shared by the trade-off tools (sweeps, pruning).
+# ---------------------------------------------------------------------------
+Batch = tuple[Tensor, Tensor | None]
+
+
+def eval_batches(cfg: CfgNode, split: str = "", num_batches: int = 2, batch: int = 8, seed: int = 0) -> list[Batch]:
+    """``(inputs, labels)`` batches: the first ``num_batches`` of ``split`` (0: all), or generated inputs
+    with ``labels=None`` (accuracy is then top-1 agreement with a reference model)."""
+    if not split:
+        gen = torch.Generator().manual_seed(seed)
+        return [(make_input(cfg, batch, gen), None) for _ in range(max(num_batches, 1))]
+    from iared_video.datasets import construct_loader
+
+    node = cfg.clone()
+    node.defrost()
+    node.TEST.BATCH_SIZE = batch
+    out: list[Batch] = []
+    for item in construct_loader(node, split):
+        inputs, labels = item[0], item[1]
+        out.append((inputs[0] if isinstance(inputs, (list, tuple)) else inputs, labels))
+        if num_batches and len(out) >= num_batches:
+            break
+    return out
+
+
+@torch.inference_mode()
+def evaluate(model: IARED, batches: Sequence[Batch], reference: Sequence[Tensor] | None = None,
+             device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Top-1 accuracy (%; against labels, else agreement with ``reference`` predictions), mean GMACs per
+    sample on the actual keep masks, mean final keep ratio, and the predictions."""
+    correct, total, gmacs, keep, preds = 0, 0, 0.0, 0.0, []
+    for i, (x, labels) in enumerate(batches):
+        out = model(x.to(device), return_policy=True)
+        pred = out.logits.argmax(-1).cpu()
+        preds.append(pred)
+        target = labels if labels is not None else (reference[i] if reference is not None else None)
+        if target is not None:
+            correct += int((pred == target.cpu()).sum())
+        total += x.shape[0]
+        gmacs += float(model_gmacs_per_sample(model, out).sum())
+        keep += float(out.keep_ratio.sum())
+    has_target = batches and (batches[0][1] is not None or reference is not None)
+    return {"accuracy": 100.0 * correct / total if has_target else None, "gmacs": gmacs / total,
+            "keep_ratio": keep / total, "predictions": preds}
+
+
+def throughput(models: Sequence[IARED], x: Tensor, warmup: int = 1, iters: int = 3,
+               precision: str = "fp32") -> list[dict[str, float]]:
+    """Interleaved timing of ``models`` on ``x``: per model median seconds, throughput and speed-up vs the first."""
+    variants = [Variant(str(i), m, "") for i, m in enumerate(models)]
+    times = time_interleaved(variants, x, precision, warmup, iters)
+    base = statistics.median(times["0"])
+    return [{"median_s": statistics.median(times[v.name]), "throughput": x.shape[0] / statistics.median(times[v.name]),
+             "speedup": base / statistics.median(times[v.name])} for v in variants]
+
+
+def with_threshold(model: IARED, threshold: float) -> IARED:
+    """The same backbone and interpreters with another threshold (no copy of weights)."""
+    return IARED(model.backbone, _threshold_policy(model.policy, threshold), model.num_groups).eval()

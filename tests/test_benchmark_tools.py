@@ -1,0 +1,96 @@
+"""Benchmark library and trade-off tools end to end on a tiny random model (outputs exist; no timing asserts)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from iared_video.config import load_config
+from iared_video.models import build_model
+from iared_video.utils.benchmark import BenchSettings, format_table, run_benchmark, topk_per_sample
+from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TINY = ["MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
+        "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MODEL.NUM_CLASSES", "5",
+        "IARED.NUM_GROUPS", "2", "IARED.INTERPRETER_DIM", "8"]
+FAST = ["--batch-size", "2", "--num-batches", "1", "--iters", "1"]
+
+
+def tool(name: str):
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    return importlib.import_module(name)
+
+
+def test_topk_per_sample_keeps_k_best_in_each_sample() -> None:
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.8, 0.2, 0.7])
+    keep = topk_per_sample(scores, torch.tensor([3, 4]), torch.tensor([1, 2]))
+    assert keep.tolist() == [False, True, False, False, True, False, True]
+
+
+def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
+    cfg = load_config(None, TINY)
+    settings = BenchSettings(batch_sizes=[1, 3], warmup=0, iters=2, thresholds=[0.5], keep_ratios=[0.5],
+                             fixed_policies=["random", "temporal_diff"])
+    results = run_benchmark(cfg, settings, "cpu")
+    rows = results["rows"]
+    assert len(rows) == 2 * 5 and results["unit"] == "clips_per_s"
+    for row in rows:
+        assert row["efficiency"] == pytest.approx(row["speedup"] / row["ideal_speedup"])
+        assert row["peak_mem_mb"] is not None and row["clips_per_s"] > 0
+    controlled = [r for r in rows if r["variant"].startswith("iared@keep")]
+    assert all(0.3 <= r["keep_ratio"] <= 0.65 and r["ideal_speedup"] > 1 for r in controlled)
+    assert "efficiency" in format_table(rows, results["unit"])
+
+
+def test_benchmark_cli_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    tool("benchmark").main(["--batch-sizes", "2", "--warmup", "0", "--iters", "1", "--keep-ratios", "0.6",
+                            "--precisions", "fp32", "bf16", "--out", str(out), *TINY])
+    data = json.loads(out.read_text())
+    assert {r["precision"] for r in data["rows"]} == {"fp32", "bf16"}
+
+
+def test_deit_runs_at_384_with_interpolated_pos_embed() -> None:
+    cfg = load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_tiny_patch16_224",
+                             "IARED.NUM_GROUPS", "3", "DATA.TEST_CROP_SIZE", "384", "MODEL.NUM_CLASSES", "3"])
+    out = build_model(cfg).eval()(torch.randn(1, 3, 384, 384), return_policy=True)
+    assert out.keep[0].shape[1] == 24 * 24 and out.logits.shape == (1, 3)
+
+
+def test_magnitude_pruning_and_nonzero_macs() -> None:
+    model = build_model(load_config(None, TINY)).eval()
+    layers = prunable_linears(model)
+    assert all(not name.startswith("policy.") for name in layers)
+    for scope in ("global", "layer"):
+        fresh = build_model(load_config(None, TINY)).eval()
+        stats = magnitude_prune(prunable_linears(fresh), 0.5, scope)
+        total = sum(m.weight.numel() for m in prunable_linears(fresh).values())
+        zeros = sum(stats[n] * m.weight.numel() for n, m in prunable_linears(fresh).items())
+        assert zeros / total == pytest.approx(0.5, abs=0.01)
+        with count_linear_macs(prunable_linears(fresh)) as totals, torch.no_grad():
+            fresh(torch.randn(1, 3, 2, 32, 32))
+        assert totals["macs"] == pytest.approx(0.5 * totals["dense_macs"], rel=0.02)
+
+
+def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
+    tool("sweep_threshold").main([*FAST, "--thresholds", "0.3", "0.5", "0.7", "--out-dir", str(tmp_path / "t"), *TINY])
+    tool("sweep_groups").main([*FAST, "--groups", "1", "2", "4", "--target-gmacs", "0.001",
+                               "--out-dir", str(tmp_path / "g"), *TINY])
+    tool("prune_linear").main([*FAST, "--sparsities", "0", "0.5", "--out-dir", str(tmp_path / "p"), *TINY])
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "test_results.json").write_text(json.dumps(
+        {"top1_err": 40.0, "gmacs_per_view": 0.01, "clips_per_s": 3.0, "policy": "interpreter"}))
+    points = tool("pareto").main([str(tmp_path)])
+    for path in ("t/sweep_threshold.png", "t/sweep_threshold.json", "g/sweep_groups.png", "p/prune_linear.png",
+                 "pareto_gmacs.png", "pareto_throughput.png", "pareto.json"):
+        assert (tmp_path / path).stat().st_size > 0, path
+    groups = json.loads((tmp_path / "g/sweep_groups.json").read_text())["rows"]
+    assert [r["groups"] for r in groups] == [1, 2, 4]
+    assert any(p["accuracy"] == 60.0 for p in points)

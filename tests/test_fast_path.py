@@ -1,0 +1,83 @@
+"""The packed fast path against an independent per-sample reference built from timm's own block forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from iared_video.config import load_config
+from iared_video.models import IARED, build_model
+from iared_video.utils.benchmark import ControlledKeepPolicy
+
+TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
+            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5",
+            "IARED.NUM_GROUPS", "2"]
+TINY_DEIT = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_tiny_patch16_224", "MODEL.NUM_CLASSES", "7",
+             "IARED.NUM_GROUPS", "3", "DATA.TRAIN_CROP_SIZE", "96", "DATA.TEST_CROP_SIZE", "96"]
+
+
+def reference_logits(model: IARED, x: Tensor, keep: list[Tensor]) -> Tensor:
+    """Per sample: gather its kept tokens at every group and run the timm blocks' own ``forward`` (B=1)."""
+    backbone, logits = model.backbone, []
+    for i in range(x.shape[0]):
+        emb = backbone.embed(x[i:i + 1])
+        prefix, patches, num_prefix = emb.prefix, emb.patches.clone(), emb.prefix.shape[1]
+        for group in range(model.num_groups):
+            idx = keep[group][i].nonzero().flatten()
+            seq = torch.cat([prefix, patches[:, idx]], dim=1)
+            for block in model.group_blocks(group):
+                seq = block(seq)  # timm Block.forward, dense attention on this sample's kept tokens
+            prefix = seq[:, :num_prefix]
+            patches[:, idx] = seq[:, num_prefix:]
+        logits.append(backbone.forward_head(prefix))
+    return torch.cat(logits)
+
+
+def controlled(opts: list[str], ratios: list[float], schedule: str = "geometric") -> IARED:
+    torch.manual_seed(0)
+    model = build_model(load_config(None, opts)).eval()
+    policy = ControlledKeepPolicy(model.policy, schedule)
+    policy.set_ratios(torch.tensor(ratios))
+    return IARED(model.backbone, policy, model.num_groups).eval()
+
+
+@pytest.mark.parametrize("opts,shape", [(TINY_TSF, (4, 3, 4, 64, 64)), (TINY_DEIT, (4, 3, 96, 96))])
+@pytest.mark.parametrize("schedule", ["geometric", "first"])
+def test_fast_path_matches_per_sample_reference(opts: list[str], shape: tuple, schedule: str) -> None:
+    ratios = [0.2, 0.55, 0.9, 1.0]
+    model = controlled(opts, ratios, schedule)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        expected = reference_logits(model, x, out.keep)
+    counts = out.keep[-1].sum(1).tolist()
+    assert len(set(counts)) == len(ratios), f"keep counts should differ per sample, got {counts}"
+    num = out.keep[0].shape[1]
+    assert counts == [max(1, round(r * num)) for r in ratios]
+    torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_threshold_interpreter_mixed_counts_match_reference() -> None:
+    torch.manual_seed(3)
+    model = build_model(load_config(None, TINY_TSF)).eval()
+    x = torch.randn(3, 3, 4, 64, 64)
+    with torch.no_grad():
+        scores = model(x, return_policy=True).scores[0]
+        model.policy.threshold = float(scores.median())  # splits the tokens unevenly across samples
+        out = model(x, return_policy=True)
+        expected = reference_logits(model, x, out.keep)
+    assert len(set(out.keep[-1].sum(1).tolist())) > 1
+    torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (varlen flash attention)")
+def test_cuda_varlen_bf16_matches_fp32_reference() -> None:
+    model = controlled(TINY_DEIT, [0.3, 0.6, 0.8, 1.0]).cuda()
+    x = torch.randn(4, 3, 96, 96, device="cuda")
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        expected = reference_logits(model, x, out.keep)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            fast = model(x)
+    torch.testing.assert_close(fast.float(), expected, atol=5e-2, rtol=5e-2)
