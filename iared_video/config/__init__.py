@@ -17,7 +17,7 @@ __all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys"]
 CHOICES: dict[str, tuple] = {
     "MODEL.MODEL_NAME": ("timesformer", "deit"),
     "MODEL.ATTENTION_TYPE": ("joint_space_time",),
-    "IARED.POLICY": ("interpreter", "random", "attention", "temporal_diff", "none"),
+    "IARED.POLICY": ("interpreter", "random", "attention", "temporal_diff", "none", "dynamicvit"),
     "IARED.REWARD": ("square", "linear"),
     "DATA.DATASET": ("kinetics", "imagenet"),
     "DATA.DECODING_BACKEND": ("decord", "pyav"),
@@ -170,10 +170,27 @@ def validate(cfg: CfgNode) -> None:
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
+    errors += _dynamicvit_errors(cfg, depth)
     if cfg.IARED.POLICY == "temporal_diff" and cfg.MODEL.MODEL_NAME != "timesformer":
         errors.append("IARED.POLICY temporal_diff needs a video model (MODEL.MODEL_NAME timesformer)")
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
+    """DYNAMICVIT.* and IARED.GUMBEL settings that cannot run."""
+    d, errors = cfg.DYNAMICVIT, []
+    locs = list(d.PRUNE_LOCATIONS)
+    if cfg.IARED.POLICY == "dynamicvit" and (not locs or locs != sorted(set(locs)) or locs[0] <= 0
+                                             or locs[-1] >= depth):
+        errors.append(f"DYNAMICVIT.PRUNE_LOCATIONS must increase strictly within (0, {depth}), got {locs}")
+    if not 0.0 < d.KEEP_RATE <= 1.0:
+        errors.append(f"DYNAMICVIT.KEEP_RATE must lie in (0, 1], got {d.KEEP_RATE}")
+    if d.GUMBEL_TAU <= 0 or cfg.IARED.GUMBEL_TAU <= 0:
+        errors.append("DYNAMICVIT.GUMBEL_TAU and IARED.GUMBEL_TAU must be > 0")
+    if cfg.IARED.GUMBEL and cfg.IARED.POLICY != "interpreter":
+        errors.append(f"IARED.GUMBEL needs IARED.POLICY interpreter, got {cfg.IARED.POLICY!r}")
+    return errors
 
 
 def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> CfgNode:

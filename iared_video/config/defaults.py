@@ -61,7 +61,8 @@ _C.MODEL.PRETRAINED = ""
 # IA-RED^2.
 # ---------------------------------------------------------------------------
 _C.IARED = CfgNode()
-# Token-drop policy: "interpreter" (IA-RED^2), "random", "attention", "temporal_diff" or "none" (dense).
+# Token-drop policy: "interpreter" (IA-RED^2), "random", "attention", "temporal_diff", "none" (dense) or
+# "dynamicvit" (DynamicViT prediction modules, see the DYNAMICVIT section; NUM_GROUPS is then unused).
 _C.IARED.POLICY = "interpreter"
 # D: number of block groups, each opened by a policy; must divide MODEL depth.
 _C.IARED.NUM_GROUPS = 1
@@ -87,6 +88,11 @@ _C.IARED.INTERPRETER_LR = 2.5e-3
 _C.IARED.INTERPRETER_OPTIMIZER = ""
 # Weight decay of the interpreter stages.
 _C.IARED.INTERPRETER_WEIGHT_DECAY = 0.0
+# Appendix D variant: the interpreter's "sample" decision is a straight-through Gumbel sample, and the whole
+# model trains end-to-end with cross-entropy in one stage of SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
+_C.IARED.GUMBEL = False
+# Temperature of the straight-through Gumbel decision (IARED.GUMBEL).
+_C.IARED.GUMBEL_TAU = 1.0
 
 # ---------------------------------------------------------------------------
 # Data.
@@ -268,6 +274,23 @@ _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
 _C.BENCHMARK.FIXED_POLICIES = ["random"]
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
+
+# ---------------------------------------------------------------------------
+# DynamicViT (Rao et al., 2021), selected by IARED.POLICY dynamicvit.
+# ---------------------------------------------------------------------------
+_C.DYNAMICVIT = CfgNode()
+# Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)); [3, 6, 9] for 12.
+_C.DYNAMICVIT.PRUNE_LOCATIONS = [3, 6, 9]
+# rho: stage s keeps ceil(rho^s * N) patch tokens at inference; rho^s is the training keep-ratio target.
+_C.DYNAMICVIT.KEEP_RATE = 0.7
+# Weight of the keep-ratio MSE (mean over stages).
+_C.DYNAMICVIT.RATIO_WEIGHT = 2.0
+# Weight of the KL distillation from the frozen dense teacher's logits.
+_C.DYNAMICVIT.DISTILL_WEIGHT = 0.5
+# Weight of the token distillation (MSE to the teacher's final patch tokens over kept tokens).
+_C.DYNAMICVIT.TOKEN_DISTILL_WEIGHT = 0.5
+# Temperature of the training-time Gumbel-softmax keep/drop decision.
+_C.DYNAMICVIT.GUMBEL_TAU = 1.0
 
 
 def get_defaults() -> CfgNode:

@@ -5,7 +5,10 @@ the policy's drop applied). The interpreter policy follows Alg. 1 of IA-RED^2:
 for each group i, an ``"interpreter"`` stage (REINFORCE on interpreter i only)
 then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the
 final norm and the head). Patch embedding, positional/time embeddings and the
-class/distillation tokens stay frozen throughout the curriculum.
+class/distillation tokens stay frozen throughout the curriculum. The Gumbel
+interpreter variant (``IARED.GUMBEL``) trains everything end-to-end in one
+``"gumbel"`` stage with every group in ``"sample"`` (straight-through) mode;
+DynamicViT trains in one ``"train"`` stage with its own loss (trainer).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class Stage:
     """One stage of training.
 
     Attributes:
-        kind: "train" (plain training), "interpreter" (Alg. 1 step a) or "backbone" (step b).
+        kind: "train" (plain training), "interpreter" (Alg. 1 step a), "backbone" (step b) or "gumbel"
+            (end-to-end straight-through Gumbel interpreters).
         group: 0-based group i the stage works on (0 for "train").
         epochs: epochs in the stage.
     """
@@ -37,12 +41,14 @@ class Stage:
 
     @property
     def name(self) -> str:
-        return "train" if self.kind == "train" else f"{self.kind}_g{self.group + 1}"
+        return self.kind if self.kind in ("train", "gumbel") else f"{self.kind}_g{self.group + 1}"
 
 
 def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
-                 backbone_epochs: int) -> list[Stage]:
+                 backbone_epochs: int, gumbel: bool = False) -> list[Stage]:
     """Stages for ``policy``; stages with zero epochs are left out."""
+    if policy == "interpreter" and gumbel:
+        return [Stage("gumbel", 0, max_epoch)] if max_epoch > 0 else []
     if policy != "interpreter":
         return [Stage("train", 0, max_epoch)] if max_epoch > 0 else []
     stages = []
@@ -58,15 +64,15 @@ def train_modes(stage: Stage, num_groups: int) -> list[str]:
     interpreter i: greedy before i, sample at i, keep_all after; backbone i: greedy up to i, keep_all after;
     train: greedy everywhere (the fixed-ratio drop is applied).
     """
-    if stage.kind == "train":
-        return ["greedy"] * num_groups
+    if stage.kind in ("train", "gumbel"):
+        return ["sample" if stage.kind == "gumbel" else "greedy"] * num_groups
     at_i = "sample" if stage.kind == "interpreter" else "greedy"
     return ["greedy" if j < stage.group else at_i if j == stage.group else "keep_all" for j in range(num_groups)]
 
 
 def eval_modes(stage: Stage | None, num_groups: int) -> list[str]:
     """Modes for validation during ``stage``: greedy up to its group, keep_all after (all greedy if None)."""
-    if stage is None or stage.kind == "train":
+    if stage is None or stage.kind in ("train", "gumbel"):
         return ["greedy"] * num_groups
     return ["greedy" if j <= stage.group else "keep_all" for j in range(num_groups)]
 
@@ -80,7 +86,7 @@ def _backbone_stage_modules(model: nn.Module, group: int) -> list[nn.Module]:
 
 def set_trainable(model: nn.Module, stage: Stage) -> None:
     """Set ``requires_grad`` on ``model`` (an ``IARED``) for ``stage``; everything else is frozen."""
-    if stage.kind == "train":
+    if stage.kind in ("train", "gumbel"):
         model.requires_grad_(True)
         return
     model.requires_grad_(False)

@@ -33,7 +33,8 @@ from iared_video.engine.meters import TrainMeter, ValMeter
 from iared_video.engine.optim import LRSchedule, build_optimizer
 from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
 
-__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "train_epoch", "eval_epoch", "stages_of",
+__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "dynamicvit_step",
+           "train_epoch", "eval_epoch", "stages_of",
            "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]
 
 logger = get_logger(__name__)
@@ -49,6 +50,7 @@ class StepArgs:
     clip_grad: float = 0.0
     accum_steps: int = 1
     amp_dtype: torch.dtype | None = None
+    dynamicvit: Any = None  # dynamicvit.LossWeights when training DynamicViT
 
 
 @dataclass
@@ -112,7 +114,8 @@ def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
 
 def stages_of(cfg: CfgNode) -> list[Stage]:
     i = cfg.IARED
-    return build_stages(i.POLICY, i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS)
+    return build_stages(i.POLICY, i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS,
+                        i.GUMBEL)
 
 
 def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> int:
@@ -176,6 +179,20 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
     return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
                   "advantage": advantage.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
                   "greedy_keep_ratio": base.keep_ratio.mean().item(),
+                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
+
+
+def dynamicvit_step(net: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
+    """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
+    from iared_video.models.dynamicvit import dense_forward, dynamicvit_loss
+
+    with _autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True)
+        with torch.no_grad():
+            t_logits, t_tokens = dense_forward(teacher, x)
+    loss, terms = dynamicvit_loss(out, y, t_logits, t_tokens, args.dynamicvit)
+    return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                  "keep_ratio": out.masks[-1].mean().item(),
                   "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
 
 
@@ -252,12 +269,15 @@ class EpochContext:
     cfg_dump: str = ""
     stage_names: tuple[str, ...] = ()
     device: torch.device = torch.device("cpu")
+    teacher: nn.Module | None = None  # frozen dense backbone (DynamicViT distillation)
 
 
 def _step(run: StageRun, batch: dict, ctx: EpochContext) -> tuple[Tensor, dict]:
     x, y = _to_device(batch, ctx.device)
     if run.stage.kind == "interpreter":
         return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
+    if ctx.teacher is not None:
+        return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args)
     return ce_step(run.net, x, y, run.modes, ctx.args)
 
 
@@ -423,7 +443,17 @@ def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device:
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
     return StepArgs(cfg.IARED.TAU, cfg.IARED.REWARD, cfg.SOLVER.CLIP_GRAD_NORM,
                     accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
-                    amp_dtype_of(cfg, device))
+                    amp_dtype_of(cfg, device), _dynamicvit_weights(cfg))
+
+
+def _dynamicvit_weights(cfg: CfgNode) -> Any:
+    """``LossWeights`` from DYNAMICVIT.* when ``IARED.POLICY`` is dynamicvit, else None."""
+    if cfg.IARED.POLICY != "dynamicvit":
+        return None
+    from iared_video.models.dynamicvit import LossWeights
+
+    d = cfg.DYNAMICVIT
+    return LossWeights(d.KEEP_RATE, d.RATIO_WEIGHT, d.DISTILL_WEIGHT, d.TOKEN_DISTILL_WEIGHT)
 
 
 def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dict, ctx: EpochContext) -> None:
@@ -445,6 +475,15 @@ def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dic
                             "global_epoch": run.global_epoch_offset + epoch + 1, **val})
 
 
+def _teacher_of(cfg: CfgNode, model: nn.Module) -> nn.Module | None:
+    """DynamicViT: a frozen copy of the dense backbone as it is before training; None otherwise."""
+    if cfg.IARED.POLICY != "dynamicvit":
+        return None
+    from iared_video.models.dynamicvit import make_teacher
+
+    return make_teacher(model.backbone)
+
+
 def _default_loader_fn() -> LoaderFn:
     from iared_video.datasets import construct_loader
 
@@ -459,12 +498,14 @@ def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Loa
     stage_names = [s.name for s in stages]
     logger.info("training stages: %s", ", ".join(f"{s.name} x{s.epochs}" for s in stages))
     model = build_initial_model(cfg, device)
+    teacher = _teacher_of(cfg, model)  # from the initial (dense) weights, before any resume
     payload = _resume_payload(cfg, stage_names, device)
     if payload is not None:
         model.load_state_dict(payload["model_state"])
     loaders = {"train": loader_fn(cfg, "train"), "val": loader_fn(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None}
     args = _step_args(cfg, info.world_size, device)
     ctx = _epoch_context(cfg, args, stage_names, device)
+    ctx.teacher = teacher
     steps_per_epoch = max(math.ceil(len(loaders["train"]) / args.accum_steps), 1)
     offset = 0
     for index, stage in enumerate(stages):

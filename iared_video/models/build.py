@@ -7,6 +7,7 @@ from fvcore.common.registry import Registry
 from torch import nn
 
 from iared_video.models.backbones import TimeSformer, TimmViT
+from iared_video.models.dynamicvit import DynamicViT, GumbelIARED, GumbelInterpreterPolicy
 from iared_video.models.iared import IARED
 from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
                                          TemporalDiffPolicy)
@@ -42,6 +43,9 @@ def build_backbone(cfg: CfgNode) -> nn.Module:
 def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
     """The drop policy named by ``IARED.POLICY`` for tokens of width ``dim``."""
     p = cfg.IARED
+    if p.POLICY == "interpreter" and p.GUMBEL:
+        return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
+                                       tau=p.GUMBEL_TAU)
     if p.POLICY == "interpreter":
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM)
     fixed = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
@@ -51,10 +55,15 @@ def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Backbone + policy as an ``IARED`` module: ``model(x)`` gives logits,
-    ``model(x, return_policy=True)`` a ``PolicyOutput``."""
+    """Backbone + policy as an ``IARED`` module (``DynamicViT`` for ``IARED.POLICY dynamicvit``): ``model(x)``
+    gives logits, ``model(x, return_policy=True)`` a ``PolicyOutput``."""
     backbone = build_backbone(cfg)
-    model = IARED(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+    if cfg.IARED.POLICY == "dynamicvit":
+        d = cfg.DYNAMICVIT
+        model = DynamicViT(backbone, d.PRUNE_LOCATIONS, d.KEEP_RATE, d.GUMBEL_TAU)
+    else:
+        wrapper = GumbelIARED if cfg.IARED.GUMBEL else IARED
+        model = wrapper(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
     if cfg.MODEL.PRETRAINED:
         load_pretrained(model, cfg.MODEL.PRETRAINED)
     return model

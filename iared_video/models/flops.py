@@ -13,7 +13,9 @@ model:
 One addition to fvcore's rules: the interpreter's per-head dot product
 ``F_q^h(X_i) . F_k^h(P)`` is a mat-vec written as ``mul`` + ``sum`` that fvcore
 misses; it is counted here (``H * d`` per scored token, < 2% of the interpreter's
-own cost and negligible against the blocks).
+own cost and negligible against the blocks). DynamicViT's prediction modules
+count their LayerNorm and linear layers on the tokens they score (the masked
+global mean and the concat are element-wise, hence free).
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from torch import Tensor, nn
 
 from iared_video.models.backbones import TimeSformer
 from iared_video.models.iared import IARED, PolicyOutput
+from iared_video.models.dynamicvit import DynamicViTPolicy
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import MODES, AttentionPolicy, InterpreterPolicy
 
 __all__ = ["layer_norm_macs", "block_macs", "patch_embed_macs", "head_macs", "interpreter_macs",
-           "attention_policy_macs", "token_counts", "model_gmacs_per_sample", "dense_gmacs", "sdpa_flop_jit",
+           "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample", "dense_gmacs", "sdpa_flop_jit",
            "fvcore_gflops"]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ TRIVIAL_OPS = frozenset({
     "aten::topk", "aten::upsample_bicubic2d", "aten::upsample_linear1d", "aten::linalg_vector_norm",
     "aten::amax", "aten::clamp_min", "aten::index_add", "aten::index_put", "aten::zeros_like", "aten::ones_like",
     "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
+    "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::zeros_like",
 })
 
 
@@ -118,6 +122,13 @@ def attention_policy_macs(backbone: nn.Module, num_tokens: Count) -> Count:
     return _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(block.attn.qkv) + num_tokens * dim
 
 
+def predictor_macs(predictor: nn.Module, num_scored: Count) -> Count:
+    """A DynamicViT prediction module: every LayerNorm and linear layer on each scored token."""
+    per_token = sum(_linear_macs(m) for m in predictor.modules())
+    norms = sum(_norm_macs(m, num_scored) for m in predictor.modules() if isinstance(m, nn.LayerNorm))
+    return num_scored * per_token + norms
+
+
 # ---------------------------------------------------------------------------
 # Per-sample totals.
 # ---------------------------------------------------------------------------
@@ -148,6 +159,8 @@ def _policy_macs(model: IARED, group: int, num_scored: Tensor, num_prefix: int) 
         return interpreter_macs(policy.interpreters[group], num_scored)
     if isinstance(policy, AttentionPolicy):
         return attention_policy_macs(model.backbone, num_scored + num_prefix)
+    if isinstance(policy, DynamicViTPolicy):  # group s >= 1 opens with predictor s
+        return predictor_macs(policy.predictors[group - 1], num_scored)
     return 0
 
 
