@@ -94,3 +94,20 @@ def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
     groups = json.loads((tmp_path / "g/sweep_groups.json").read_text())["rows"]
     assert [r["groups"] for r in groups] == [1, 2, 4]
     assert any(p["accuracy"] == 60.0 for p in points)
+
+
+def test_benchmark_inputs_from_a_real_split(tmp_path: Path) -> None:
+    """Real decoded clips (keep counts vary as in use): batches carry inputs and labels, invalid views dropped."""
+    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.utils.benchmark import data_input, eval_batches
+
+    meta = generate_video_dataset(str(tmp_path), num_videos=12, seed=0, num_classes=2)
+    num_val = sum(v["split"] == "val" for v in meta["videos"])
+    cfg = load_config(None, TINY + ["MODEL.NUM_CLASSES", "2", "DATA.PATH_TO_DATA_DIR", str(tmp_path),
+                                    "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA_LOADER.NUM_WORKERS", "0",
+                                    "TEST.NUM_SPATIAL_CROPS", "1"])
+    inputs, labels = eval_batches(cfg, "val", num_batches=1, batch=num_val)[0]
+    assert inputs.shape == (num_val, 3, 2, 32, 32)
+    assert sorted(labels.tolist()) == sorted(v["label"] for v in meta["videos"] if v["split"] == "val")
+    x = data_input(cfg, "val", batch=num_val + 1)  # one more than the split holds: repeated from the start
+    assert x.shape == (num_val + 1, 3, 2, 32, 32) and torch.equal(x[num_val], x[0])

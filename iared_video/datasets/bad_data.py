@@ -65,11 +65,13 @@ def substitute_index(seed: int, index: int, attempt: int, num_items: int, exclud
 class RobustDataset(Dataset):
     """Base class: subclasses say how to load one view of one item; this class handles failures.
 
-    Subclasses set ``mode``, ``num_retries``, ``max_substitutions``, ``seed`` and call
-    ``_init_failures()``, then implement ``__len__``, ``_view``, ``_num_items``,
-    ``_item_path``, ``_item_label``, ``_load`` and ``_blank``.
+    Subclasses set ``mode``, ``num_retries``, ``max_substitutions``, ``seed``, the item
+    lists ``paths`` and ``labels``, and call ``_init_failures()``, then implement
+    ``__len__``, ``_view``, ``_load`` and ``_blank``.
     """
 
+    paths: list[str]
+    labels: list[int]
     mode: str
     num_retries: int
     max_substitutions: int
@@ -85,13 +87,13 @@ class RobustDataset(Dataset):
         raise NotImplementedError
 
     def _num_items(self) -> int:
-        raise NotImplementedError
+        return len(self.paths)
 
     def _item_path(self, item: int) -> str:
-        raise NotImplementedError
+        return self.paths[item]
 
     def _item_label(self, item: int) -> int:
-        raise NotImplementedError
+        return self.labels[item]
 
     def _load(self, item: int, temporal_index: int, spatial_index: int) -> torch.Tensor:
         """Load and transform one view; raise SampleError when it cannot be read."""

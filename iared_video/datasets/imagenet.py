@@ -113,15 +113,6 @@ class ImageNet(RobustDataset):
     def _view(self, index: int) -> tuple[int, int, int]:
         return index, 0, 0
 
-    def _num_items(self) -> int:
-        return len(self.paths)
-
-    def _item_path(self, item: int) -> str:
-        return self.paths[item]
-
-    def _item_label(self, item: int) -> int:
-        return self.labels[item]
-
     def _load(self, item: int, temporal_index: int, spatial_index: int) -> torch.Tensor:
         return self.transform(load_rgb_image(self.paths[item]))
 

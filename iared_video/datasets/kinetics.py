@@ -164,15 +164,6 @@ class Kinetics(RobustDataset):
         video, rest = divmod(index, views)
         return video, *divmod(rest, self.num_spatial_crops)
 
-    def _num_items(self) -> int:
-        return len(self.paths)
-
-    def _item_path(self, item: int) -> str:
-        return self.paths[item]
-
-    def _item_label(self, item: int) -> int:
-        return self.labels[item]
-
     def _decode(self, item: int, temporal_index: int) -> np.ndarray:
         key = (item, temporal_index)
         if self._cache is not None and self._cache[0] == key:

@@ -204,8 +204,7 @@ def data_input(cfg: CfgNode, split: str, batch: int) -> Tensor:
     node.TEST.BATCH_SIZE = batch
     chunks, have = [], 0
     for item in construct_loader(node, split):
-        inputs = item[0] if isinstance(item, (list, tuple)) else item["inputs"] if isinstance(item, dict) else item
-        inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        inputs = item["inputs"][item["valid"]]
         chunks.append(inputs)
         have += inputs.shape[0]
         if have >= batch:
@@ -455,8 +454,8 @@ def eval_batches(cfg: CfgNode, split: str = "", num_batches: int = 2, batch: int
     node.TEST.BATCH_SIZE = batch
     out: list[Batch] = []
     for item in construct_loader(node, split):
-        inputs, labels = item[0], item[1]
-        out.append((inputs[0] if isinstance(inputs, (list, tuple)) else inputs, labels))
+        valid = item["valid"]
+        out.append((item["inputs"][valid], item["label"][valid]))
         if num_batches and len(out) >= num_batches:
             break
     return out
