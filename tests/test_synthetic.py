@@ -272,8 +272,10 @@ def test_knob_validation_and_presets() -> None:
 
 
 def test_clutter_makes_background_busy_but_plain_is_uniform() -> None:
-    busy, masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4)
+    busy, masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4, difficulty="hard")
     plain, plain_masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4, **PLAIN)
+    default, default_masks, _ = S.render_video(S.video_rng(1, 1), 0, num_frames=4)
+    assert len(np.unique(default[0][~default_masks[0]], axis=0)) > 100  # the default is textured, not blank
     assert len(np.unique(plain[0][~plain_masks[0]], axis=0)) == 1
     assert len(np.unique(busy[0].reshape(-1, 3), axis=0)) > 500
     change = np.abs(busy.astype(np.int16) - busy[0]).max(axis=(0, -1))

@@ -54,7 +54,7 @@ _IMAGE_PATTERNS = ("solid", "striped")
 IMAGE_CLASSES: list[str] = [f"{s}_{p}" for s in _IMAGE_SHAPES for p in _IMAGE_PATTERNS]
 
 ACTOR_SHAPES = ("disc", "square", "triangle", "cross")
-DEFAULT_NUM_VIDEOS = 400
+DEFAULT_NUM_VIDEOS = 3000
 DEFAULT_NUM_IMAGES = 600
 DEFAULT_IMAGE_CLASSES = 10
 SPLITS = ("train", "val", "test")
@@ -96,22 +96,22 @@ class VideoKnobs:
     """
 
     min_frames: int = 32
-    max_frames: int = 64
+    max_frames: int = 48
     fps_choices: tuple[int, ...] = (15, 24, 25, 30)
-    min_short_side: int = 112
-    max_short_side: int = 224
+    min_short_side: int = 64
+    max_short_side: int = 96
     aspect_ratios: tuple[float, ...] = (1.0, 4 / 3, 16 / 9)
     portrait_prob: float = 0.4
-    actor_size: tuple[float, float] = (0.08, 0.14)
-    motion_amplitude: tuple[float, float] = (0.3, 0.45)
+    actor_size: tuple[float, float] = (0.2, 0.28)
+    motion_amplitude: tuple[float, float] = (0.45, 0.6)
     rotation_degrees: tuple[float, float] = (150.0, 270.0)
-    clutter: float = 1.0
-    num_distractors: tuple[int, int] = (2, 5)
+    clutter: float = 0.3
+    num_distractors: tuple[int, int] = (0, 2)
     distractor_size: tuple[float, float] = (0.08, 0.2)
-    distractor_motion: float = 0.15
+    distractor_motion: float = 0.05
     distractor_shapes: bool = False
-    background_motion: float = 1.0
-    noise: float = 2.0
+    background_motion: float = 0.0
+    noise: float = 0.0
     crf: int = 23
 
 
@@ -144,11 +144,11 @@ class ImageKnobs:
 
 
 VIDEO_DIFFICULTY: dict[str, dict[str, Any]] = {
-    "easy": dict(actor_size=(0.12, 0.16), clutter=0.3, num_distractors=(0, 2),
-                 distractor_motion=0.05, background_motion=0.0, noise=0.0),
+    "easy": dict(clutter=0.1, num_distractors=(0, 1), distractor_motion=0.0),
     "medium": {},
-    "hard": dict(actor_size=(0.05, 0.09), clutter=1.6, num_distractors=(4, 8),
-                 distractor_motion=0.3, distractor_shapes=True, noise=5.0),
+    "hard": dict(min_short_side=112, max_short_side=224, max_frames=64, actor_size=(0.05, 0.09),
+                 motion_amplitude=(0.3, 0.45), clutter=1.6, num_distractors=(4, 8), distractor_motion=0.3,
+                 distractor_shapes=True, background_motion=1.0, noise=5.0),
 }
 IMAGE_DIFFICULTY: dict[str, dict[str, Any]] = {
     "easy": dict(object_size=(0.4, 0.6), clutter=0.3, num_distractors=(0, 2), noise=0.0),
