@@ -46,6 +46,8 @@ def test_unknown_key_names_nearest(tmp_path) -> None:
     (["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_small_patch16_224", "IARED.NUM_GROUPS", "5"],
      "must divide the model depth 12"),
     (["TRAIN.ENABLE"], "KEY VALUE pairs"),
+    (["VISUALIZE.ANIMATION", "'avi'"], "VISUALIZE.ANIMATION must be one of"),
+    (["VISUALIZE.ALPHA", "1.5"], r"VISUALIZE.ALPHA must lie in \[0, 1\]"),
 ])
 def test_invalid_settings_fail_with_one_clear_message(opts: list, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -26,6 +26,9 @@ CHOICES: dict[str, tuple] = {
     "TEST.NUM_SPATIAL_CROPS": (1, 3),
     "DIST_BACKEND": ("auto", "nccl", "gloo"),
     "DEVICE": ("auto", "cpu", "cuda"),
+    "VISUALIZE.UPSAMPLE": ("nearest", "bilinear"),
+    "VISUALIZE.ANIMATION": ("gif", "mp4", "none"),
+    "VISUALIZE.BINARIZE": ("mean", "fixed", "otsu"),
 }
 
 
@@ -154,6 +157,8 @@ def validate(cfg: CfgNode) -> None:
     ]
     if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
         errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {cfg.IARED.THRESHOLD}")
+    if not 0.0 <= cfg.VISUALIZE.ALPHA <= 1.0:
+        errors.append(f"VISUALIZE.ALPHA must lie in [0, 1], got {cfg.VISUALIZE.ALPHA}")
     if not 0.0 <= cfg.IARED.DROP_RATIO < 1.0:
         errors.append(f"IARED.DROP_RATIO must lie in [0, 1), got {cfg.IARED.DROP_RATIO}")
     for key in ("IARED.NUM_GROUPS", "DATA.NUM_FRAMES", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "NUM_GPUS",
