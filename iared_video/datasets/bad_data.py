@@ -14,6 +14,7 @@ never reach the parent.
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from typing import Any
@@ -62,7 +63,7 @@ def substitute_index(seed: int, index: int, attempt: int, num_items: int, exclud
     return pick + 1 if pick >= exclude else pick
 
 
-class RobustDataset(Dataset):
+class RobustDataset(Dataset, abc.ABC):
     """Base class: subclasses say how to load one view of one item; this class handles failures.
 
     Subclasses set ``mode``, ``num_retries``, ``max_substitutions``, ``seed``, the item
@@ -82,9 +83,9 @@ class RobustDataset(Dataset):
         self._known_bad: dict[int, str] = {}  # item -> reason, skips re-decoding known failures
 
     # -- to implement -------------------------------------------------------------------------
+    @abc.abstractmethod
     def _view(self, index: int) -> tuple[int, int, int]:
         """Dataset index -> (item, temporal_index, spatial_index)."""
-        raise NotImplementedError
 
     def _num_items(self) -> int:
         return len(self.paths)
@@ -95,13 +96,13 @@ class RobustDataset(Dataset):
     def _item_label(self, item: int) -> int:
         return self.labels[item]
 
+    @abc.abstractmethod
     def _load(self, item: int, temporal_index: int, spatial_index: int) -> torch.Tensor:
         """Load and transform one view; raise SampleError when it cannot be read."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _blank(self) -> torch.Tensor:
         """Zeros of the output shape, for invalid test samples."""
-        raise NotImplementedError
 
     # -- failure handling ---------------------------------------------------------------------
     def _try_load(self, item: int, temporal_index: int, spatial_index: int) -> tuple[torch.Tensor | None, str]:

@@ -183,22 +183,6 @@ def _row(method: str, results: dict, speed: dict[str, float], video: bool) -> di
     return row
 
 
-def format_table(rows: list[dict]) -> str:
-    """A plain-text table of the main job's results."""
-    keys = list(rows[0])
-    cells = [[_cell(r[k]) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return "-" if value is None else str(value)
-
-
 def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
                  init_method: str = "tcp://localhost:9999") -> list[dict]:
     """Dense -> IA-RED^2 (from the dense weights) -> random baseline at the IA-RED^2 keep ratio; test all three.
@@ -206,6 +190,7 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     Returns the table rows; also writes ``output_dir/main_job_results.json``.
     """
     from iared_video.config import load_config
+    from iared_video.utils.benchmark import format_table
 
     kind = "image" if image else "video"
     setup_logging(output_dir)
@@ -233,5 +218,5 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     setup_logging(output_dir)
     with open(os.path.join(output_dir, "main_job_results.json"), "w") as f:
         json.dump({"kind": kind, "random_drop_ratio": drop, "rows": rows}, f, indent=2)
-    logger.info("main job (%s):\n%s", kind, format_table(rows))
+    logger.info("main job (%s):\n%s", kind, format_table(rows, columns=list(rows[0])))
     return rows

@@ -21,22 +21,14 @@ from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TestMeter
-from iared_video.engine.trainer import LoaderFn, _autocast, _keep_ratios, _load_init_weights, amp_dtype_of, \
+from iared_video.engine.trainer import LoaderFn, _autocast, _keep_ratios, amp_dtype_of, \
     build_initial_model, resolve_device
+from iared_video.models.flops import model_gmacs_per_sample
+from iared_video.models.weights import load_pretrained
 
-__all__ = ["test", "run_test_pass", "load_test_weights", "gmacs_fn"]
+__all__ = ["test", "run_test_pass", "load_test_weights"]
 
 logger = get_logger(__name__)
-
-
-def gmacs_fn() -> Callable[[nn.Module, Any], Tensor] | None:
-    """``model_gmacs_per_sample`` from ``iared_video.models.flops`` when available (None with a warning)."""
-    try:
-        from iared_video.models.flops import model_gmacs_per_sample
-    except ImportError as exc:
-        logger.warning("GMACs not reported: iared_video.models.flops.model_gmacs_per_sample unavailable (%s)", exc)
-        return None
-    return model_gmacs_per_sample
 
 
 def load_test_weights(model: nn.Module, path: str, output_dir: str) -> str:
@@ -45,7 +37,7 @@ def load_test_weights(model: nn.Module, path: str, output_dir: str) -> str:
     Returns a description of what was loaded.
     """
     if path:
-        _load_init_weights(model, path)
+        load_pretrained(model, path)
         return path
     found = ckpt.load_newest_valid(output_dir) if output_dir else None
     if found is None:
@@ -155,7 +147,7 @@ def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Load
     meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
     logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
-                                               amp_dtype_of(cfg, device), gmacs_fn())
+                                               amp_dtype_of(cfg, device), model_gmacs_per_sample)
     rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(model.num_groups), device)
     results = TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video)
     unreadable_all = set().union(*du.all_gather_objects(unreadable))

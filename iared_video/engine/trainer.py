@@ -84,31 +84,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_init_weights(model: nn.Module, path: str) -> None:
-    """Initial weights: the weights module when present (foreign formats), else our own checkpoints."""
-    try:
-        from iared_video.models.weights import load_pretrained
-    except ImportError:
-        load_pretrained = None
-    if load_pretrained is not None:
-        load_pretrained(model, path)
-        return
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model_state", state)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    logger.info("loaded %s (missing keys: %s; unexpected keys: %s)", path, missing, unexpected)
-
-
 def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
-    """Build the model with the same seed on every rank and load ``TRAIN.CHECKPOINT_FILE_PATH`` or
-    ``MODEL.PRETRAINED`` into it."""
+    """Build the model with the same seed on every rank (``build_model`` loads ``MODEL.PRETRAINED``), then
+    load ``TRAIN.CHECKPOINT_FILE_PATH`` over it."""
     from iared_video.models import build_model
+    from iared_video.models.weights import load_pretrained
 
     seed_everything(cfg.RNG_SEED)
     model = build_model(cfg)
-    init = cfg.TRAIN.CHECKPOINT_FILE_PATH or cfg.MODEL.PRETRAINED
-    if init:
-        _load_init_weights(model, init)
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        load_pretrained(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
     return model.to(device)
 
 

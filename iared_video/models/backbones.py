@@ -176,5 +176,7 @@ def _check_supported(net: nn.Module, arch: str) -> None:
     if not all(type(b) is Block for b in net.blocks):
         kinds = sorted({type(b).__name__ for b in net.blocks})
         raise ValueError(f"{arch}: blocks of type {kinds} are not supported; need timm's standard Block")
+    if any(getattr(b.attn, "gate", None) is not None for b in net.blocks):
+        raise ValueError(f"{arch}: gated attention is not supported on packed tokens")
     if getattr(net, "attn_pool", None) is not None:
         raise ValueError(f"{arch}: attention-pool heads are not supported")

@@ -59,24 +59,25 @@ class _PackState:
         full = values.new_zeros(self.batch * self.num_patches)
         return full.index_put((self.origin,), values).view(self.batch, self.num_patches)
 
-    def counts(self) -> Tensor:
-        return torch.bincount(self.origin // self.num_patches, minlength=self.batch)
+    def sample_ids(self) -> Tensor:
+        """Sample index of each present token."""
+        return self.origin // self.num_patches
 
     def drop(self, keep: Tensor) -> None:
         self.tokens, self.origin = self.tokens[keep], self.origin[keep]
 
 
-def _pack(prefix: Tensor, patches: Tensor, counts: Tensor) -> tuple[Tensor, PackedSeqs, Tensor, Tensor]:
+def _pack(prefix: Tensor, patches: Tensor, sample: Tensor) -> tuple[Tensor, PackedSeqs, Tensor, Tensor]:
     """Interleave per-sample ``[prefix, patches]`` into one packed tensor.
 
     Returns the packed tokens, their sequence info and the packed positions of the prefix and patch tokens.
     """
     batch, num_prefix, dim = prefix.shape
+    counts = torch.bincount(sample, minlength=batch)
     lengths = counts + num_prefix
     seqs = PackedSeqs.from_lengths(lengths.tolist(), prefix.device)  # the one host sync per group
     starts = seqs.cu_seqlens[:-1].long()
     prefix_pos = (starts[:, None] + torch.arange(num_prefix, device=prefix.device)).flatten()
-    sample = torch.repeat_interleave(torch.arange(batch, device=prefix.device), counts)
     first_patch = torch.cumsum(counts, 0) - counts
     rank = torch.arange(patches.shape[0], device=prefix.device) - first_patch[sample]
     patch_pos = starts[sample] + num_prefix + rank
@@ -154,12 +155,12 @@ class IARED(nn.Module):
         """Per-sample ``sum_i log(I u + (1 - I)(1 - u))`` over the tokens present at this group."""
         u = keep.to(scores.dtype)
         token_logp = torch.log((scores * u + (1 - scores) * (1 - u)).clamp_min(1e-8))
-        sample = state.origin // state.num_patches
+        sample = state.sample_ids()
         return token_logp.new_zeros(state.batch).index_add(0, sample, token_logp)
 
     def _run_group(self, group: int, prefix: Tensor, state: _PackState) -> Tensor:
         """Run one group's blocks on the packed tokens; returns the new prefix tokens."""
-        packed, seqs, prefix_pos, patch_pos = _pack(prefix, state.tokens, state.counts())
+        packed, seqs, prefix_pos, patch_pos = _pack(prefix, state.tokens, state.sample_ids())
         for block in self.group_blocks(group):
             packed = packed_block(block, packed, seqs)
         state.tokens = packed[patch_pos]

@@ -97,8 +97,6 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
 
 def packed_attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
     """Run a timm ``Attention`` module on packed tokens ``(T, C)``."""
-    if getattr(attn, "gate", None) is not None:
-        raise NotImplementedError("gated attention is not supported on packed tokens")
     tokens = x.shape[0]
     qkv = attn.qkv(x).reshape(tokens, 3, attn.num_heads, attn.head_dim)
     q, k, v = qkv.unbind(1)

@@ -8,6 +8,7 @@ Modes of a group (chosen by the caller, e.g. the training curriculum):
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -44,26 +45,33 @@ class GroupInput:
     backbone: nn.Module
 
 
-class DropPolicy(nn.Module):
-    """Base class: ``acts_on(j)`` says whether group j may drop tokens."""
+class DropPolicy(nn.Module, abc.ABC):
+    """Base class: ``acts_on(j)`` says whether group j may drop tokens; ``score`` and ``keep`` run only there."""
 
+    @abc.abstractmethod
     def acts_on(self, group: int) -> bool:
-        raise NotImplementedError
+        """Whether group ``group`` scores and may drop tokens."""
 
+    @abc.abstractmethod
     def score(self, inp: GroupInput) -> Tensor:
         """Informative scores ``(T_patch,)`` in [0, 1] of the tokens in ``inp``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
         """Boolean ``(T_patch,)`` keep decisions."""
-        raise NotImplementedError
 
 
 class NoDropPolicy(DropPolicy):
-    """Dense model: every token is kept everywhere."""
+    """Dense model: every token is kept everywhere (``score``/``keep`` say so if called)."""
 
     def acts_on(self, group: int) -> bool:
         return False
+
+    def score(self, inp: GroupInput) -> Tensor:
+        return inp.tokens.new_ones(inp.tokens.shape[0])
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        return torch.ones_like(scores, dtype=torch.bool)
 
 
 class InterpreterPolicy(DropPolicy):

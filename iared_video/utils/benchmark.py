@@ -26,7 +26,7 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -197,14 +197,8 @@ def make_input(cfg: CfgNode, batch: int, gen: torch.Generator) -> Tensor:
 
 def data_input(cfg: CfgNode, split: str, batch: int) -> Tensor:
     """The first ``batch`` inputs of ``split`` (real data: keep counts vary as in use)."""
-    from iared_video.datasets import construct_loader
-
-    node = cfg.clone()
-    node.defrost()
-    node.TEST.BATCH_SIZE = batch
     chunks, have = [], 0
-    for item in construct_loader(node, split):
-        inputs = item["inputs"][item["valid"]]
+    for inputs, _ in split_batches(cfg, split, batch):
         chunks.append(inputs)
         have += inputs.shape[0]
         if have >= batch:
@@ -216,6 +210,18 @@ def data_input(cfg: CfgNode, split: str, batch: int) -> Tensor:
         logger.warning("split %s has only %d samples; batch %d repeats them", split, x.shape[0], batch)
         x = x.repeat(math.ceil(batch / x.shape[0]), *([1] * (x.ndim - 1)))[:batch]
     return x
+
+
+def split_batches(cfg: CfgNode, split: str, batch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(inputs, labels)`` of ``split`` in loader batches of ``batch``, unreadable (invalid) views left out."""
+    from iared_video.datasets import construct_loader
+
+    node = cfg.clone()
+    node.defrost()
+    node.TEST.BATCH_SIZE = batch
+    for item in construct_loader(node, split):
+        valid = item["valid"]
+        yield item["inputs"][valid], item["label"][valid]
 
 
 def _sync(device: torch.device) -> None:
@@ -447,15 +453,9 @@ def eval_batches(cfg: CfgNode, split: str = "", num_batches: int = 2, batch: int
     if not split:
         gen = torch.Generator().manual_seed(seed)
         return [(make_input(cfg, batch, gen), None) for _ in range(max(num_batches, 1))]
-    from iared_video.datasets import construct_loader
-
-    node = cfg.clone()
-    node.defrost()
-    node.TEST.BATCH_SIZE = batch
     out: list[Batch] = []
-    for item in construct_loader(node, split):
-        valid = item["valid"]
-        out.append((item["inputs"][valid], item["label"][valid]))
+    for inputs, labels in split_batches(cfg, split, batch):
+        out.append((inputs, labels))
         if num_batches and len(out) >= num_batches:
             break
     return out
