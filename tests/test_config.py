@@ -48,6 +48,9 @@ def test_unknown_key_names_nearest(tmp_path) -> None:
     (["TRAIN.ENABLE"], "KEY VALUE pairs"),
     (["VISUALIZE.ANIMATION", "'avi'"], "VISUALIZE.ANIMATION must be one of"),
     (["VISUALIZE.ALPHA", "1.5"], r"VISUALIZE.ALPHA must lie in \[0, 1\]"),
+    (["DYNAMICVIT.BACKBONE_LR_SCALE", "-0.1"], "DYNAMICVIT.BACKBONE_LR_SCALE must be a finite number >= 0"),
+    (["IARED.GUMBEL_KEEP_RATE", "0.0"], r"IARED.GUMBEL_KEEP_RATE must lie in \(0, 1\]"),
+    (["IARED.GUMBEL_RATIO_WEIGHT", "-1.0"], "IARED.GUMBEL_RATIO_WEIGHT must be a finite number >= 0"),
 ])
 def test_invalid_settings_fail_with_one_clear_message(opts: list, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

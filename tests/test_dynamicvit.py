@@ -11,11 +11,14 @@ import torch.nn.functional as F
 
 from iared_video.config import ConfigError, load_config
 from iared_video.engine.curriculum import build_stages, eval_modes, train_modes
-from iared_video.engine.trainer import StepArgs, dynamicvit_step
+from iared_video.engine.distributed import DistInfo
+from iared_video.engine.optim import cosine_warmup_lr
+from iared_video.engine.trainer import StepArgs, _start_stage, dynamicvit_step, gumbel_step, stages_of
 from iared_video.models.backbones import TimeSformer
 from iared_video.models.dynamicvit import (DynamicViT, DynamicViTOutput, GumbelIARED, GumbelInterpreterPolicy,
-                                           LossWeights, dynamicvit_loss, keep_count, make_teacher, masked_block,
-                                           masked_softmax, ratio_loss, token_distill_loss)
+                                           GumbelOutput, LossWeights, dynamicvit_loss, gumbel_bernoulli, gumbel_loss,
+                                           keep_count, make_teacher, masked_block, masked_softmax, ratio_loss,
+                                           token_distill_loss)
 from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,12 +139,77 @@ def test_gumbel_interpreter_gets_gradients_through_cross_entropy() -> None:
     assert eval_modes(stages[0], 2) == ["greedy"] * 2
 
 
+def test_gumbel_keep_ratio_term_by_hand() -> None:
+    gates = [torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]]),   # kept fractions 1, 0.5; target 0.5
+             torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])]   # kept fractions 0.5, 0.25; target 0.25
+    out = GumbelOutput(logits=torch.tensor([[2.0, 0.0], [0.0, 0.0]]), gates=gates)
+    labels = torch.tensor([0, 1])
+    total, terms = gumbel_loss(out, labels, keep_rate=0.5, ratio_weight=2.0)
+    ratio = ((0.5 ** 2 + 0.0) / 2 + (0.25 ** 2 + 0.0) / 2) / 2  # mean over groups of the batch-mean squares
+    ce = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
+    assert ratio == pytest.approx(0.078125)
+    assert terms["ratio"].item() == pytest.approx(ratio) and terms["ce"].item() == pytest.approx(ce, rel=1e-6)
+    assert total.item() == pytest.approx(ce + 2.0 * ratio, rel=1e-6)
+    assert gumbel_loss(out, labels, 0.5, 0.0)[0].item() == pytest.approx(ce, rel=1e-6)
+    # keeping more than the target: descending the term lowers every score, through the straight-through gate
+    scores = torch.full((2, 4), 0.9, requires_grad=True)
+    torch.manual_seed(0)
+    ratio_loss([gumbel_bernoulli(scores)], keep_rate=0.1).backward()
+    assert (scores.grad > 0).all()
+
+
+def test_gumbel_step_gates_match_keep_and_reach_every_interpreter() -> None:
+    policy = GumbelInterpreterPolicy(64, 2, num_heads=2, head_dim=16)
+    model = GumbelIARED(_backbone(), policy, num_groups=2).train()
+    x, y = _clip(2), torch.tensor([1, 2])
+    torch.manual_seed(0)
+    out = model(x, return_policy=True, modes=["sample", "sample"])
+    assert isinstance(out, GumbelOutput) and len(out.gates) == 2
+    for gate, keep in zip(out.gates, out.keep):  # forward values: 1 where kept after the group, else 0
+        torch.testing.assert_close(gate.detach(), keep.float())
+    loss, stats = gumbel_step(model, x, y, ["sample", "sample"], StepArgs(gumbel_keep_rate=0.5,
+                                                                          gumbel_ratio_weight=1.0))
+    assert stats["loss"] == pytest.approx(stats["ce"] + stats["ratio"], rel=1e-5) and stats["ratio"] > 0
+    model.zero_grad()
+    ratio_loss(model(x, return_policy=True, modes=["sample", "sample"]).gates, 0.5).backward()  # the term alone
+    for interp in policy.interpreters:
+        assert interp.query.weight.grad is not None and interp.query.weight.grad.abs().sum() > 0
+
+
+def _tiny_dynamicvit_cfg(*opts: str):
+    return load_config(os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_dynamicvit.yaml"),
+                       ["MODEL.EMBED_DIM", "64", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
+                        "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", *opts])
+
+
+def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
+    from iared_video.models import build_model
+
+    cfg = _tiny_dynamicvit_cfg("SOLVER.BASE_LR", "1e-3", "SOLVER.COSINE_END_LR", "1e-5", "SOLVER.MAX_EPOCH", "2",
+                               "SOLVER.WARMUP_EPOCHS", "0.5", "DYNAMICVIT.BACKBONE_LR_SCALE", "0.01")
+    model = build_model(cfg)
+    run = _start_stage(cfg, model, stages_of(cfg)[0], 0, 0, 4, DistInfo(0, 1, 0), torch.device("cpu"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [[names[id(p)].startswith("policy.") for p in g["params"]] for g in run.optimizer.param_groups]
+    assert all(len(set(g)) == 1 for g in groups), "a group mixes predictor and backbone parameters"
+    predictor = [g[0] for g in groups]
+    assert predictor[0] and not predictor[-1]  # predictor groups first: param_groups[0] has the logged lr
+    assert sum(len(g) for g in groups) == len(names)  # every parameter, once
+    for step in range(8):  # 2 warm-up steps, then cosine from 1e-3 to 1e-5 over 6 steps
+        want = cosine_warmup_lr(step, 8, 1e-3, 1e-5, 2)
+        for is_predictor, group in zip(predictor, run.optimizer.param_groups):
+            assert group["lr"] == pytest.approx(want * (1.0 if is_predictor else 0.01), rel=1e-9)
+        run.schedule.step()
+    interp = _tiny_dynamicvit_cfg("IARED.POLICY", "interpreter", "IARED.GUMBEL", "True", "SOLVER.BASE_LR", "1e-3")
+    plain = _start_stage(interp, build_model(interp), stages_of(interp)[0], 0, 0, 4, DistInfo(0, 1, 0),
+                         torch.device("cpu"))
+    assert {g["lr"] for g in plain.optimizer.param_groups} == {1e-3}  # other policies: one lr
+
+
 def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
     from iared_video.models import build_model
 
-    cfg = load_config(os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_dynamicvit.yaml"),
-                      ["MODEL.EMBED_DIM", "64", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
-                       "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"])
+    cfg = _tiny_dynamicvit_cfg()
     model = build_model(cfg)
     assert isinstance(model, DynamicViT) and model.prune_locations == [1, 2, 3] and model.num_groups == 4
     with pytest.raises(ConfigError, match="PRUNE_LOCATIONS"):
@@ -149,19 +217,3 @@ def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
     with pytest.raises(ConfigError, match="GUMBEL"):
         load_config(None, ["IARED.POLICY", "random", "IARED.GUMBEL", "True"])
 
-
-def test_head_to_head_pieces(tmp_path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("head_to_head", os.path.join(ROOT, "tools", "head_to_head.py"))
-    h2h = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(h2h)
-    opts = h2h.epoch_opts(None, quick=True)
-    assert opts[:2] == ["SOLVER.MAX_EPOCH", "1"]
-    cfg = h2h.method_cfg("dynamicvit", "video", str(tmp_path), opts, "dense.pyth")
-    assert cfg.IARED.POLICY == "dynamicvit" and cfg.SOLVER.MAX_EPOCH == 1
-    assert h2h.method_cfg("attention", "image", str(tmp_path), opts, "d.pyth", 0.3).IARED.DROP_RATIO == 0.3
-    rows = [{"kind": "video", "method": m, "accuracy": a, "gmacs": g, "throughput": t}
-            for m, a, g, t in (("dense", 90.0, 1.0, 10.0), ("dynamicvit", 88.0, 0.6, 15.0))]
-    h2h.write_outputs(rows, str(tmp_path))
-    assert (tmp_path / "head_to_head.json").is_file() and (tmp_path / "video_pareto_gmacs.png").is_file()

@@ -128,11 +128,21 @@ def test_log_prob_is_bernoulli_log_likelihood() -> None:
 
 @pytest.mark.parametrize("policy", ["random", "attention", "temporal_diff"])
 def test_fixed_ratio_policies_drop_exact_count_at_input(policy: str) -> None:
+    torch.manual_seed(8)  # model, input and the random policy's scores all come from the global generator
     model = tiny_tsf(policy=policy, groups=2, **{"IARED.DROP_RATIO": "0.25"})
+    x = torch.randn(2, 3, 4, 64, 64)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 4, 64, 64), return_policy=True)
+        out = model(x, return_policy=True)
     assert out.keep[0].sum(1).tolist() == [48, 48]
     assert bool((out.keep[1] == out.keep[0]).all()), "fixed-ratio policies drop at the input only"
+    if policy == "random":  # the kept set is random across samples, and reproducible under a seed
+        assert not torch.equal(out.keep[0][0], out.keep[0][1])
+        torch.manual_seed(9)
+        with torch.no_grad():
+            first = model(x, return_policy=True).keep[0]
+        torch.manual_seed(9)
+        with torch.no_grad():
+            assert torch.equal(model(x, return_policy=True).keep[0], first)
 
 
 def test_attention_policy_scores_are_block1_cls_attention() -> None:

@@ -68,20 +68,32 @@ def _done(cfg) -> bool:
     return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "test_results.json"))
 
 
+def prepare_data(cfg, kind: str) -> None:
+    """Generate the main job's synthetic set at its default folder if needed; use any other folder as it is."""
+    from iared_video.engine.main_job import ensure_synthetic
+
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    if os.path.normpath(data_dir) == os.path.normpath(DATA_DIRS[kind]):
+        ensure_synthetic(data_dir, kind == "image")
+    elif not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"DATA.PATH_TO_DATA_DIR {data_dir} does not exist")
+
+
 def train_kind(kind: str, out: str, opts: list[str], train: bool) -> dict:
     """Train (unless done or ``train`` is False) every method of ``kind``; returns method -> cfg."""
-    from iared_video.engine.main_job import ensure_synthetic, launch, measured_keep_ratio, newest_checkpoint
+    from iared_video.engine.main_job import launch, measured_keep_ratio, newest_checkpoint
 
-    if train:
-        ensure_synthetic(DATA_DIRS[kind], kind == "image")
     cfgs = {"dense": method_cfg("dense", kind, out, opts)}
+    if train:
+        prepare_data(cfgs["dense"], kind)
     run = lambda cfg: train and not _done(cfg) and launch(cfg, "tcp://localhost:9998")  # noqa: E731
     run(cfgs["dense"])
     dense_ckpt = newest_checkpoint(cfgs["dense"].OUTPUT_DIR) if train else ""
     for method in ("iared", "dynamicvit"):
         cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt)
         run(cfgs[method])
-    drop = min(max(1.0 - measured_keep_ratio(cfgs["iared"]), 0.0), 0.95) if train else None
+    # the trained IA-RED^2 model's val keep ratio (also with --no-train: the baselines are rebuilt as trained)
+    drop = min(max(1.0 - measured_keep_ratio(cfgs["iared"]), 0.0), 0.95)
     for method in ("random", "attention", "temporal_diff"):
         if CONFIGS[method][kind] is not None:
             cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt, drop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 from typing import Any, Iterable, Sequence
 
 import yaml
@@ -183,7 +184,7 @@ def validate(cfg: CfgNode) -> None:
 
 
 def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
-    """DYNAMICVIT.* and IARED.GUMBEL settings that cannot run."""
+    """DYNAMICVIT.* and IARED.GUMBEL* settings that cannot run."""
     d, errors = cfg.DYNAMICVIT, []
     locs = list(d.PRUNE_LOCATIONS)
     if cfg.IARED.POLICY == "dynamicvit" and (not locs or locs != sorted(set(locs)) or locs[0] <= 0
@@ -195,6 +196,12 @@ def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
         errors.append("DYNAMICVIT.GUMBEL_TAU and IARED.GUMBEL_TAU must be > 0")
     if cfg.IARED.GUMBEL and cfg.IARED.POLICY != "interpreter":
         errors.append(f"IARED.GUMBEL needs IARED.POLICY interpreter, got {cfg.IARED.POLICY!r}")
+    if not 0.0 < cfg.IARED.GUMBEL_KEEP_RATE <= 1.0:
+        errors.append(f"IARED.GUMBEL_KEEP_RATE must lie in (0, 1], got {cfg.IARED.GUMBEL_KEEP_RATE}")
+    for key, value in (("IARED.GUMBEL_RATIO_WEIGHT", cfg.IARED.GUMBEL_RATIO_WEIGHT),
+                       ("DYNAMICVIT.BACKBONE_LR_SCALE", d.BACKBONE_LR_SCALE)):
+        if not 0.0 <= value < math.inf:
+            errors.append(f"{key} must be a finite number >= 0, got {value}")
     return errors
 
 

@@ -89,10 +89,16 @@ _C.IARED.INTERPRETER_OPTIMIZER = ""
 # Weight decay of the interpreter stages.
 _C.IARED.INTERPRETER_WEIGHT_DECAY = 0.0
 # Appendix D variant: the interpreter's "sample" decision is a straight-through Gumbel sample, and the whole
-# model trains end-to-end with cross-entropy in one stage of SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
+# model trains end-to-end with cross-entropy plus a keep-ratio term (GUMBEL_KEEP_RATE) in one stage of
+# SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
 _C.IARED.GUMBEL = False
 # Temperature of the straight-through Gumbel decision (IARED.GUMBEL).
 _C.IARED.GUMBEL_TAU = 1.0
+# Keep-ratio target rho of IARED.GUMBEL training: an MSE term pulls each sample's fraction of patch tokens kept
+# after group j (1-based) towards rho^j, as DynamicViT does (cross-entropy alone would keep every token).
+_C.IARED.GUMBEL_KEEP_RATE = 0.7
+# Weight of that keep-ratio MSE (mean over groups) in the IARED.GUMBEL loss; 0 turns it off.
+_C.IARED.GUMBEL_RATIO_WEIGHT = 2.0
 
 # ---------------------------------------------------------------------------
 # Data.
@@ -291,6 +297,9 @@ _C.DYNAMICVIT.DISTILL_WEIGHT = 0.5
 _C.DYNAMICVIT.TOKEN_DISTILL_WEIGHT = 0.5
 # Temperature of the training-time Gumbel-softmax keep/drop decision.
 _C.DYNAMICVIT.GUMBEL_TAU = 1.0
+# Learning rate of everything but the prediction modules, as a multiple of SOLVER.BASE_LR (which the prediction
+# modules use); DynamicViT trains the backbone 100x slower (0.01). The whole schedule is scaled, warm-up included.
+_C.DYNAMICVIT.BACKBONE_LR_SCALE = 0.01
 
 
 def get_defaults() -> CfgNode:

@@ -7,7 +7,8 @@ then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the
 final norm and the head). Patch embedding, positional/time embeddings and the
 class/distillation tokens stay frozen throughout the curriculum. The Gumbel
 interpreter variant (``IARED.GUMBEL``) trains everything end-to-end in one
-``"gumbel"`` stage with every group in ``"sample"`` (straight-through) mode;
+``"gumbel"`` stage with every group in ``"sample"`` (straight-through) mode
+(cross-entropy plus a keep-ratio MSE, trainer);
 DynamicViT trains in one ``"train"`` stage with its own loss (trainer).
 """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -13,21 +13,32 @@ __all__ = ["build_optimizer", "cosine_warmup_lr", "LRSchedule", "OPTIMIZERS"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def _param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms and 1-d tokens (timm convention)."""
-    decay, no_decay = [], []
+def _param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr: float,
+                  lr_scale: Callable[[str], float] | None = None) -> list[dict]:
+    """Groups by (lr scale, decay); no weight decay on biases, norms and 1-d tokens (timm convention).
+
+    Each group carries ``lr_scale`` (``lr_scale(name)``, 1.0 without it); ``LRSchedule`` multiplies it in.
+    """
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in params:
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or name.endswith("token") else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        decay = not (param.ndim <= 1 or name.endswith("token"))
+        scale = float(lr_scale(name)) if lr_scale is not None else 1.0
+        groups.setdefault((scale, decay), []).append(param)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale, "lr": lr * scale}
+            for (scale, decay), ps in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))]
 
 
 def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], method: str, lr: float,
-                    weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = True) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW over the trainable parameters in ``named_params``."""
-    groups = _param_groups(named_params, weight_decay)
+                    weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
+                    lr_scale: Callable[[str], float] | None = None) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW over the trainable parameters in ``named_params``.
+
+    ``lr_scale(name)`` gives a parameter's learning rate as a multiple of ``lr`` (e.g. a slower backbone);
+    groups are ordered by decreasing scale, so ``param_groups[0]`` runs at the full ``lr`` when any does.
+    """
+    groups = _param_groups(named_params, weight_decay, lr, lr_scale)
     if not groups:
         raise ValueError("no trainable parameters to optimise")
     if method == "sgd":
@@ -52,7 +63,10 @@ def cosine_warmup_lr(step: int, total_steps: int, base_lr: float, end_lr: float 
 
 
 class LRSchedule:
-    """Per-optimiser-step schedule; ``step()`` sets the lr for the next update. Keeps its position in state_dict."""
+    """Per-optimiser-step schedule; ``step()`` sets the lr for the next update. Keeps its position in state_dict.
+
+    Every param group runs at ``lr() * group["lr_scale"]`` (scale 1.0 when the group has none).
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, base_lr: float, end_lr: float = 0.0,
                  warmup_steps: int = 0, policy: str = "cosine") -> None:
@@ -62,12 +76,13 @@ class LRSchedule:
         self._apply()
 
     def lr(self) -> float:
+        """The unscaled learning rate at the current step."""
         return cosine_warmup_lr(self.last_step, self.total_steps, self.base_lr, self.end_lr, self.warmup_steps,
                                 self.policy)
 
     def _apply(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
+            group["lr"] = self.lr() * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         self.last_step += 1

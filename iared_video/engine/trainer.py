@@ -33,7 +33,7 @@ from iared_video.engine.meters import TrainMeter, ValMeter
 from iared_video.engine.optim import LRSchedule, build_optimizer
 from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
 
-__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "dynamicvit_step",
+__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
            "train_epoch", "eval_epoch", "stages_of",
            "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]
 
@@ -51,6 +51,8 @@ class StepArgs:
     accum_steps: int = 1
     amp_dtype: torch.dtype | None = None
     dynamicvit: Any = None  # dynamicvit.LossWeights when training DynamicViT
+    gumbel_keep_rate: float = 0.7  # IARED.GUMBEL: keep-ratio target rho (group j: rho^j)
+    gumbel_ratio_weight: float = 2.0  # IARED.GUMBEL: weight of the keep-ratio MSE
 
 
 @dataclass
@@ -167,6 +169,18 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
                   "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
 
 
+def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
+    """Straight-through Gumbel IA-RED^2: cross-entropy + keep-ratio MSE of the sampled gates."""
+    from iared_video.models.dynamicvit import gumbel_loss
+
+    with _autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True, modes=modes)
+    loss, terms = gumbel_loss(out, y, args.gumbel_keep_rate, args.gumbel_ratio_weight)
+    return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                  "keep_ratio": out.keep_ratio.mean().item(),
+                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
+
+
 def dynamicvit_step(net: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
     """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
     from iared_video.models.dynamicvit import dense_forward, dynamicvit_loss
@@ -261,6 +275,8 @@ def _step(run: StageRun, batch: dict, ctx: EpochContext) -> tuple[Tensor, dict]:
     x, y = _to_device(batch, ctx.device)
     if run.stage.kind == "interpreter":
         return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
+    if run.stage.kind == "gumbel":
+        return gumbel_step(run.net, x, y, run.modes, ctx.args)
     if ctx.teacher is not None:
         return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args)
     return ce_step(run.net, x, y, run.modes, ctx.args)
@@ -289,7 +305,7 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
             loss, stats = _step(run, batch, ctx)
             _check_finite(loss, f"stage {run.stage.name} epoch {epoch + 1} iteration {it + 1}")
             run.scaler.scale(loss / accum).backward()
-        lr = run.optimizer.param_groups[0]["lr"]
+        lr = run.schedule.lr()  # unscaled (DynamicViT: the predictors' lr)
         if sync:
             _optimizer_step(run, ctx.args.clip_grad)
         stats = _reduce_stats(stats)
@@ -358,15 +374,23 @@ def eval_epoch(model: nn.Module, loader: Iterable[dict], modes: list[str], devic
 # ----------------------------------------------------------------------------- stages
 
 
+def _lr_scale_of(cfg: CfgNode) -> Callable[[str], float] | None:
+    """DynamicViT: prediction modules (``policy.*``) at the full lr, the rest at DYNAMICVIT.BACKBONE_LR_SCALE."""
+    if cfg.IARED.POLICY != "dynamicvit":
+        return None
+    scale = cfg.DYNAMICVIT.BACKBONE_LR_SCALE
+    return lambda name: 1.0 if name.startswith("policy.") else scale
+
+
 def _optimizer_for(cfg: CfgNode, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
-    """Interpreter stages: IARED.INTERPRETER_* settings; other stages: SOLVER.*."""
+    """Interpreter stages: IARED.INTERPRETER_* settings; other stages: SOLVER.* (DynamicViT: two lrs)."""
     s = cfg.SOLVER
     if stage.kind == "interpreter":
         method = cfg.IARED.INTERPRETER_OPTIMIZER or s.OPTIMIZING_METHOD
         return build_optimizer(model.named_parameters(), method, cfg.IARED.INTERPRETER_LR,
                                cfg.IARED.INTERPRETER_WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
     return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
-                           s.NESTEROV)
+                           s.NESTEROV, _lr_scale_of(cfg))
 
 
 def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offset: int, steps_per_epoch: int,
@@ -428,7 +452,8 @@ def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device:
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
     return StepArgs(cfg.IARED.TAU, cfg.IARED.REWARD, cfg.SOLVER.CLIP_GRAD_NORM,
                     accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
-                    amp_dtype_of(cfg, device), _dynamicvit_weights(cfg))
+                    amp_dtype_of(cfg, device), _dynamicvit_weights(cfg), cfg.IARED.GUMBEL_KEEP_RATE,
+                    cfg.IARED.GUMBEL_RATIO_WEIGHT)
 
 
 def _dynamicvit_weights(cfg: CfgNode) -> Any:

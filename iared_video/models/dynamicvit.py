@@ -32,7 +32,7 @@ from iared_video.models.policies import MODES, DropPolicy, GroupInput, Interpret
 __all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "LossWeights",
            "masked_softmax", "masked_block", "dense_forward", "ratio_loss", "token_distill_loss",
            "dynamicvit_loss", "make_teacher", "keep_count", "GumbelInterpreterPolicy", "GumbelIARED",
-           "gumbel_bernoulli"]
+           "GumbelOutput", "gumbel_loss", "gumbel_bernoulli"]
 
 
 # ----------------------------------------------------------------------------- prediction module
@@ -297,22 +297,47 @@ class GumbelInterpreterPolicy(InterpreterPolicy):
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
         if mode != "sample":
             return super().keep(inp, scores, mode)
-        gate = gumbel_bernoulli(scores, self.tau)
-        keep = gate.detach() > 0.5
-        self._gate = gate[keep]
-        return keep
+        self._gate = gumbel_bernoulli(scores, self.tau)
+        return self._gate.detach() > 0.5
 
     def pop_gate(self) -> Tensor | None:
-        """The straight-through gate (all ones forward) of the tokens kept by the last ``"sample"`` decision."""
+        """The straight-through gate (1 kept, 0 dropped forward) of every token the last ``"sample"`` decided."""
         gate, self._gate = self._gate, None
         return gate
+
+
+@dataclass
+class GumbelOutput(PolicyOutput):
+    """``PolicyOutput`` plus, per group in ``"sample"`` mode, the ``(B, N)`` straight-through keep gates.
+
+    A gate map is 0 for tokens dropped at or before its group, so ``gates[j].mean(1)`` is the fraction of
+    patch tokens kept after group j, differentiable with respect to interpreter j.
+    """
+
+    gates: list[Tensor] = field(default_factory=list)
 
 
 class GumbelIARED(IARED):
     """IA-RED^2 whose sampled decisions scale the kept tokens by their straight-through gate."""
 
+    output_type = GumbelOutput
+
     def _decide(self, group, mode, emb, state, out) -> None:
+        present = state.origin  # ``drop`` replaces it: the tokens the policy decides on
         super()._decide(group, mode, emb, state, out)
         gate = self.policy.pop_gate() if isinstance(self.policy, GumbelInterpreterPolicy) else None
-        if gate is not None:
-            state.tokens = state.tokens * gate.unsqueeze(-1).to(state.tokens.dtype)
+        if gate is None:
+            return
+        kept = gate.detach() > 0.5
+        state.tokens = state.tokens * gate[kept].unsqueeze(-1).to(state.tokens.dtype)
+        full = gate.new_zeros(state.batch * state.num_patches).index_put((present,), gate)
+        out.gates.append(full.view(state.batch, state.num_patches))
+
+
+def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float, ratio_weight: float
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j)."""
+    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
+    no_gates = out.logits.new_zeros((), dtype=torch.float32)
+    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
+    return terms["ce"] + ratio_weight * terms["ratio"], terms

@@ -96,6 +96,8 @@ class IARED(nn.Module):
         num_groups: D; must divide the number of blocks.
     """
 
+    output_type: type[PolicyOutput] = PolicyOutput  # what ``forward(..., return_policy=True)`` fills
+
     def __init__(self, backbone: nn.Module, policy: DropPolicy, num_groups: int) -> None:
         super().__init__()
         depth = len(backbone.blocks)
@@ -120,7 +122,7 @@ class IARED(nn.Module):
         modes = self._check_modes(modes)
         emb = self.backbone.embed(x)
         state, prefix = _PackState(emb.patches), emb.prefix
-        out = PolicyOutput(logits=x.new_empty(0), grid=emb.grid)
+        out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
         for group in range(self.num_groups):
             self._decide(group, modes[group], emb, state, out)
             prefix = self._run_group(group, prefix, state)

@@ -1,0 +1,71 @@
+"""tools/head_to_head.py: its pieces, and the whole --quick flow on a tiny synthetic video set."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["MODEL.NUM_CLASSES", "2", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
+        "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
+        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "IARED.INTERPRETER_DIM", "8"]
+
+
+def _h2h():
+    spec = importlib.util.spec_from_file_location("head_to_head", os.path.join(ROOT, "tools", "head_to_head.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_head_to_head_pieces(tmp_path) -> None:
+    h2h = _h2h()
+    opts = h2h.epoch_opts(None, quick=True)
+    assert opts[:2] == ["SOLVER.MAX_EPOCH", "1"]
+    cfg = h2h.method_cfg("dynamicvit", "video", str(tmp_path), opts, "dense.pyth")
+    assert cfg.IARED.POLICY == "dynamicvit" and cfg.SOLVER.MAX_EPOCH == 1
+    assert h2h.method_cfg("attention", "image", str(tmp_path), opts, "d.pyth", 0.3).IARED.DROP_RATIO == 0.3
+    rows = [{"kind": "video", "method": m, "accuracy": a, "gmacs": g, "throughput": t}
+            for m, a, g, t in (("dense", 90.0, 1.0, 10.0), ("dynamicvit", 88.0, 0.6, 15.0))]
+    h2h.write_outputs(rows, str(tmp_path))
+    assert (tmp_path / "head_to_head.json").is_file() and (tmp_path / "video_pareto_gmacs.png").is_file()
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a given data folder is never generated
+        h2h.prepare_data(h2h.method_cfg("dense", "video", str(tmp_path), ["DATA.PATH_TO_DATA_DIR", "/nonexistent"]),
+                         "video")
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end_then_no_train_reads_the_same(tmp_path) -> None:
+    from iared_video.datasets.synthetic import generate_video_dataset
+
+    h2h, data, out = _h2h(), tmp_path / "data", tmp_path / "out"
+    generate_video_dataset(str(data), num_videos=12, seed=0, num_classes=2)
+    common = ["--out", str(out), "--kinds", "video", "--quick", "--max-samples", "2", "--large-batch", "2",
+              "--iters", "1", "DATA.PATH_TO_DATA_DIR", str(data), *TINY]
+    rows = h2h.main(common)
+    methods = ["dense", "iared", "dynamicvit", "random", "attention", "temporal_diff"]
+    assert [r["method"] for r in rows] == methods
+    for row in rows:
+        assert 0.0 <= row["accuracy"] <= 100.0 and row["gmacs"] > 0 and row["throughput"] > 0, row
+        assert 0.0 <= row["miou"] <= 1.0 and row["num_samples"] == 2, row
+    by = {r["method"]: r for r in rows}
+    num_patches = 2 * (32 // 16) ** 2  # 2 frames of 2 x 2 patches
+    assert by["dense"]["keep_ratio"] == 1.0 and by["dense"]["gmacs"] > by["random"]["gmacs"]
+    assert by["dynamicvit"]["keep_ratio"] == pytest.approx(math.ceil(0.7 ** 3 * num_patches) / num_patches)
+    assert by["random"]["keep_ratio"] == by["attention"]["keep_ratio"] == by["temporal_diff"]["keep_ratio"] < 1.0
+    for name in ("head_to_head.json", "video_pareto_gmacs.png", "video_pareto_throughput.png"):
+        assert (out / name).stat().st_size > 0, name
+    trained = {m: json.loads((out / "video" / m / "test_results.json").read_text()) for m in methods}
+    assert all(r["num_videos"] == 2 for r in trained.values())
+
+    again = h2h.main(["--no-train", *common])  # reads the results; the baselines are rebuilt with their drop ratio
+    assert [(r["method"], r["accuracy"], r["gmacs"], r["keep_ratio"]) for r in again] == \
+        [(r["method"], r["accuracy"], r["gmacs"], r["keep_ratio"]) for r in rows]
+    opts = h2h.epoch_opts(None, True) + ["DATA.PATH_TO_DATA_DIR", str(data), *TINY]
+    cfgs = h2h.train_kind("video", str(out), opts, train=False)
+    kept = max(1, num_patches - math.floor(cfgs["random"].IARED.DROP_RATIO * num_patches + 0.5)) / num_patches
+    assert kept == pytest.approx(by["random"]["keep_ratio"])
