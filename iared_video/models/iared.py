@@ -45,46 +45,79 @@ class PolicyOutput:
         return self.keep[-1].float().mean(dim=1)
 
 
-class _PackState:
-    """Patch tokens still present (packed, sample-major) and where they came from."""
+class _TokenState:
+    """Tokens still present: each sample's ``[prefix, kept patches]``, packed sample-major in one ``(T, C)``.
 
-    def __init__(self, patches: Tensor) -> None:
+    The packed layout carries over from group to group: a drop is one row gather, and a group that drops
+    nothing moves nothing. With equal lengths per sample (always at batch 1) the packed tensor is a plain
+    ``(B, L, C)`` batch, so the prefix and patch tokens are views instead of gathers.
+    """
+
+    def __init__(self, prefix: Tensor, patches: Tensor) -> None:
         batch, num, dim = patches.shape
-        self.batch, self.num_patches = batch, num
-        self.tokens = patches.reshape(batch * num, dim)
-        self.origin = torch.arange(batch * num, device=patches.device)  # flat index b * N + n
+        self.batch, self.num_patches, self.num_prefix = batch, num, prefix.shape[1]
+        self.x = torch.cat([prefix, patches], dim=1).reshape(batch * (self.num_prefix + num), dim)
+        self.origin = torch.arange(batch * num, device=patches.device)  # flat index b * N + n of each patch token
+        self.seqs = PackedSeqs.from_lengths([self.num_prefix + num] * batch, patches.device)
+
+    def _batched(self) -> Tensor | None:
+        """``(B, L, C)`` view of the packed tokens if every sample has the same length, else None."""
+        length = self.seqs.uniform_length
+        return None if length is None else self.x.view(self.batch, length, self.x.shape[-1])
+
+    def _patch_rows(self) -> Tensor:
+        """Packed row of each patch token: the i-th patch token overall, of sample b, follows b + 1 prefixes."""
+        rank = torch.arange(self.origin.numel(), device=self.x.device)
+        return rank + self.num_prefix * (self.sample_ids() + 1)
+
+    @property
+    def tokens(self) -> Tensor:
+        """``(T_patch, C)`` patch tokens still present, sample-major (a view at batch 1)."""
+        batched = self._batched()
+        if batched is None:
+            return self.x[self._patch_rows()]
+        return batched[:, self.num_prefix:].reshape(-1, self.x.shape[-1])
+
+    @tokens.setter
+    def tokens(self, values: Tensor) -> None:
+        self.x = self.x.index_put((self._patch_rows(),), values)
+
+    def prefix(self) -> Tensor:
+        """``(B, P, C)`` prefix (class/distillation) tokens."""
+        batched = self._batched()
+        if batched is not None:
+            return batched[:, :self.num_prefix]
+        starts = self.seqs.cu_seqlens[:-1].long()
+        return self.x[starts[:, None] + torch.arange(self.num_prefix, device=starts.device)]
 
     def scatter(self, values: Tensor) -> Tensor:
-        """Values of present tokens -> ``(B, N)`` map, 0 for absent tokens."""
+        """Values of present patch tokens -> ``(B, N)`` map, 0 for absent tokens."""
         full = values.new_zeros(self.batch * self.num_patches)
         return full.index_put((self.origin,), values).view(self.batch, self.num_patches)
 
     def sample_ids(self) -> Tensor:
-        """Sample index of each present token."""
+        """Sample index of each present patch token."""
         return self.origin // self.num_patches
 
     def drop(self, keep: Tensor) -> None:
-        self.tokens, self.origin = self.tokens[keep], self.origin[keep]
+        """Remove the patch tokens where ``keep`` (``(T_patch,)`` bool) is False; nothing moves if all stay."""
+        rows = self._row_mask(keep).nonzero().squeeze(1)
+        if rows.numel() == self.x.shape[0]:
+            return
+        self.x, self.origin = self.x[rows], self.origin[keep]
+        if self.batch == 1:
+            lengths = [self.x.shape[0]]
+        else:  # the one host sync of a drop besides the gather's
+            lengths = (torch.bincount(self.sample_ids(), minlength=self.batch) + self.num_prefix).tolist()
+        self.seqs = PackedSeqs.from_lengths(lengths, self.x.device)
 
-
-def _pack(prefix: Tensor, patches: Tensor, sample: Tensor) -> tuple[Tensor, PackedSeqs, Tensor, Tensor]:
-    """Interleave per-sample ``[prefix, patches]`` into one packed tensor.
-
-    Returns the packed tokens, their sequence info and the packed positions of the prefix and patch tokens.
-    """
-    batch, num_prefix, dim = prefix.shape
-    counts = torch.bincount(sample, minlength=batch)
-    lengths = counts + num_prefix
-    seqs = PackedSeqs.from_lengths(lengths.tolist(), prefix.device)  # the one host sync per group
-    starts = seqs.cu_seqlens[:-1].long()
-    prefix_pos = (starts[:, None] + torch.arange(num_prefix, device=prefix.device)).flatten()
-    first_patch = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(patches.shape[0], device=prefix.device) - first_patch[sample]
-    patch_pos = starts[sample] + num_prefix + rank
-    packed = prefix.new_empty(seqs.total, dim)
-    packed[prefix_pos] = prefix.reshape(-1, dim)
-    packed[patch_pos] = patches
-    return packed, seqs, prefix_pos, patch_pos
+    def _row_mask(self, keep: Tensor) -> Tensor:
+        """``(T,)`` bool over packed rows: prefix rows always, patch rows where ``keep``."""
+        if self._batched() is not None:
+            prefix = keep.new_ones(self.batch, self.num_prefix)
+            return torch.cat([prefix, keep.view(self.batch, -1)], dim=1).flatten()
+        rows = keep.new_ones(self.x.shape[0])
+        return rows.index_put((self._patch_rows(),), keep)
 
 
 class IARED(nn.Module):
@@ -121,12 +154,12 @@ class IARED(nn.Module):
         """
         modes = self._check_modes(modes)
         emb = self.backbone.embed(x)
-        state, prefix = _PackState(emb.patches), emb.prefix
+        state = _TokenState(emb.prefix, emb.patches)
         out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
         for group in range(self.num_groups):
             self._decide(group, modes[group], emb, state, out)
-            prefix = self._run_group(group, prefix, state)
-        out.logits = self.backbone.forward_head(prefix)
+            self._run_group(group, state)
+        out.logits = self.backbone.forward_head(state.prefix())
         return out if return_policy else out.logits
 
     def _check_modes(self, modes: Sequence[str] | None) -> list[str]:
@@ -135,12 +168,11 @@ class IARED(nn.Module):
             raise ValueError(f"modes must be {self.num_groups} values from {MODES}, got {modes}")
         return modes
 
-    def _decide(self, group: int, mode: str, emb: Embedded, state: _PackState, out: PolicyOutput) -> None:
+    def _decide(self, group: int, mode: str, emb: Embedded, state: _TokenState, out: PolicyOutput) -> None:
         """Score the present tokens, record maps, and drop the rejected ones."""
         previous = out.keep[-1] if out.keep else None
         if not self.policy.acts_on(group) or mode == "keep_all":
-            present = torch.ones(state.tokens.shape[0], dtype=torch.bool, device=state.tokens.device)
-            out.scores.append(state.scatter(present.to(state.tokens.dtype)))
+            out.scores.append(state.scatter(torch.ones_like(state.origin, dtype=state.x.dtype)))
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
             return
@@ -153,17 +185,14 @@ class IARED(nn.Module):
         out.keep.append(state.scatter(torch.ones_like(state.origin, dtype=torch.bool)))
 
     @staticmethod
-    def _log_prob(scores: Tensor, keep: Tensor, state: _PackState) -> Tensor:
+    def _log_prob(scores: Tensor, keep: Tensor, state: _TokenState) -> Tensor:
         """Per-sample ``sum_i log(I u + (1 - I)(1 - u))`` over the tokens present at this group."""
         u = keep.to(scores.dtype)
         token_logp = torch.log((scores * u + (1 - scores) * (1 - u)).clamp_min(1e-8))
         sample = state.sample_ids()
         return token_logp.new_zeros(state.batch).index_add(0, sample, token_logp)
 
-    def _run_group(self, group: int, prefix: Tensor, state: _PackState) -> Tensor:
-        """Run one group's blocks on the packed tokens; returns the new prefix tokens."""
-        packed, seqs, prefix_pos, patch_pos = _pack(prefix, state.tokens, state.sample_ids())
+    def _run_group(self, group: int, state: _TokenState) -> None:
+        """Run one group's blocks on the packed tokens (the layout carries over: no repacking)."""
         for block in self.group_blocks(group):
-            packed = packed_block(block, packed, seqs)
-        state.tokens = packed[patch_pos]
-        return packed[prefix_pos].view_as(prefix)
+            state.x = packed_block(block, state.x, state.seqs)

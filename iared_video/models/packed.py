@@ -10,6 +10,7 @@ block-diagonally. Nothing is padded and no sample is processed twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +55,9 @@ class PackedSeqs:
     def total(self) -> int:
         return sum(self.seqlens)
 
-    @property
+    @cached_property
     def uniform_length(self) -> int | None:
-        """The common length if every sample has the same number of tokens, else None."""
+        """The common length if every sample has the same number of tokens, else None (computed once)."""
         first = self.seqlens[0]
         return first if all(n == first for n in self.seqlens) else None
 
