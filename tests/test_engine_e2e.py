@@ -60,7 +60,7 @@ def test_video_run_net_on_synthetic(tmp_path):
     from iared_video.datasets.synthetic import generate_video_dataset
 
     data = tmp_path / "data"
-    generate_video_dataset(str(data), num_videos=24, seed=0)
+    generate_video_dataset(str(data), num_videos=48, seed=0)  # >= 1 test video per class
     out = tmp_path / "out"
     cmd = [sys.executable, os.path.join(ROOT, "tools", "run_net.py"), "--cfg",
            os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_iared.yaml"), "DATA.PATH_TO_DATA_DIR", str(data),

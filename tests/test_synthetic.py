@@ -93,6 +93,19 @@ def test_stratified_splits_and_balanced_labels() -> None:
     assert abs((splits == 0).mean() - 0.7) < 0.05
 
 
+def test_stratified_splits_warn_when_a_split_ends_empty(caplog) -> None:
+    # 3 items per class at (0.7, 0.15, 0.15): per-class bounds round to [2, 3, 3], so no item reaches split 2.
+    with caplog.at_level("WARNING", logger=S.__name__):
+        splits = S.stratified_splits(S.balanced_labels(24, 8, seed=0), (0.7, 0.15, 0.15), seed=0)
+    assert np.bincount(splits, minlength=3).tolist() == [16, 8, 0]
+    assert "split 2 (ratio 0.15) gets no items" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=S.__name__):
+        S.stratified_splits(S.balanced_labels(48, 8, seed=0), (0.7, 0.15, 0.15), seed=0)
+        S.stratified_splits(S.balanced_labels(24, 8, seed=0), (1.0, 0.0, 0.0), seed=0)  # ratio 0: empty is wanted
+    assert "gets no items" not in caplog.text
+
+
 # --------------------------------------------------------------------------- determinism
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import colorsys
 import io
 import json
+import logging
 import math
 import os
 import zipfile
@@ -31,6 +32,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.0.0"
 
@@ -745,6 +748,11 @@ def stratified_splits(labels: np.ndarray, ratios: Sequence[float], seed: int) ->
         bounds = np.round(cum * len(idx)).astype(int)
         for pos, item in enumerate(idx):
             out[int(item)] = int(np.searchsorted(bounds, pos, side="right"))
+    counts = np.bincount(out, minlength=len(ratios))
+    for i, (ratio, count) in enumerate(zip(ratios, counts)):
+        if ratio > 0 and count == 0:
+            logger.warning("split %d (ratio %.2f) gets no items: %d items over %d classes are too few for the "
+                           "per-class rounding; generate more", i, ratio, len(labels), len(np.unique(labels)))
     return out
 
 
