@@ -17,6 +17,7 @@ policy scores (DynamicViT: keep probabilities, 0 where dropped). Writes ``head_t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -68,6 +69,14 @@ def _done(cfg) -> bool:
     return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "test_results.json"))
 
 
+def _train_unless_done(cfg, train: bool) -> None:
+    """Train ``cfg`` unless ``train`` is False or its OUTPUT_DIR already has test results."""
+    from iared_video.engine.main_job import launch
+
+    if train and not _done(cfg):
+        launch(cfg, "tcp://localhost:9998")
+
+
 def prepare_data(cfg, kind: str) -> None:
     """Generate the main job's synthetic set at its default folder if needed; use any other folder as it is."""
     from iared_video.engine.main_job import ensure_synthetic
@@ -81,19 +90,19 @@ def prepare_data(cfg, kind: str) -> None:
 
 def train_kind(kind: str, out: str, opts: list[str], train: bool) -> dict:
     """Train (unless done or ``train`` is False) every method of ``kind``; returns method -> cfg."""
-    from iared_video.engine.main_job import launch, measured_keep_ratio, newest_checkpoint
+    from iared_video.engine.main_job import matched_drop_ratio, measured_keep_ratio, newest_checkpoint
 
     cfgs = {"dense": method_cfg("dense", kind, out, opts)}
     if train:
         prepare_data(cfgs["dense"], kind)
-    run = lambda cfg: train and not _done(cfg) and launch(cfg, "tcp://localhost:9998")  # noqa: E731
+    run = functools.partial(_train_unless_done, train=train)
     run(cfgs["dense"])
     dense_ckpt = newest_checkpoint(cfgs["dense"].OUTPUT_DIR) if train else ""
     for method in ("iared", "dynamicvit"):
         cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt)
         run(cfgs[method])
     # the trained IA-RED^2 model's val keep ratio (also with --no-train: the baselines are rebuilt as trained)
-    drop = min(max(1.0 - measured_keep_ratio(cfgs["iared"]), 0.0), 0.95)
+    drop = matched_drop_ratio(measured_keep_ratio(cfgs["iared"]))
     for method in ("random", "attention", "temporal_diff"):
         if CONFIGS[method][kind] is not None:
             cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt, drop)

@@ -19,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmark import add_model_args, cfg_from_args  # noqa: E402
 from sweep_threshold import add_eval_args, write_outputs  # noqa: E402
 from iared_video.models import IARED, build_model  # noqa: E402
-from iared_video.models.policies import NoDropPolicy  # noqa: E402
-from iared_video.utils.benchmark import eval_batches, evaluate, with_threshold  # noqa: E402
+from iared_video.utils.benchmark import dense_of, eval_batches, evaluate, with_threshold  # noqa: E402
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg = cfg_from_args(args)
     base = build_model(cfg).eval()
     batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
-    dense0 = IARED(base.backbone, NoDropPolicy(), base.num_groups).eval()
+    dense0 = dense_of(base)
     reference = None if batches[0][1] is not None else evaluate(dense0, batches)["predictions"]
     dense_linear = measure(dense0, batches, reference)["linear_gmacs"]
     threshold = cfg.IARED.THRESHOLD if args.threshold is None else args.threshold
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for amount in args.sparsities:
         pruned = copy.deepcopy(base)
         magnitude_prune(prunable_linears(pruned), amount, args.scope)  # backbone linears, not the interpreter
-        for method, model in (("weight pruning", IARED(pruned.backbone, NoDropPolicy(), pruned.num_groups).eval()),
+        for method, model in (("weight pruning", dense_of(pruned)),
                               ("weight pruning + token drop", with_threshold(pruned, threshold))):
             row = {"method": method, "sparsity": amount, "scope": args.scope, "threshold": threshold,
                    **measure(model, batches, reference)}

@@ -21,8 +21,7 @@ from benchmark import add_model_args  # noqa: E402
 from sweep_threshold import add_eval_args, write_outputs  # noqa: E402
 from iared_video.config import load_config  # noqa: E402
 from iared_video.models import IARED, build_model  # noqa: E402
-from iared_video.models.policies import NoDropPolicy  # noqa: E402
-from iared_video.utils.benchmark import PRESETS, eval_batches, evaluate, throughput, with_threshold  # noqa: E402
+from iared_video.utils.benchmark import PRESETS, dense_of, eval_batches, evaluate, throughput, with_threshold  # noqa: E402
 
 
 def run_configs(args: argparse.Namespace) -> list:
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for cfg in run_configs(args):
         model = build_model(cfg).eval()
         batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
-        dense = IARED(model.backbone, NoDropPolicy(), model.num_groups).eval()
+        dense = dense_of(model)
         reference = None if batches[0][1] is not None else evaluate(dense, batches)["predictions"]
         threshold = cfg.IARED.THRESHOLD
         if args.target_gmacs:

@@ -32,9 +32,9 @@ from fvcore.common.config import CfgNode  # noqa: E402
 from benchmark import add_model_args, cfg_from_args  # noqa: E402
 from sweep_threshold import add_eval_args  # noqa: E402
 from iared_video.models import IARED, build_model  # noqa: E402
-from iared_video.models.policies import InterpreterPolicy, NoDropPolicy  # noqa: E402
+from iared_video.models.policies import InterpreterPolicy  # noqa: E402
 from iared_video.models.weights import load_pretrained  # noqa: E402
-from iared_video.utils.benchmark import (FIXED_POLICIES, eval_batches, evaluate, format_table, save_json,  # noqa: E402
+from iared_video.utils.benchmark import (FIXED_POLICIES, dense_of, eval_batches, evaluate, format_table, save_json,  # noqa: E402
                                          throughput, with_threshold)
 from iared_video.utils.plots import plot_series  # noqa: E402
 
@@ -63,9 +63,8 @@ def base_checkpoint(cfg: CfgNode, folder: str) -> str:
     return path
 
 
-def load_at(cfg: CfgNode, size: int, checkpoint: str) -> tuple[IARED, str]:
-    """The model built at ``size`` with ``checkpoint`` loaded, and what happened to its ``pos_embed``."""
-    node = resolution_cfg(cfg, size)
+def load_at(node: CfgNode, size: int, checkpoint: str) -> tuple[IARED, str]:
+    """The model of ``node`` (built at ``size``) with ``checkpoint`` loaded, and what happened to its ``pos_embed``."""
     model = build_model(node).eval()
     if size % model.backbone.patch_size:
         raise SystemExit(f"resolution {size} is not a multiple of the patch size {model.backbone.patch_size}")
@@ -81,7 +80,7 @@ def num_patches(cfg: CfgNode, model: IARED) -> int:
 
 def methods(model: IARED, thresholds: list[float], fixed: list[str], drop_ratio: float) -> list[tuple[dict, IARED]]:
     """``(row fields, model)`` for dense, IA-RED^2 per threshold and each fixed-ratio policy, one backbone."""
-    out = [({"method": "dense"}, IARED(model.backbone, NoDropPolicy(), model.num_groups).eval())]
+    out = [({"method": "dense"}, dense_of(model))]
     if isinstance(model.policy, InterpreterPolicy):
         out += [({"method": "iared", "threshold": t}, with_threshold(model, t)) for t in thresholds]
     for name in fixed:
@@ -157,8 +156,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = args.checkpoints or [base_checkpoint(cfg, tmp)] * len(args.resolutions)
         for size, checkpoint in zip(args.resolutions, checkpoints):
-            model, notes[str(size)] = load_at(cfg, size, checkpoint)
             node = resolution_cfg(cfg, size)
+            model, notes[str(size)] = load_at(node, size, checkpoint)
             batches = eval_batches(node, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
             variants = methods(model, thresholds, args.fixed_policies, drop_ratio)
             status = "as is" if notes[str(size)] == "as is" else "resampled"

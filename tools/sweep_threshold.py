@@ -19,8 +19,7 @@ import numpy as np  # noqa: E402
 
 from benchmark import add_model_args, cfg_from_args  # noqa: E402
 from iared_video.models import IARED, build_model  # noqa: E402
-from iared_video.models.policies import NoDropPolicy  # noqa: E402
-from iared_video.utils.benchmark import (eval_batches, evaluate, format_table, save_json, throughput,  # noqa: E402
+from iared_video.utils.benchmark import (dense_of, eval_batches, evaluate, format_table, save_json, throughput,  # noqa: E402
                                          with_threshold)
 from iared_video.utils.plots import plot_series  # noqa: E402
 
@@ -40,7 +39,7 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
 
 def sweep(model: IARED, thresholds: list[float], batches: list, iters: int, method: str = "iared") -> list[dict]:
     """One row per threshold plus the dense row; accuracy against labels or the dense predictions."""
-    dense = IARED(model.backbone, NoDropPolicy(), model.num_groups).eval()
+    dense = dense_of(model)
     dense_eval = evaluate(dense, batches)
     reference = None if batches[0][1] is not None else dense_eval["predictions"]
     dense_eval = evaluate(dense, batches, reference)

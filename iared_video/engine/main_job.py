@@ -138,6 +138,11 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     return float(stats["keep_ratio"])
 
 
+def matched_drop_ratio(keep_ratio: float) -> float:
+    """Drop ratio of a fixed-ratio baseline matched to IA-RED^2's keep ratio (clamped to [0, 0.95])."""
+    return min(max(1.0 - keep_ratio, 0.0), 0.95)
+
+
 def newest_checkpoint(output_dir: str) -> str:
     from iared_video.engine.checkpoint import load_newest_valid
 
@@ -204,7 +209,7 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
                                     "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt])
     launch(iared, init_method)
     keep = measured_keep_ratio(iared)
-    drop = min(max(1.0 - keep, 0.0), 0.95)
+    drop = matched_drop_ratio(keep)
     logger.info("IA-RED^2 keeps %.3f of the tokens on val: random baseline drops %.3f", keep, drop)
     rand = load_config(random_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "random"),
                                     "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.DROP_RATIO", repr(drop)])

@@ -330,8 +330,7 @@ class GumbelIARED(IARED):
             return
         kept = gate.detach() > 0.5
         state.tokens = state.tokens * gate[kept].unsqueeze(-1).to(state.tokens.dtype)
-        full = gate.new_zeros(state.batch * state.num_patches).index_put((present,), gate)
-        out.gates.append(full.view(state.batch, state.num_patches))
+        out.gates.append(state.scatter(gate, present))
 
 
 def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float, ratio_weight: float

@@ -90,10 +90,11 @@ class _TokenState:
         starts = self.seqs.cu_seqlens[:-1].long()
         return self.x[starts[:, None] + torch.arange(self.num_prefix, device=starts.device)]
 
-    def scatter(self, values: Tensor) -> Tensor:
-        """Values of present patch tokens -> ``(B, N)`` map, 0 for absent tokens."""
+    def scatter(self, values: Tensor, origin: Tensor | None = None) -> Tensor:
+        """Values of the tokens at ``origin`` (default: the present patch tokens) -> ``(B, N)`` map, 0 elsewhere."""
         full = values.new_zeros(self.batch * self.num_patches)
-        return full.index_put((self.origin,), values).view(self.batch, self.num_patches)
+        index = self.origin if origin is None else origin
+        return full.index_put((index,), values).view(self.batch, self.num_patches)
 
     def sample_ids(self) -> Tensor:
         """Sample index of each present patch token."""

@@ -42,7 +42,7 @@ from iared_video.models.weights import load_pretrained
 __all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
            "summarize_times", "peak_memory_mb", "make_input", "run_benchmark", "run_benchmark_from_cfg",
            "benchmark", "format_table", "save_json", "autocast_context", "PRESETS", "eval_batches", "evaluate",
-           "throughput", "with_threshold"]
+           "throughput", "dense_of", "with_threshold"]
 
 logger = logging.getLogger(__name__)
 
@@ -490,6 +490,11 @@ def throughput(models: Sequence[IARED], x: Tensor, warmup: int = 1, iters: int =
     base = statistics.median(times["0"])
     return [{"median_s": statistics.median(times[v.name]), "throughput": x.shape[0] / statistics.median(times[v.name]),
              "speedup": base / statistics.median(times[v.name])} for v in variants]
+
+
+def dense_of(model: IARED) -> IARED:
+    """The same backbone with every token kept (the dense reference; no copy of weights)."""
+    return IARED(model.backbone, NoDropPolicy(), model.num_groups).eval()
 
 
 def with_threshold(model: IARED, threshold: float) -> IARED:
