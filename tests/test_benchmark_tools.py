@@ -12,7 +12,8 @@ import torch
 
 from iared_video.config import load_config
 from iared_video.models import build_model
-from iared_video.utils.benchmark import BenchSettings, format_table, run_benchmark, topk_per_sample
+from iared_video.utils.benchmark import (BenchSettings, LiveTensorBytes, format_table, peak_memory_mb, run_benchmark,
+                                        topk_per_sample)
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -34,6 +35,33 @@ def test_topk_per_sample_keeps_k_best_in_each_sample() -> None:
     assert keep.tolist() == [False, True, False, False, True, False, True]
 
 
+def test_live_tensor_bytes_peak_worked_by_hand() -> None:
+    """4 MiB + 8 MiB live, free the 4, allocate 4 again: peak 12 MiB; views and in-place ops allocate nothing."""
+    before = torch.zeros(1024, 1024)
+    with LiveTensorBytes() as tracker:
+        a = torch.zeros(1024, 1024)
+        b = torch.zeros(2048, 1024)
+        view = b[:10].t()
+        before.add_(1.0)
+        del a
+        c = torch.zeros(1024, 1024)
+        assert tracker.live == 12 * 2**20
+        del b
+        assert tracker.live == 12 * 2**20  # the view keeps b's storage alive
+        del view
+        assert tracker.live == 4 * 2**20
+    assert tracker.peak == 12 * 2**20 and c.numel() == 2**20
+
+
+def test_cpu_peak_memory_of_a_forward_covers_its_largest_activation() -> None:
+    mlp = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
+    x = torch.randn(100, 64)
+    with torch.inference_mode():
+        mb, method = peak_memory_mb(lambda: mlp(x), torch.device("cpu"))
+    hidden = 100 * 256 * 4  # fc1 and GELU outputs are alive together
+    assert method == "live_tensor_peak" and 2 * hidden <= mb * 2**20 <= 2 * hidden + 100 * 64 * 4
+
+
 def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
     cfg = load_config(None, TINY)
     settings = BenchSettings(batch_sizes=[1, 3], warmup=0, iters=2, thresholds=[0.5], keep_ratios=[0.5],
@@ -43,7 +71,7 @@ def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
     assert len(rows) == 2 * 5 and results["unit"] == "clips_per_s"
     for row in rows:
         assert row["efficiency"] == pytest.approx(row["speedup"] / row["ideal_speedup"])
-        assert row["peak_mem_mb"] is not None and row["clips_per_s"] > 0
+        assert row["peak_mem_mb"] > 0 and row["mem_method"] == "live_tensor_peak" and row["clips_per_s"] > 0
     controlled = [r for r in rows if r["variant"].startswith("iared@keep")]
     assert all(0.3 <= r["keep_ratio"] <= 0.65 and r["ideal_speedup"] > 1 for r in controlled)
     assert "efficiency" in format_table(rows, results["unit"])

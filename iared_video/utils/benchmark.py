@@ -20,10 +20,9 @@ import logging
 import math
 import os
 import platform
-import resource
 import statistics
-import threading
 import time
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -31,6 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from iared_video.models.build import build_backbone, build_policy
 from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
@@ -40,8 +41,8 @@ from iared_video.models.policies import (AttentionPolicy, GroupInput, Interprete
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
-           "summarize_times", "peak_memory_mb", "make_input", "run_benchmark", "run_benchmark_from_cfg",
-           "benchmark", "format_table", "save_json", "autocast_context", "PRESETS", "eval_batches", "evaluate",
+           "summarize_times", "peak_memory_mb", "LiveTensorBytes", "make_input", "run_benchmark",
+           "run_benchmark_from_cfg", "benchmark", "format_table", "save_json", "autocast_context", "PRESETS", "eval_batches", "evaluate",
            "throughput", "dense_of", "with_threshold"]
 
 logger = logging.getLogger(__name__)
@@ -254,17 +255,51 @@ def summarize_times(seconds: Sequence[float]) -> dict[str, float]:
     return {"median_s": statistics.median(s), "q1_s": q[0], "q3_s": q[2], "min_s": s[0], "max_s": s[-1]}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+class LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of tensor storages allocated by ops inside the mode and still alive, and their peak.
+
+    A storage counts once however many views share it; outputs that reuse an input's storage (views,
+    in-place ops) allocate nothing. Only storages that a Python-visible op returns are seen (an op's
+    internal scratch buffers are not), so on CPU this is the peak of live activations, not of the process.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._storages: dict[int, list[int]] = {}  # data_ptr -> [nbytes, live tensors on it]
+
+    def _release(self, ptr: int) -> None:
+        entry = self._storages[ptr]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._storages[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)}
+        for t in tree_leaves(out):
+            if not isinstance(t, Tensor):
+                continue
+            ptr = t.untyped_storage().data_ptr()
+            entry = self._storages.get(ptr)
+            if entry is None and (ptr == 0 or ptr in inputs):
+                continue  # empty, or a view of / in-place on memory allocated before the mode
+            if entry is None:
+                entry = self._storages[ptr] = [t.untyped_storage().nbytes(), 0]
+                self.live += entry[0]
+                self.peak = max(self.peak, self.live)
+            entry[1] += 1
+            weakref.finalize(t, self._release, ptr)
+        return out
 
 
 def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> tuple[float, str]:
-    """Peak memory of one call of ``fn`` above the memory held before it, and the method used.
+    """Peak memory of one call of ``fn`` above the memory held before it (MiB), and the method used.
 
-    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the call. CPU: the process's
-    resident set size (``/proc/self/statm``) sampled every 1 ms in a thread, peak minus the RSS before
-    the call (includes allocator caching; a sampling estimate). Elsewhere: ``ru_maxrss`` growth.
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the call. CPU: the peak of live
+    tensor storages allocated during the call (:class:`LiveTensorBytes`); the process's RSS is no use
+    here because the allocator reuses freed memory, so its growth says little about one forward.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -273,29 +308,10 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> tuple[float, 
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "cuda_max_memory_allocated"
-    if not os.path.exists("/proc/self/statm"):
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracker = LiveTensorBytes()
+    with tracker:
         fn()
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, "ru_maxrss_growth"
-    return _sampled_rss_peak(fn), "rss_sampled_1ms"  # MiB
-
-
-def _sampled_rss_peak(fn: Callable[[], Any]) -> float:
-    base, peak, done = _rss_bytes(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return (max(peak[0], _rss_bytes()) - base) / 2**20
+    return tracker.peak / 2**20, "live_tensor_peak"
 
 
 def _gmacs_and_keep(v: Variant, x: Tensor, precision: str) -> tuple[float, float]:
