@@ -4,6 +4,7 @@
 Examples:
     python tools/benchmark.py --preset deit_s --batch-sizes 1 16 --keep-ratios 0.5 0.7 --out bench.json
     python tools/benchmark.py --preset tsf --batch-sizes 1 4 --iters 5 --out tsf.json
+    python tools/benchmark.py --preset deit_s --cpu-linear onednn --batch-sizes 1 16 --out deit_s_onednn.json
     python tools/benchmark.py --cfg configs/IN1k/deit_b.yaml --precisions fp32 bf16 DATA.TEST_CROP_SIZE 384
 """
 
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
                         choices=["random", "attention", "temporal_diff"])
     parser.add_argument("--data-split", default="", help="use the first batch of this split instead of noise")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    parser.add_argument("--cpu-linear", choices=["aten", "onednn"], default="aten",
+                        help="CPU fp32 linear layers: torch's default BLAS or oneDNN for every variant "
+                             "(adds an aten dense row; ratios stay against the oneDNN dense model)")
     parser.add_argument("--out", default=None, help="JSON output path")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
                              iters=args.iters, thresholds=args.thresholds, keep_ratios=args.keep_ratios,
                              keep_spread=args.keep_spread, keep_schedule=args.keep_schedule,
                              fixed_policies=args.fixed_policies, data_split=args.data_split,
-                             seed=cfg.RNG_SEED, measure_memory=not args.no_memory)
+                             seed=cfg.RNG_SEED, measure_memory=not args.no_memory,
+                             cpu_linear=args.cpu_linear)
     results = run_benchmark(cfg, settings, args.device)
     print(format_table(results["rows"], results["unit"]))
     print(f"environment: {results['environment']}")

@@ -280,6 +280,9 @@ _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
 _C.BENCHMARK.FIXED_POLICIES = ["random"]
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
+# Linear layers on CPU: "aten" (torch's default BLAS path) or "onednn" (fp32 only; iared_video/models/onednn.py).
+# With "onednn" every variant uses it, an aten dense row is added, and ratios stay against the oneDNN dense.
+_C.BENCHMARK.CPU_LINEAR = "aten"
 
 # ---------------------------------------------------------------------------
 # DynamicViT (Rao et al., 2021), selected by IARED.POLICY dynamicvit.

@@ -15,6 +15,7 @@ top-scored tokens of each sample, a per-sample keep ratio drawn uniformly in
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ from torch.utils._pytree import tree_leaves
 from iared_video.models.build import build_backbone, build_policy
 from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
 from iared_video.models.iared import IARED
+from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import (AttentionPolicy, GroupInput, InterpreterPolicy, NoDropPolicy, RandomPolicy,
                                          TemporalDiffPolicy)
 from iared_video.models.weights import load_pretrained
@@ -134,6 +136,7 @@ class BenchSettings:
     data_split: str = ""
     seed: int = 0
     measure_memory: bool = True
+    cpu_linear: str = "aten"
 
 
 def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) -> list[Variant]:
@@ -160,6 +163,18 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     for v in variants:
         v.model.to(device).eval()
     return variants
+
+
+def _onednn_variants(variants: list[Variant]) -> list[Variant]:
+    """Every variant's linear layers on oneDNN, plus an aten-linear copy of dense for reference.
+
+    Ratios stay relative to the first variant, now the *oneDNN* dense model: like against like.
+    """
+    dense = variants[0].model
+    aten = IARED(copy.deepcopy(dense.backbone), NoDropPolicy(), dense.num_groups).eval()
+    for v in variants:
+        use_onednn_linears(v.model)
+    return variants + [Variant("dense (aten linear)", aten, "none")]
 
 
 def _threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
@@ -266,32 +281,38 @@ class LiveTensorBytes(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.live = self.peak = 0
-        self._storages: dict[int, list[int]] = {}  # data_ptr -> [nbytes, live tensors on it]
+        self._storages: dict[Any, list[int]] = {}  # storage key -> [nbytes, live tensors on it]
 
-    def _release(self, ptr: int) -> None:
-        entry = self._storages[ptr]
+    def _release(self, key: Any) -> None:
+        entry = self._storages[key]
         entry[1] -= 1
         if entry[1] == 0:
             self.live -= entry[0]
-            del self._storages[ptr]
+            del self._storages[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)}
+        inputs = {_storage_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)}
         for t in tree_leaves(out):
             if not isinstance(t, Tensor):
                 continue
-            ptr = t.untyped_storage().data_ptr()
-            entry = self._storages.get(ptr)
-            if entry is None and (ptr == 0 or ptr in inputs):
+            key = _storage_key(t)
+            entry = self._storages.get(key)
+            if entry is None and (key == 0 or key in inputs):
                 continue  # empty, or a view of / in-place on memory allocated before the mode
             if entry is None:
-                entry = self._storages[ptr] = [t.untyped_storage().nbytes(), 0]
+                nbytes = t.numel() * t.element_size() if t.is_mkldnn else t.untyped_storage().nbytes()
+                entry = self._storages[key] = [nbytes, 0]
                 self.live += entry[0]
                 self.peak = max(self.peak, self.live)
             entry[1] += 1
-            weakref.finalize(t, self._release, ptr)
+            weakref.finalize(t, self._release, key)
         return out
+
+
+def _storage_key(t: Tensor) -> int | tuple[str, int]:
+    """A storage's data pointer; opaque (oneDNN) tensors have no accessible storage and count per tensor."""
+    return ("opaque", id(t)) if t.is_mkldnn else t.untyped_storage().data_ptr()
 
 
 def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> tuple[float, str]:
@@ -375,7 +396,14 @@ def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | 
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(settings.seed)
+    if settings.cpu_linear not in ("aten", "onednn"):
+        raise ValueError(f"cpu_linear must be 'aten' or 'onednn', got {settings.cpu_linear!r}")
+    if settings.cpu_linear == "onednn" and (device.type != "cpu" or list(settings.precisions) != ["fp32"]):
+        raise ValueError(f"cpu_linear 'onednn' is for fp32 on CPU; got device {device}, "
+                         f"precisions {list(settings.precisions)}")
     variants = build_variants(cfg, settings, device)
+    if settings.cpu_linear == "onednn":
+        variants = _onednn_variants(variants)
     unit = "clips_per_s" if cfg.MODEL.MODEL_NAME == "timesformer" else "images_per_s"
     rows: list[dict] = []
     for batch in settings.batch_sizes:
@@ -404,7 +432,8 @@ def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
     return BenchSettings(batch_sizes=list(b.BATCH_SIZES), precisions=list(b.PRECISIONS), warmup=b.WARMUP_ITERS,
                          iters=b.NUM_ITERS, thresholds=list(b.THRESHOLDS), keep_ratios=list(b.KEEP_RATIOS),
                          keep_spread=b.KEEP_SPREAD, keep_schedule=b.KEEP_SCHEDULE,
-                         fixed_policies=list(b.FIXED_POLICIES), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED)
+                         fixed_policies=list(b.FIXED_POLICIES), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED,
+                         cpu_linear=b.CPU_LINEAR)
 
 
 def run_benchmark_from_cfg(cfg: CfgNode) -> dict:
