@@ -44,8 +44,8 @@ from iared_video.models.weights import load_pretrained
 
 __all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
            "summarize_times", "peak_memory_mb", "LiveTensorBytes", "make_input", "run_benchmark",
-           "run_benchmark_from_cfg", "benchmark", "format_table", "save_json", "autocast_context", "PRESETS", "eval_batches", "evaluate",
-           "throughput", "dense_of", "with_threshold"]
+           "run_benchmark_from_cfg", "benchmark", "format_table", "save_json", "autocast_context", "PRESETS",
+           "eval_batches", "evaluate", "throughput", "dense_of", "with_threshold"]
 
 logger = logging.getLogger(__name__)
 
