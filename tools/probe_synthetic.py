@@ -59,24 +59,31 @@ def small_3d_cnn(num_classes: int) -> nn.Module:
                          block(64, 64, (2, 2, 2)), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(64, num_classes))
 
 
+TSF_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "configs", "Synthetic", "tsf_tiny_dense.yaml")
+
+
 class TinyTimeSformer(nn.Module):
-    """The main job's tiny TimeSformer (``configs/Synthetic/tsf_tiny_dense.yaml``) on clips in [0, 1]."""
+    """The main job's dense tiny TimeSformer (built from ``TSF_CONFIG``) on clips in [0, 1]."""
 
     def __init__(self, num_classes: int, size: int, frames: int) -> None:
         super().__init__()
-        from iared_video.models.backbones import TimeSformer
+        from iared_video.config import load_config
+        from iared_video.models import build_model
 
-        self.net = TimeSformer(num_classes, img_size=size, num_frames=frames, patch_size=16, embed_dim=96,
-                               depth=4, num_heads=3, mlp_ratio=2.0)
-        self.register_buffer("mean", torch.tensor(0.45))
-        self.register_buffer("std", torch.tensor(0.225))  # DATA.MEAN / DATA.STD
+        cfg = load_config(TSF_CONFIG, ["MODEL.NUM_CLASSES", str(num_classes), "DATA.NUM_FRAMES", str(frames),
+                                       "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size)])
+        self.model = build_model(cfg)
+        self.register_buffer("mean", torch.tensor(cfg.DATA.MEAN).view(1, -1, 1, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.DATA.STD).view(1, -1, 1, 1, 1))
+
+    @property
+    def net(self) -> nn.Module:
+        """The TimeSformer backbone."""
+        return self.model.backbone
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        emb = self.net.embed((clips - self.mean) / self.std)
-        tokens = torch.cat([emb.prefix, emb.patches], dim=1)
-        for block in self.net.blocks:
-            tokens = block(tokens)
-        return self.net.forward_head(tokens[:, :1])
+        return self.model((clips - self.mean) / self.std)
 
 
 def build_probe(name: str, num_classes: int, size: int, frames: int) -> nn.Module:

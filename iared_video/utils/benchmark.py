@@ -170,8 +170,7 @@ def _onednn_variants(variants: list[Variant]) -> list[Variant]:
 
     Ratios stay relative to the first variant, now the *oneDNN* dense model: like against like.
     """
-    dense = variants[0].model
-    aten = IARED(copy.deepcopy(dense.backbone), NoDropPolicy(), dense.num_groups).eval()
+    aten = copy.deepcopy(variants[0].model)  # dense: the shared backbone with every token kept
     for v in variants:
         use_onednn_linears(v.model)
     return variants + [Variant("dense (aten linear)", aten, "none")]
