@@ -203,3 +203,17 @@ def test_training_with_drop_path_is_per_sample() -> None:
     logits = model(torch.randn(2, 3, 4, 64, 64))
     F.cross_entropy(logits, torch.tensor([0, 1])).backward()
     assert model.backbone.blocks[-1].mlp.fc1.weight.grad is not None
+
+
+def test_embedding_init_std_comes_from_the_config() -> None:
+    torch.manual_seed(0)
+    default = tiny_tsf("none", 1).backbone
+    assert not default.time_embed.any(), "TimeSformer's default temporal embedding starts at zeros"
+    assert 0.015 < default.pos_embed.std().item() < 0.025
+    scratch = tiny_tsf("none", 1, **{"MODEL.POS_EMBED_INIT_STD": "1.0", "MODEL.TIME_EMBED_INIT_STD": "0.5"}).backbone
+    assert 0.8 < scratch.pos_embed.std().item() < 1.1  # trunc_normal_ cuts at +-2: std 0.88 for unit std
+    assert 0.4 < scratch.time_embed.std().item() < 0.6
+    image = build_model(load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_tiny_patch16_224",
+                                           "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE", "96",
+                                           "IARED.POLICY", "none", "MODEL.POS_EMBED_INIT_STD", "1.0"]))
+    assert 0.8 < image.backbone.pos_embed.std().item() < 1.1

@@ -54,6 +54,13 @@ _C.MODEL.DROPOUT_RATE = 0.0
 _C.MODEL.DROP_PATH_RATE = 0.0
 # Attention type; only "joint_space_time" is implemented (IA-RED^2 drops tokens jointly over space-time).
 _C.MODEL.ATTENTION_TYPE = "joint_space_time"
+# Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
+# pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
+# content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see datasets/SYNTHETIC.md).
+_C.MODEL.POS_EMBED_INIT_STD = 0.02
+# Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
+# checkpoint starts out unchanged; from scratch, frames are then indistinguishable at the start).
+_C.MODEL.TIME_EMBED_INIT_STD = 0.0
 # Local weights to initialise from before training (ImageNet ViT/DeiT .pth, TimeSformer .pyth, or ours); "" for none.
 _C.MODEL.PRETRAINED = ""
 

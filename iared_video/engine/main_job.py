@@ -84,7 +84,7 @@ MAIN_JOB_CONFIGS = {
 #: Generator arguments of the main job's synthetic sets: the generator's defaults (see datasets/SYNTHETIC.md),
 #: with fewer videos than the default 3000 so that three training runs fit the two-core time budget.
 SYNTHETIC_KWARGS = {
-    "video": dict(num_videos=800),
+    "video": dict(num_videos=2000),
     "image": dict(),
 }
 

@@ -63,13 +63,16 @@ class TimeSformer(nn.Module):
         patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio: ViT shape.
         drop_rate: dropout before the head.
         drop_path_rate: stochastic depth, increasing linearly over blocks.
+        pos_embed_std, time_embed_std: initial std of the positional and temporal embeddings
+            (TimeSformer's 0.02 and zeros by default; larger values help training from scratch).
     """
 
     num_prefix_tokens = 1
 
     def __init__(self, num_classes: int = 400, img_size: int = 224, num_frames: int = 8, patch_size: int = 16,
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 pos_embed_std: float = 0.02, time_embed_std: float = 0.0) -> None:
         super().__init__()
         self.embed_dim, self.num_frames, self.in_chans = embed_dim, num_frames, in_chans
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
@@ -85,8 +88,10 @@ class TimeSformer(nn.Module):
         self.norm = norm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
-        for p in (self.cls_token, self.pos_embed):
-            trunc_normal_(p, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        trunc_normal_(self.pos_embed, std=pos_embed_std)
+        if time_embed_std > 0:
+            trunc_normal_(self.time_embed, std=time_embed_std)
         self.apply(_init_linear)
 
     @property
@@ -129,16 +134,19 @@ class TimmViT(nn.Module):
     The timm model's modules and parameters are registered on this module under
     their timm names, so ``load_state_dict`` takes a timm/DeiT state dict as is.
     Distilled models (class + distillation token) average their two heads, as
-    DeiT does at test time.
+    DeiT does at test time. ``pos_embed_std`` redraws the positional embedding
+    with that std (None keeps timm's own initialisation, std 0.02).
     """
 
     def __init__(self, arch: str, num_classes: int, img_size: int | None = None, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, pos_embed_std: float | None = None) -> None:
         super().__init__()
         kwargs = {"img_size": img_size} if img_size else {}
         net = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate,
                                 drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs)
         _check_supported(net, arch)
+        if pos_embed_std is not None and net.pos_embed is not None:
+            trunc_normal_(net.pos_embed, std=pos_embed_std)
         for name, child in net.named_children():
             self.add_module(name, child)
         for name, param in net.named_parameters(recurse=False):

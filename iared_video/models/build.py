@@ -25,14 +25,15 @@ def timesformer(cfg: CfgNode) -> nn.Module:
     return TimeSformer(num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
                        patch_size=m.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM, embed_dim=m.EMBED_DIM,
                        depth=m.DEPTH, num_heads=m.NUM_HEADS, mlp_ratio=m.MLP_RATIO, drop_rate=m.DROPOUT_RATE,
-                       drop_path_rate=m.DROP_PATH_RATE)
+                       drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD,
+                       time_embed_std=m.TIME_EMBED_INIT_STD)
 
 
 @MODEL_REGISTRY.register()
 def deit(cfg: CfgNode) -> nn.Module:
     m = cfg.MODEL
     return TimmViT(m.ARCH, num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, drop_rate=m.DROPOUT_RATE,
-                   drop_path_rate=m.DROP_PATH_RATE)
+                   drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD)
 
 
 def build_backbone(cfg: CfgNode) -> nn.Module:
