@@ -101,3 +101,20 @@ def test_randaugment_and_random_erasing_options(image_dir, small_cfg):
     dataset = build_dataset("imagenet", cfg, "train")
     assert "RandAugment" in repr(dataset.transform) and "RandomErasing" in repr(dataset.transform)
     assert dataset[0]["inputs"].shape == (3, 32, 32)
+
+
+def test_random_flip_and_crop_scale_reach_the_train_transform(tmp_path, small_cfg):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (64, 64, 3)).copy()
+    Image.fromarray(ramp).save(tmp_path / "train" / "a" / "ramp.png")
+
+    def slopes(flip: bool) -> list[float]:
+        # scale [1, 1]: every crop is the whole (square) image, so only the flip can change the ramp
+        cfg = cfg_for(small_cfg, tmp_path, **{"DATA.RANDOM_FLIP": flip, "DATA.IMAGE_SCALE": [1.0, 1.0]})
+        dataset = build_dataset("imagenet", cfg, "train")
+        profiles = [dataset[0]["inputs"][0].mean(dim=0) for _ in range(20)]
+        return [float(p[-1] - p[0]) for p in profiles]
+
+    assert all(s > 0.8 for s in slopes(False))  # the whole 0..1 ramp, left dark to right bright, never mirrored
+    flipped = slopes(True)
+    assert any(s > 0.8 for s in flipped) and any(s < -0.8 for s in flipped)  # all 20 alike: p = 2^-19

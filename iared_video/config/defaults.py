@@ -135,7 +135,7 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 _C.DATA.TRAIN_CROP_SIZE = 224
 # Test/val crop size (square); test frames are resized so the short side equals it.
 _C.DATA.TEST_CROP_SIZE = 224
-# Random horizontal flip at training time.
+# Random horizontal flip at training time (video and image).
 _C.DATA.RANDOM_FLIP = True
 # Input channels.
 _C.DATA.INPUT_CHANNEL_NUM = 3
@@ -157,6 +157,9 @@ _C.DATA.IMAGE_AUTO_AUGMENT = ""
 _C.DATA.IMAGE_COLOR_JITTER = 0.0
 # Image branch: random-erasing probability for training (0.0 off).
 _C.DATA.IMAGE_RE_PROB = 0.0
+# Image branch: area range of the training RandomResizedCrop (DeiT's [0.08, 1.0]; a small object
+# needs a larger lower bound, or most crops miss it).
+_C.DATA.IMAGE_SCALE = [0.08, 1.0]
 # Image branch: eval resize is TEST_CROP_SIZE / IMAGE_CROP_PCT, then a centre crop (0.875: 256 -> 224).
 _C.DATA.IMAGE_CROP_PCT = 0.875
 # Image branch: resize interpolation ("bicubic" as DeiT, "bilinear", ...).

@@ -93,7 +93,7 @@ class ImageNet(RobustDataset):
         self.transform = image_transform(
             split == "train", self.crop_size, data.MEAN, data.STD, auto_augment=data.IMAGE_AUTO_AUGMENT,
             color_jitter=data.IMAGE_COLOR_JITTER, re_prob=data.IMAGE_RE_PROB, crop_pct=data.IMAGE_CROP_PCT,
-            interpolation=data.IMAGE_INTERPOLATION,
+            interpolation=data.IMAGE_INTERPOLATION, scale=data.IMAGE_SCALE, hflip=data.RANDOM_FLIP,
         )
         self.num_retries, self.max_substitutions, self.seed = data.NUM_RETRIES, data.MAX_SUBSTITUTIONS, cfg.RNG_SEED
         self._init_failures()

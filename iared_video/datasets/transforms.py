@@ -108,10 +108,12 @@ def image_transform(
     re_prob: float = 0.0,
     crop_pct: float = 0.875,
     interpolation: str = "bicubic",
+    scale: Sequence[float] = (0.08, 1.0),
+    hflip: bool = True,
 ) -> Any:
     """DeiT-style image transform from timm's ``create_transform`` (PIL RGB in, ``(C, H, W)`` out).
 
-    Train: RandomResizedCrop, horizontal flip, optional RandAugment (``auto_augment``, e.g.
+    Train: RandomResizedCrop over ``scale`` of the area, horizontal flip (``hflip``), optional RandAugment (``auto_augment``, e.g.
     "rand-m9-mstd0.5-inc1"; "" disables it), colour jitter, random erasing. Eval: resize to
     ``input_size / crop_pct`` and centre crop ``input_size`` (256 -> 224 at the default crop_pct).
     """
@@ -120,7 +122,7 @@ def image_transform(
     kwargs: dict[str, Any] = dict(interpolation=interpolation, mean=tuple(mean), std=tuple(std))
     if is_training:
         return create_transform(
-            input_size, is_training=True, auto_augment=auto_augment or None, color_jitter=color_jitter or None,
-            re_prob=re_prob, **kwargs,
+            input_size, is_training=True, scale=tuple(scale), hflip=0.5 if hflip else 0.0,
+            auto_augment=auto_augment or None, color_jitter=color_jitter or None, re_prob=re_prob, **kwargs,
         )
     return create_transform(input_size, is_training=False, crop_pct=crop_pct, **kwargs)
