@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", choices=["cnn", "tsf"], default="cnn",
-                        help="cnn: the four-block 3D CNN; tsf: the main job's tiny TimeSformer (size % 16 == 0)")
+                        help="cnn: the four-block 3D CNN; tsf: the main job's tiny TimeSformer (size %% 16 == 0)")
     parser.add_argument("--out", default="", help="JSON with the accuracy curve")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
