@@ -57,6 +57,7 @@ _C.MODEL.ATTENTION_TYPE = "joint_space_time"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
 # content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see datasets/SYNTHETIC.md).
+# Drawn with timm's trunc_normal_, which cuts at +-2 (so stds above 1 are clipped hard).
 _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
 # checkpoint starts out unchanged; from scratch, frames are then indistinguishable at the start).

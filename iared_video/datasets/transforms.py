@@ -113,9 +113,10 @@ def image_transform(
 ) -> Any:
     """DeiT-style image transform from timm's ``create_transform`` (PIL RGB in, ``(C, H, W)`` out).
 
-    Train: RandomResizedCrop over ``scale`` of the area, horizontal flip (``hflip``), optional RandAugment (``auto_augment``, e.g.
-    "rand-m9-mstd0.5-inc1"; "" disables it), colour jitter, random erasing. Eval: resize to
-    ``input_size / crop_pct`` and centre crop ``input_size`` (256 -> 224 at the default crop_pct).
+    Train: RandomResizedCrop over ``scale`` of the area, horizontal flip (``hflip``), optional
+    RandAugment (``auto_augment``, e.g. "rand-m9-mstd0.5-inc1"; "" disables it), colour jitter,
+    random erasing. Eval: resize to ``input_size / crop_pct`` and centre crop ``input_size``
+    (256 -> 224 at the default crop_pct).
     """
     from timm.data import create_transform
 
