@@ -2,7 +2,7 @@
 """The README's main job on the synthetic set: dense -> IA-RED^2 -> random baseline, tested, one table.
 
     python tools/main_job.py                 # video: tiny JointST TimeSformer, 8 classes
-    python tools/main_job.py --image         # image: tiny DeiT on the synthetic image set
+    python tools/main_job.py --image         # image: tiny ViT (timm test_vit) on the synthetic image set
     python tools/main_job.py SOLVER.MAX_EPOCH 2   # trailing KEY VALUE pairs apply to all three configs
 
 Writes ``<output_dir>/{dense,iared,random}/`` (logs, checkpoints, test results) and
