@@ -2,8 +2,9 @@
 
 ``aten::addmm`` sends fp32 CPU matmuls to the BLAS torch was built with (MKL on
 x86 wheels). On some CPUs (measured: a 2-core AMD EPYC with AVX-512) oneDNN's
-fp32 GEMM is much faster for the token counts of a ViT (DeiT-S at batch 1:
-36 ms instead of 62 ms per forward; ``tools/benchmark.py --cpu-linear onednn``).
+fp32 GEMM is much faster for the token counts of a ViT (dense DeiT-S at batch 1:
+46.7 ms instead of 78.6 ms per forward in ``benchmarks/cpu-2core/deit_s_onednn.json``,
+from ``tools/benchmark.py --cpu-linear onednn``).
 :class:`OneDNNLinear` is an ``nn.Linear`` (same parameters, same state-dict
 keys, same FLOP accounting) that takes the oneDNN path when nothing needs
 gradients and falls back to ``F.linear`` otherwise; the oneDNN copy of the
