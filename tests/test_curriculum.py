@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from iared_video.config import load_config
+from iared_video.config import ConfigError, load_config
 from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
-from iared_video.engine.trainer import StepArgs, ce_step, reinforce_step
+from iared_video.engine.trainer import StepArgs, ce_step, reinforce_step, stages_of
 from iared_video.models import build_model
 
 D = 2
@@ -66,3 +66,24 @@ def test_gradients_reach_only_the_stage_parameters(index):
         assert "backbone.head.weight" in got and f"backbone.blocks.{len(model.backbone.blocks) - 1}.mlp.fc2.weight" in got
     else:
         assert f"policy.interpreters.{stage.group}.query.weight" in got
+
+
+def test_late_first_drop_group_keeps_early_groups_dense():
+    """IARED.FIRST_DROP_GROUP 2: no stage for group 1, group 1 keeps every token, only later groups sample."""
+    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1)] == [
+        "interpreter_g2", "backbone_g2", "interpreter_g3", "backbone_g3"]
+    torch.manual_seed(0)
+    cfg = load_config(None, [*OPTS, "IARED.FIRST_DROP_GROUP", "2"])
+    stage = stages_of(cfg)[0]
+    assert [s.name for s in stages_of(cfg)] == ["interpreter_g2", "backbone_g2"]
+    model = build_model(cfg)
+    x, y = torch.randn(4, 3, 2, 32, 32), torch.tensor([0, 1, 2, 0])
+    out = model(x, return_policy=True, modes=["sample", "sample"])
+    assert out.keep[0].all() and (out.scores[0] == 1).all() and out.log_probs[0] is None
+    assert out.log_probs[1] is not None and not out.keep[1].all()
+    set_trainable(model, stage)
+    loss, _ = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, StepArgs())
+    loss.backward()
+    assert _grads(model) == _expected(model, stage) != set()
+    with pytest.raises(ConfigError, match="FIRST_DROP_GROUP=3 must lie in"):
+        load_config(None, [*OPTS, "IARED.FIRST_DROP_GROUP", "3"])

@@ -81,3 +81,18 @@ def test_cuda_varlen_bf16_matches_fp32_reference() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             fast = model(x)
     torch.testing.assert_close(fast.float(), expected, atol=5e-2, rtol=5e-2)
+
+
+def test_controlled_keep_with_a_late_first_drop_group() -> None:
+    """FIRST_DROP_GROUP 2 of 3: group 1 keeps everything, groups 2-3 reach r^(1/2) then r, logits as reference."""
+    ratios = [0.25, 0.64, 1.0]
+    model = controlled([*TINY_DEIT, "IARED.FIRST_DROP_GROUP", "2"], ratios)
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        expected = reference_logits(model, x, out.keep)
+    num = out.keep[0].shape[1]
+    assert out.keep[0].all()
+    assert out.keep[1].sum(1).tolist() == [round(r ** 0.5 * num) for r in ratios]
+    assert out.keep[2].sum(1).tolist() == [round(r * num) for r in ratios]
+    torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=1e-4)

@@ -338,11 +338,28 @@ def test_image_dataset_layout_and_masks(tmp_path: Path) -> None:
 
 
 def test_image_classes_differ_in_shape_or_pattern() -> None:
+    assert S.IMAGE_CLASSES[:5] == ["disc_solid", "disc_striped", "disc_dotted", "disc_checkered", "disc_gridded"]
     solid, solid_mask = S.render_image(S.image_rng(4, 0), 0, **PLAIN_IMAGE)
-    striped, striped_mask = S.render_image(S.image_rng(4, 0), 1, **PLAIN_IMAGE)
-    np.testing.assert_array_equal(solid_mask, striped_mask)  # same shape and pose
     assert len(np.unique(solid[solid_mask], axis=0)) == 1
-    assert len(np.unique(striped[striped_mask], axis=0)) == 2
-    _, square_mask = S.render_image(S.image_rng(4, 0), 2, **PLAIN_IMAGE)
+    for label in range(1, 5):  # same shape and pose, two colours inside the object
+        filled, mask = S.render_image(S.image_rng(4, 0), label, **PLAIN_IMAGE)
+        np.testing.assert_array_equal(mask, solid_mask)
+        assert len(np.unique(filled[mask], axis=0)) == 2
+    _, square_mask = S.render_image(S.image_rng(4, 0), S.IMAGE_CLASSES.index("square_solid"), **PLAIN_IMAGE)
     assert not np.array_equal(square_mask, solid_mask)
+
+
+def test_fill_marks_cover_the_area_fractions_worked_by_hand() -> None:
+    """Over whole periods the marks cover 0, 1/2, pi 0.3^2, 1/2 and 1 - 0.72^2 of the fill."""
+    u, v = np.meshgrid((np.arange(4000) + 0.5) / 400, (np.arange(4000) + 0.5) / 400)  # 10 x 10 periods
+    expected = {"solid": 0.0, "striped": 0.5, "dotted": math.pi * 0.09, "checkered": 0.5, "gridded": 1 - 0.72 ** 2}
+    for pattern, fraction in expected.items():
+        assert S._fill_marks(pattern, u, v).mean() == pytest.approx(fraction, abs=2e-3), pattern
+    # striped varies along u only, checkered flips with every period along either axis
+    stripes = S._fill_marks("striped", u, v)
+    assert (stripes == stripes[:1]).all()
+    checks = S._fill_marks("checkered", u, v)
+    assert checks[0, 0] != checks[0, 400] and checks[0, 0] != checks[400, 0] and checks[0, 0] == checks[400, 400]
+    with pytest.raises(ValueError, match="unknown fill pattern"):
+        S._fill_marks("wavy", u, v)
 

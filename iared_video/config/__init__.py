@@ -173,6 +173,9 @@ def validate(cfg: CfgNode) -> None:
     depth, patch = model_depth_and_patch(cfg)
     if depth % cfg.IARED.NUM_GROUPS:
         errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
+    if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
+        errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
+                      f"{cfg.IARED.NUM_GROUPS}]")
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")

@@ -74,6 +74,10 @@ _C.IARED = CfgNode()
 _C.IARED.POLICY = "interpreter"
 # D: number of block groups, each opened by a policy; must divide MODEL depth.
 _C.IARED.NUM_GROUPS = 1
+# First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
+# interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
+# tell object from background linearly (see datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
+_C.IARED.FIRST_DROP_GROUP = 1
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
 # Reward for a wrong prediction is -TAU (Eq. 2).

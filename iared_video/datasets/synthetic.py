@@ -1,4 +1,4 @@
-"""Embedded synthetic data sets: motion-only action videos and shape images.
+"""Embedded synthetic data sets: motion-only action videos and textured-object images.
 
 The video set is the default data of the project (no downloads). Its classes
 differ *only* in how a small actor moves over time, so a single frame cannot
@@ -35,7 +35,7 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 #: Video class names in id order; ``num_classes=K`` uses the first K.
 VIDEO_CLASSES: list[str] = [
@@ -52,14 +52,14 @@ VIDEO_CLASSES: list[str] = [
 ]
 
 _IMAGE_SHAPES = ("disc", "square", "triangle", "cross", "star", "ring")
-_IMAGE_PATTERNS = ("solid", "striped")
-#: Image class names (shape x fill pattern) in id order, shape-major.
+_IMAGE_PATTERNS = ("solid", "striped", "dotted", "checkered", "gridded")
+#: Image class names (shape x fill pattern) in id order, shape-major: the first five are the disc in each pattern.
 IMAGE_CLASSES: list[str] = [f"{s}_{p}" for s in _IMAGE_SHAPES for p in _IMAGE_PATTERNS]
 
 ACTOR_SHAPES = ("disc", "square", "triangle", "cross")
 DEFAULT_NUM_VIDEOS = 3000
 DEFAULT_NUM_IMAGES = 600
-DEFAULT_IMAGE_CLASSES = 10
+DEFAULT_IMAGE_CLASSES = 5
 SPLITS = ("train", "val", "test")
 
 # Seed-sequence domain tags: rng streams that never collide for one seed.
@@ -877,17 +877,35 @@ def _paint_object(image: np.ndarray, rng: np.random.Generator, class_name: str,
     radius = max(_uniform(rng, knobs.object_size) * min(h, w) / 2, 4.0)
     center = (rng.uniform(radius, w - radius), rng.uniform(radius, h - radius))
     color = _random_color(rng, (0.6, 1.0), (0.6, 1.0))
-    stripe_color, period = _contrast_color(color), max(radius * 0.45, 3.0)
+    mark_color, period = _contrast_color(color), max(radius * 0.45, 3.0)
     region, lx, ly = _local_coords(*center, radius + 1, rng.uniform(0, 2 * math.pi), h, w)
     body = _SHAPES[shape](lx, ly, radius)
     patch = image[region]
     patch[body] = color.astype(np.uint8)
-    if pattern == "striped":
-        stripes = body & (np.floor(lx / period).astype(np.int64) % 2 == 0)
-        patch[stripes] = stripe_color.astype(np.uint8)
+    patch[body & _fill_marks(pattern, lx / period, ly / period)] = mark_color.astype(np.uint8)
     mask = np.zeros((h, w), dtype=bool)
     mask[region] = body
     return mask
+
+
+def _fill_marks(pattern: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Where the fill ``pattern`` paints its contrast colour, at object coordinates in units of its period.
+
+    Area fractions of the marks: solid 0, striped 1/2, dotted pi * 0.3^2 (about 0.28), checkered 1/2,
+    gridded 1 - 0.72^2 (about 0.48).
+    """
+    cu, cv = u - np.floor(u) - 0.5, v - np.floor(v) - 0.5  # offset from the centre of the period cell
+    if pattern == "solid":
+        return np.zeros(np.broadcast(u, v).shape, dtype=bool)
+    if pattern == "striped":
+        return np.broadcast_to(np.floor(u).astype(np.int64) % 2 == 0, np.broadcast(u, v).shape)
+    if pattern == "dotted":
+        return cu * cu + cv * cv <= 0.3 ** 2
+    if pattern == "checkered":
+        return (np.floor(u).astype(np.int64) + np.floor(v).astype(np.int64)) % 2 == 0
+    if pattern == "gridded":
+        return (np.abs(cu) >= 0.36) | (np.abs(cv) >= 0.36)
+    raise ValueError(f"unknown fill pattern {pattern!r}; expected one of {_IMAGE_PATTERNS}")
 
 
 def _render_image(rng: np.random.Generator, label: int, knobs: ImageKnobs,

@@ -46,14 +46,18 @@ class Stage:
 
 
 def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
-                 backbone_epochs: int, gumbel: bool = False) -> list[Stage]:
-    """Stages for ``policy``; stages with zero epochs are left out."""
+                 backbone_epochs: int, gumbel: bool = False, first_group: int = 0) -> list[Stage]:
+    """Stages for ``policy``; stages with zero epochs are left out.
+
+    The curriculum starts at ``first_group`` (0-based, ``IARED.FIRST_DROP_GROUP - 1``): earlier groups never
+    drop, so they get neither an interpreter nor a backbone stage.
+    """
     if policy == "interpreter" and gumbel:
         return [Stage("gumbel", 0, max_epoch)] if max_epoch > 0 else []
     if policy != "interpreter":
         return [Stage("train", 0, max_epoch)] if max_epoch > 0 else []
     stages = []
-    for group in range(num_groups):
+    for group in range(first_group, num_groups):
         stages.append(Stage("interpreter", group, interpreter_epochs))
         stages.append(Stage("backbone", group, backbone_epochs))
     return [s for s in stages if s.epochs > 0]

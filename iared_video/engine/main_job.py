@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import statistics
 from dataclasses import asdict
 from typing import Sequence
@@ -86,27 +87,31 @@ MAIN_JOB_CONFIGS = {
 #: because a ViT from scratch learns the medium preset's cluttered shapes too slowly for that budget.
 SYNTHETIC_KWARGS = {
     "video": dict(num_videos=2000),
-    "image": dict(num_images=3000, difficulty="easy"),
+    "image": dict(num_images=3000, num_classes=5, difficulty="easy"),
 }
 
 
 def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
     """Whether ``data_dir/meta.json`` was written by the generator with ``seed`` and ``kwargs``."""
-    from iared_video.datasets.synthetic import ImageKnobs, VideoKnobs, make_knobs
+    from iared_video.datasets.synthetic import GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
 
     try:
         with open(os.path.join(data_dir, "meta.json")) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return True  # not a generated set (or no meta): use it as it is
+    if not isinstance(meta, dict) or meta.get("generator") != "iared_video.datasets.synthetic":
+        return True  # someone else's set: use it as it is, never regenerate (that deletes it)
     kwargs = dict(kwargs)
     count_key = "num_images" if image else "num_videos"
-    count = kwargs.pop(count_key, None)
+    count, classes = kwargs.pop(count_key, None), kwargs.pop("num_classes", None)
     difficulty = kwargs.pop("difficulty", "medium")
     knobs = make_knobs(ImageKnobs if image else VideoKnobs, difficulty, **kwargs)
     want = json.loads(json.dumps(asdict(knobs)))
-    return (meta.get("seed") == seed and meta.get("difficulty") == difficulty and meta.get("knobs") == want
-            and (count is None or meta.get(count_key) == count))
+    return (meta.get("version") == GENERATOR_VERSION and meta.get("seed") == seed
+            and meta.get("difficulty") == difficulty and meta.get("knobs") == want
+            and (count is None or meta.get(count_key) == count)
+            and (classes is None or meta.get("num_classes") == classes))
 
 
 def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
@@ -118,7 +123,9 @@ def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
         if _meta_matches(data_dir, image, seed, kwargs):
             logger.info("using the synthetic %s set in %s", kind, data_dir)
             return
-        logger.warning("the synthetic %s set in %s was made with another recipe: regenerating it", kind, data_dir)
+        logger.warning("the synthetic %s set in %s was made with another recipe: deleting and regenerating it",
+                       kind, data_dir)
+        shutil.rmtree(data_dir)  # only generated sets get here (see _meta_matches); stale class folders would stay
     from iared_video.datasets.synthetic import generate_image_dataset, generate_video_dataset
 
     logger.info("generating the synthetic %s set in %s (%s)", kind, data_dir, kwargs)

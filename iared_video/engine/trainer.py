@@ -102,7 +102,7 @@ def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
 def stages_of(cfg: CfgNode) -> list[Stage]:
     i = cfg.IARED
     return build_stages(i.POLICY, i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS,
-                        i.GUMBEL)
+                        i.GUMBEL, i.FIRST_DROP_GROUP - 1)
 
 
 def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> int:

@@ -46,9 +46,10 @@ def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
     p = cfg.IARED
     if p.POLICY == "interpreter" and p.GUMBEL:
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                       tau=p.GUMBEL_TAU)
+                                       p.FIRST_DROP_GROUP - 1, tau=p.GUMBEL_TAU)
     if p.POLICY == "interpreter":
-        return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM)
+        return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
+                                 p.FIRST_DROP_GROUP - 1)
     fixed = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
     if p.POLICY in fixed:
         return fixed[p.POLICY](p.DROP_RATIO)

@@ -75,16 +75,22 @@ class NoDropPolicy(DropPolicy):
 
 
 class InterpreterPolicy(DropPolicy):
-    """IA-RED^2: one multi-head interpreter per group, drop where ``I < threshold``."""
+    """IA-RED^2: one multi-head interpreter per group, drop where ``I < threshold``.
+
+    Groups before ``first_group`` (0-based) keep every token; their interpreters exist (so checkpoints keep one
+    layout) but are never run or trained.
+    """
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
-                 head_dim: int = 64) -> None:
+                 head_dim: int = 64, first_group: int = 0) -> None:
         super().__init__()
-        self.threshold = threshold
+        if not 0 <= first_group < num_groups:
+            raise ValueError(f"first_group must lie in [0, {num_groups}), got {first_group}")
+        self.threshold, self.first_group = threshold, first_group
         self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim) for _ in range(num_groups))
 
     def acts_on(self, group: int) -> bool:
-        return True
+        return group >= self.first_group
 
     def score(self, inp: GroupInput) -> Tensor:
         return self.interpreters[inp.group](inp.tokens)

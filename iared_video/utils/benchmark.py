@@ -63,9 +63,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class ControlledKeepPolicy(InterpreterPolicy):
     """The real interpreters (same cost), but each sample keeps the top-k scored tokens, k set per sample.
 
-    ``set_ratios(r)`` fixes the final keep ratio of each sample. With ``schedule="geometric"`` group j keeps a
-    cumulative ``r ** ((j + 1) / D)`` of the patches (hierarchical, as a trained IA-RED^2); with ``"first"``
-    every drop happens at group 0.
+    ``set_ratios(r)`` fixes the final keep ratio of each sample. With ``schedule="geometric"`` the j-th group
+    that drops (of D' that do, from ``first_group`` on) keeps a cumulative ``r ** (j / D')`` of the patches
+    (hierarchical, as a trained IA-RED^2); with ``"first"`` every drop happens at the first group that drops.
     """
 
     def __init__(self, source: InterpreterPolicy, schedule: str = "geometric") -> None:
@@ -73,6 +73,7 @@ class ControlledKeepPolicy(InterpreterPolicy):
         if schedule not in ("geometric", "first"):
             raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
         self.threshold, self.interpreters, self.schedule = source.threshold, source.interpreters, schedule
+        self.first_group = source.first_group
         self.ratios: Tensor | None = None
 
     def set_ratios(self, ratios: Tensor) -> None:
@@ -81,7 +82,8 @@ class ControlledKeepPolicy(InterpreterPolicy):
 
     def target_counts(self, group: int, num_groups: int, num_patches: int) -> Tensor:
         """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
-        power = (group + 1) / num_groups if self.schedule == "geometric" else 1.0
+        acting = num_groups - self.first_group
+        power = (group - self.first_group + 1) / acting if self.schedule == "geometric" else 1.0
         return (self.ratios ** power * num_patches).round().clamp_min(1).long()
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
@@ -90,7 +92,7 @@ class ControlledKeepPolicy(InterpreterPolicy):
         if self.ratios is None or self.ratios.numel() != inp.batch:
             raise ValueError("call set_ratios() with one ratio per sample before the forward")
         num_groups = len(self.interpreters)
-        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group
+        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group > self.first_group
                    else torch.full((inp.batch,), inp.num_patches, dtype=torch.long))
         wanted = torch.minimum(self.target_counts(inp.group, num_groups, inp.num_patches), present)
         return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
@@ -180,7 +182,7 @@ def _threshold_policy(source: InterpreterPolicy, threshold: float) -> Interprete
     """An ``InterpreterPolicy`` sharing ``source``'s interpreters with its own threshold."""
     policy = InterpreterPolicy.__new__(InterpreterPolicy)
     nn.Module.__init__(policy)
-    policy.threshold, policy.interpreters = threshold, source.interpreters
+    policy.threshold, policy.interpreters, policy.first_group = threshold, source.interpreters, source.first_group
     return policy
 
 

@@ -1,0 +1,47 @@
+"""tools/main_job.py data step: a set made with another recipe is replaced, someone else's set never touched."""
+
+from __future__ import annotations
+
+import json
+
+from iared_video.datasets.synthetic import generate_image_dataset
+from iared_video.engine import main_job
+
+
+def _classes(root) -> list[str]:
+    return sorted(p.name for p in (root / "train").iterdir())
+
+
+def test_stale_generated_set_is_regenerated_without_leftover_classes(tmp_path, monkeypatch) -> None:
+    data = tmp_path / "images"
+    generate_image_dataset(str(data), num_images=12, num_classes=6, min_short_side=32, max_short_side=48)
+    recipe = dict(num_images=10, num_classes=5, min_short_side=32, max_short_side=48)
+    monkeypatch.setitem(main_job.SYNTHETIC_KWARGS, "image", recipe)
+    assert not main_job._meta_matches(str(data), True, 0, recipe)
+    main_job.ensure_synthetic(str(data), image=True)
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["num_classes"] == 5 and meta["num_images"] == 10
+    assert _classes(data) == sorted(meta["classes"])  # the sixth class folder is gone
+    assert main_job._meta_matches(str(data), True, 0, recipe)
+    stamp = (data / "meta.json").stat().st_mtime_ns
+    main_job.ensure_synthetic(str(data), image=True)  # same recipe: kept as it is
+    assert (data / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_older_generator_version_counts_as_another_recipe(tmp_path) -> None:
+    data = tmp_path / "images"
+    recipe = dict(num_images=10, num_classes=5, min_short_side=32, max_short_side=48)
+    generate_image_dataset(str(data), **recipe)
+    assert main_job._meta_matches(str(data), True, 0, recipe)
+    meta = json.loads((data / "meta.json").read_text())
+    (data / "meta.json").write_text(json.dumps({**meta, "version": "1.0.0"}))
+    assert not main_job._meta_matches(str(data), True, 0, recipe)
+
+
+def test_foreign_set_is_used_as_it_is(tmp_path, monkeypatch) -> None:
+    data = tmp_path / "mine"
+    (data / "train" / "cat").mkdir(parents=True)
+    (data / "meta.json").write_text(json.dumps({"generator": "my_tool", "seed": 7}))
+    monkeypatch.setitem(main_job.SYNTHETIC_KWARGS, "image", dict(num_images=10, num_classes=5))
+    main_job.ensure_synthetic(str(data), image=True)
+    assert _classes(data) == ["cat"] and json.loads((data / "meta.json").read_text())["generator"] == "my_tool"
