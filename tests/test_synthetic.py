@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from iared_video.datasets import synthetic as S
+from iared_video.datasets.imagenet import find_classes
 
 # Tiny, fast geometry for generated sets.
 TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
@@ -316,8 +317,9 @@ def test_image_dataset_layout_and_masks(tmp_path: Path) -> None:
     meta = S.generate_image_dataset(str(tmp_path / "a"), **kw)
     root = tmp_path / "a"
     names = S.IMAGE_CLASSES[:4]
-    assert json.loads((root / "classnames.json").read_text()) == {n: i for i, n in
-                                                                   enumerate(names)}
+    # ids as the folder loader numbers the classes (sorted names), not the generator's order
+    assert json.loads((root / "classnames.json").read_text()) == {n: i for i, n in enumerate(sorted(names))}
+    assert find_classes(str(root / "train")) == sorted(names) != names
     for split in ("train", "val"):
         assert sorted(p.name for p in (root / split).iterdir()) == sorted(names)
     from PIL import Image

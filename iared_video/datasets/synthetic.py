@@ -970,6 +970,9 @@ def generate_image_dataset(out_dir: str, num_images: int = DEFAULT_NUM_IMAGES, s
     Writes ``train/<class>/NNNNNN.png``, ``val/<class>/NNNNNN.png``, binary
     masks at ``masks/<split>/<class>/NNNNNN.png`` (0/255), ``classnames.json``
     and ``meta.json``. Every class directory exists in both splits.
+    ``classnames.json`` holds the labels the folder loader uses (sorted folder
+    names); ``meta.json``'s per-image ``label`` is the :data:`IMAGE_CLASSES`
+    index that :func:`render_image` takes.
 
     Args:
         out_dir: Output directory (created if needed).
@@ -995,7 +998,8 @@ def generate_image_dataset(out_dir: str, num_images: int = DEFAULT_NUM_IMAGES, s
     jobs = [(out_dir, seed, i, int(labels[i]), SPLITS[splits[i]], iknobs)
             for i in range(num_images)]
     items = list(_run_jobs(_make_image_item, jobs, num_workers, progress, "images"))
-    classnames = {name: i for i, name in enumerate(IMAGE_CLASSES[:num_classes])}
+    # Folder-layout loaders (ours, torchvision's ImageFolder) number the classes by sorted folder name.
+    classnames = {name: i for i, name in enumerate(sorted(IMAGE_CLASSES[:num_classes]))}
     _write_json(os.path.join(out_dir, "classnames.json"), classnames)
     meta = {"generator": "iared_video.datasets.synthetic", "version": GENERATOR_VERSION,
             "kind": "image", "seed": seed, "num_images": num_images, "num_classes": num_classes,
