@@ -36,6 +36,8 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.1.0"
+#: The ``generator`` field of every ``meta.json`` written here (how tools recognise a generated set).
+GENERATOR_NAME = "iared_video.datasets.synthetic"
 
 #: Video class names in id order; ``num_classes=K`` uses the first K.
 VIDEO_CLASSES: list[str] = [
@@ -857,7 +859,7 @@ def generate_video_dataset(out_dir: str, num_videos: int = DEFAULT_NUM_VIDEOS, s
     _write_csvs(out_dir, items, SPLITS)
     classnames = {name: i for i, name in enumerate(VIDEO_CLASSES[:num_classes])}
     _write_json(os.path.join(out_dir, "classnames.json"), classnames)
-    meta = {"generator": "iared_video.datasets.synthetic", "version": GENERATOR_VERSION,
+    meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION,
             "kind": "video", "seed": seed, "num_videos": num_videos, "num_classes": num_classes,
             "classes": VIDEO_CLASSES[:num_classes], "split_ratios": list(split_ratios),
             "difficulty": difficulty, "knobs": asdict(vknobs), "videos": items}
@@ -1001,7 +1003,7 @@ def generate_image_dataset(out_dir: str, num_images: int = DEFAULT_NUM_IMAGES, s
     # Folder-layout loaders (ours, torchvision's ImageFolder) number the classes by sorted folder name.
     classnames = {name: i for i, name in enumerate(sorted(IMAGE_CLASSES[:num_classes]))}
     _write_json(os.path.join(out_dir, "classnames.json"), classnames)
-    meta = {"generator": "iared_video.datasets.synthetic", "version": GENERATOR_VERSION,
+    meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION,
             "kind": "image", "seed": seed, "num_images": num_images, "num_classes": num_classes,
             "classes": IMAGE_CLASSES[:num_classes], "split_ratios": list(split_ratios),
             "difficulty": difficulty, "knobs": asdict(iknobs), "images": items}

@@ -93,14 +93,14 @@ SYNTHETIC_KWARGS = {
 
 def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
     """Whether ``data_dir/meta.json`` was written by the generator with ``seed`` and ``kwargs``."""
-    from iared_video.datasets.synthetic import GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
+    from iared_video.datasets.synthetic import GENERATOR_NAME, GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
 
     try:
         with open(os.path.join(data_dir, "meta.json")) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return True  # not a generated set (or no meta): use it as it is
-    if not isinstance(meta, dict) or meta.get("generator") != "iared_video.datasets.synthetic":
+    if not isinstance(meta, dict) or meta.get("generator") != GENERATOR_NAME:
         return True  # someone else's set: use it as it is, never regenerate (that deletes it)
     kwargs = dict(kwargs)
     count_key = "num_images" if image else "num_videos"

@@ -89,6 +89,10 @@ class InterpreterPolicy(DropPolicy):
         self.threshold, self.first_group = threshold, first_group
         self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim) for _ in range(num_groups))
 
+    def share(self, source: InterpreterPolicy, threshold: float) -> None:
+        """Use ``source``'s interpreters and first dropping group (no copy) with ``threshold``."""
+        self.threshold, self.interpreters, self.first_group = threshold, source.interpreters, source.first_group
+
     def acts_on(self, group: int) -> bool:
         return group >= self.first_group
 

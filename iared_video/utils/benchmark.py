@@ -72,8 +72,8 @@ class ControlledKeepPolicy(InterpreterPolicy):
         nn.Module.__init__(self)
         if schedule not in ("geometric", "first"):
             raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
-        self.threshold, self.interpreters, self.schedule = source.threshold, source.interpreters, schedule
-        self.first_group = source.first_group
+        self.share(source, source.threshold)
+        self.schedule = schedule
         self.ratios: Tensor | None = None
 
     def set_ratios(self, ratios: Tensor) -> None:
@@ -182,7 +182,7 @@ def _threshold_policy(source: InterpreterPolicy, threshold: float) -> Interprete
     """An ``InterpreterPolicy`` sharing ``source``'s interpreters with its own threshold."""
     policy = InterpreterPolicy.__new__(InterpreterPolicy)
     nn.Module.__init__(policy)
-    policy.threshold, policy.interpreters, policy.first_group = threshold, source.interpreters, source.first_group
+    policy.share(source, threshold)
     return policy
 
 
