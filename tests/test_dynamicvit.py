@@ -65,8 +65,8 @@ def test_inference_keeps_the_configured_count_per_stage() -> None:
     for h in hooks:
         h.remove()
     num = 64  # 4 frames x 4 x 4 patches
-    want = [num] + [math.ceil(0.7 ** s * num - 1e-9) for s in (1, 2, 3)]
-    assert want == [64, 45, 32, 22] and [keep_count(0.7, s, num) for s in (1, 2, 3)] == want[1:]
+    want = [num] + [math.floor(0.7 ** s * num + 1e-9) for s in (1, 2, 3)]  # official int(N * rho^s)
+    assert want == [64, 44, 31, 21] and [keep_count(0.7, s, num) for s in (1, 2, 3)] == want[1:]
     assert [n // 3 - 1 for n in seen] == want  # packed tokens per sample minus the class token
     assert [k.sum(1).tolist() for k in out.keep] == [[n] * 3 for n in want]
     for s in range(1, 4):  # scores are 0 where dropped earlier, and kept tokens were present before
@@ -186,7 +186,9 @@ def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
     from iared_video.models import build_model
 
     cfg = _tiny_dynamicvit_cfg("SOLVER.BASE_LR", "1e-3", "SOLVER.COSINE_END_LR", "1e-5", "SOLVER.MAX_EPOCH", "2",
-                               "SOLVER.WARMUP_EPOCHS", "0.5", "DYNAMICVIT.BACKBONE_LR_SCALE", "0.01")
+                               "SOLVER.WARMUP_EPOCHS", "0.5", "DYNAMICVIT.BACKBONE_LR_SCALE", "0.01",
+                               "DYNAMICVIT.BACKBONE_LR_RULE", "scaled", "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "0",
+                               "DYNAMICVIT.FROZEN_PARAMS", "[]")
     model = build_model(cfg)
     run = _start_stage(cfg, model, stages_of(cfg)[0], 0, 0, 4, DistInfo(0, 1, 0), torch.device("cpu"))
     names = {id(p): n for n, p in model.named_parameters()}
@@ -217,3 +219,59 @@ def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
     with pytest.raises(ConfigError, match="GUMBEL"):
         load_config(None, ["IARED.POLICY", "random", "IARED.GUMBEL", "True"])
 
+
+
+def test_keep_count_is_floor_worked_by_hand() -> None:
+    """floor(rho^s N): DeiT-S 196 -> 137, 96, 67 (0.7 x 196 = 137.2, 0.49 x 196 = 96.04, 0.343 x 196 = 67.228);
+    TimeSformer 8x224, 1568 -> 1097, 768, 537 (1097.6, 768.32, 537.824); 0.49 x 100 = 49 despite 0.7**2 * 100 <
+    49 in floating point."""
+    assert [keep_count(0.7, s, 196) for s in (1, 2, 3)] == [137, 96, 67]
+    assert [keep_count(0.7, s, 1568) for s in (1, 2, 3)] == [1097, 768, 537]
+    assert 0.7 ** 2 * 100 < 49 and keep_count(0.7, 2, 100) == 49
+    assert keep_count(0.1, 3, 10) == 1  # floor(0.01) = 0, but a stage keeps at least one token
+
+
+def test_masked_softmax_official_epsilon_by_hand_and_float32() -> None:
+    logits = torch.zeros(1, 1, 4, 4)
+    keep = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    eps = 0.4  # large enough to see: (w + eps / L) / (sum(w) + eps), L = 4
+    probs = masked_softmax(logits, keep, eps=eps)
+    # row 0 sees keys 0 and 2 (w = 1, 0, 1, 0): (1 + 0.1) / 2.4 and 0.1 / 2.4; row 1 also sees itself (w = 1, 1, 1, 0)
+    torch.testing.assert_close(probs[0, 0, 0], torch.tensor([1.1, 0.1, 1.1, 0.1]) / 2.4)
+    torch.testing.assert_close(probs[0, 0, 1], torch.tensor([1.1, 1.1, 1.1, 0.1]) / 3.4)
+    low = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(0)).mul(8).to(torch.bfloat16)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0, 1.0]])
+    out = masked_softmax(low, mask)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, masked_softmax(low.float(), mask).to(torch.bfloat16), atol=0, rtol=0)
+
+
+def test_dynamicvit_recipe_freezes_embeddings_and_holds_then_caps_the_backbone_lr() -> None:
+    """Official recipe: cls_token / pos_embed (/ time_embed) frozen; backbone lr 0 for the hold, then
+    min(0.01 x base, predictor lr); the predictors follow the plain schedule from the first step."""
+    from iared_video.models import build_model
+
+    cfg = _tiny_dynamicvit_cfg("SOLVER.BASE_LR", "1e-3", "SOLVER.COSINE_END_LR", "0.0", "SOLVER.MAX_EPOCH", "3",
+                               "SOLVER.WARMUP_EPOCHS", "0", "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "1",
+                               "DYNAMICVIT.BACKBONE_LR_SCALE", "0.5")  # a cap of 5e-4 that the cosine crosses
+    assert cfg.DYNAMICVIT.BACKBONE_LR_RULE == "capped"
+    assert list(cfg.DYNAMICVIT.FROZEN_PARAMS) == ["cls_token", "pos_embed", "time_embed"]
+    model = build_model(cfg)
+    steps = 4
+    run = _start_stage(cfg, model, stages_of(cfg)[0], 0, 0, steps, DistInfo(0, 1, 0), torch.device("cpu"))
+    optimised = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
+    for name in ("backbone.cls_token", "backbone.pos_embed", "backbone.time_embed"):
+        param = dict(model.named_parameters())[name]
+        assert not param.requires_grad and id(param) not in optimised, name
+    labels = [g["label"] for g in run.optimizer.param_groups]
+    assert set(labels) == {"predictor", "backbone"}
+    total, cap, seen = 3 * steps, 0.5 * 1e-3, set()
+    for step in range(total):
+        plain = cosine_warmup_lr(step, total, 1e-3, 0.0, 0)
+        backbone = 0.0 if step < steps else min(cap, plain)  # hold: the first epoch (4 steps)
+        seen.add("hold" if step < steps else "cap" if plain > cap else "cosine")
+        for label, group in zip(labels, run.optimizer.param_groups):
+            want = plain if label == "predictor" else backbone
+            assert group["lr"] == pytest.approx(want, abs=1e-15), (step, label)
+        run.schedule.step()
+    assert seen == {"hold", "cap", "cosine"}

@@ -96,3 +96,22 @@ def test_controlled_keep_with_a_late_first_drop_group() -> None:
     assert out.keep[1].sum(1).tolist() == [round(r ** 0.5 * num) for r in ratios]
     assert out.keep[2].sum(1).tolist() == [round(r * num) for r in ratios]
     torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lengths,padded", [([3, 7, 1, 5], True), ([200, 20], False)])
+def test_block_diagonal_sdpa_paths_match_per_sample_softmax(lengths: list[int], padded: bool) -> None:
+    """Padded-and-masked and per-sample SDPA both equal softmax(q k^T * scale) v computed per sample."""
+    from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
+
+    torch.manual_seed(0)
+    heads, dim = 2, 4
+    q, k, v = (torch.randn(sum(lengths), heads, dim) for _ in range(3))
+    seqs = PackedSeqs.from_lengths(lengths, torch.device("cpu"))
+    assert seqs.prefers_padding(pair_macs=2 * heads * dim) is padded
+    out = block_diagonal_sdpa(q, k, v, seqs)
+    start = 0
+    for n in lengths:
+        qs, ks, vs = (t[start:start + n].transpose(0, 1) for t in (q, k, v))
+        probs = torch.softmax(qs @ ks.transpose(1, 2) * dim ** -0.5, dim=-1)
+        torch.testing.assert_close(out[start:start + n], (probs @ vs).transpose(0, 1), atol=1e-5, rtol=1e-5)
+        start += n

@@ -145,9 +145,11 @@ def test_fixed_ratio_policies_drop_exact_count_at_input(policy: str) -> None:
             assert torch.equal(model(x, return_policy=True).keep[0], first)
 
 
-def test_attention_policy_scores_are_block1_cls_attention() -> None:
+def test_attention_policy_scores_at_block_0_are_its_cls_attention() -> None:
+    """By hand on ``blocks[0]`` (IARED.ATTENTION_BLOCK 0); the default, the paper's Block_1, is checked against
+    timm's own modules in test_attention_block.py."""
     torch.manual_seed(5)
-    model = tiny_tsf(policy="attention", groups=1)
+    model = tiny_tsf(policy="attention", groups=1, **{"IARED.ATTENTION_BLOCK": "0"})
     x = torch.randn(1, 3, 4, 64, 64)
     with torch.no_grad():
         out = model(x, return_policy=True)

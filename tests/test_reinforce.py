@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
+from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
 
 KEPT = torch.tensor([2, 4, 1])
 CORRECT = torch.tensor([True, True, False])
@@ -39,3 +39,22 @@ def test_advantage_and_loss_by_hand():
 def test_advantage_carries_no_gradient():
     sampled = torch.tensor([1.0, 0.0], requires_grad=True)
     assert not self_critical_advantage(sampled, torch.zeros(2)).requires_grad
+
+
+def test_reward_normalizers_by_hand_for_a_later_group():
+    """Group 2 of D = 2 on N = 8 patches: 4 tokens enter it (sample 0) / all 8 (sample 1); 2 / 6 are kept."""
+    keep_after_group1 = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0], [1] * 8], dtype=torch.bool)
+    keep_after_group2 = torch.tensor([[1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    keep = [keep_after_group1, keep_after_group2]
+    correct = torch.tensor([True, True])
+    original = reward_denominator(keep, 1, "original")
+    entering = reward_denominator(keep, 1, "entering")
+    assert original.tolist() == [8.0, 8.0] and entering.tolist() == [4.0, 8.0]
+    kept = keep_after_group2.sum(1)
+    # "original": 1 - (2/8)^2 = 15/16, 1 - (6/8)^2 = 7/16; "entering": 1 - (2/4)^2 = 3/4, 1 - (6/8)^2 = 7/16
+    assert torch.allclose(reward(kept, original, correct, 0.5), torch.tensor([15 / 16, 7 / 16]))
+    assert torch.allclose(reward(kept, entering, correct, 0.5), torch.tensor([0.75, 7 / 16]))
+    # the first group divides by N either way
+    assert reward_denominator(keep, 0, "entering").tolist() == [8.0, 8.0]
+    with pytest.raises(ValueError, match="original"):
+        reward_denominator(keep, 1, "input")

@@ -4,6 +4,7 @@
 Examples:
     python tools/benchmark.py --preset deit_s --batch-sizes 1 16 --keep-ratios 0.5 0.7 --out bench.json
     python tools/benchmark.py --preset tsf --batch-sizes 1 4 --iters 5 --out tsf.json
+    python tools/benchmark.py --preset tsf_divst --batch-sizes 1 8 --keep-ratios 0.5 0.7 --out tsf_divst.json
     python tools/benchmark.py --preset deit_s --cpu-linear onednn --batch-sizes 1 16 --out deit_s_onednn.json
     python tools/benchmark.py --cfg configs/IN1k/deit_b.yaml --precisions fp32 bf16 DATA.TEST_CROP_SIZE 384
 """
@@ -27,7 +28,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg``, ``--preset``, ``--device``, ``--threads`` and trailing ``KEY VALUE`` opts."""
     parser.add_argument("--cfg", default=None, help="yaml config (merged over the defaults)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="deit_s: DeiT-S 224, D=3; deit_b: DeiT-B, D=3; tsf: JointST TimeSformer 8x224")
+                        help="deit_s: DeiT-S 224, D=3; deit_b: DeiT-B, D=3; tsf: JointST TimeSformer 8x224; "
+                             "tsf_divst: divided space-time TimeSformer 8x224")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave as is)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -79,4 +81,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from iared_video.utils.cli import run_tool
+
+    sys.exit(run_tool(main))

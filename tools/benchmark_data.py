@@ -161,4 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from iared_video.utils.cli import run_tool
+
+    sys.exit(run_tool(main))

@@ -2,7 +2,12 @@
 """Score heatmaps (IA-RED^2 informative scores and attribution baselines) against ground-truth masks.
 
     python tools/eval_heatmaps.py --cfg FILE [--methods iared_g1 rollout ...] [--split val]
-                                  [--max-samples N] [--out JSON] [--faithfulness] [KEY VALUE ...]
+                                  [--max-samples N] [--out JSON] [--faithfulness]
+                                  [--attention-blocks 0 1 2] [KEY VALUE ...]
+
+``raw_attention`` is the class-token attention of block ``IARED.ATTENTION_BLOCK`` (default 1, the paper's
+Block_1); ``raw_attention_b<k>`` that of block k. ``--attention-blocks 0 1 2`` adds one such row per block:
+the paper's Table 5 block sweep.
 
 Data: the synthetic sets. Video (``DATA.DATASET kinetics``): ``<split>.csv`` videos with per-frame
 masks ``masks/<stem>.npz``; the centre clip is decoded with the same index rule as val/test and the
@@ -29,10 +34,12 @@ import torchvision.transforms.v2.functional as TF
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 
-from iared_video.config import ConfigError, load_config
-from iared_video.interpret.baselines import BASELINES, deletion_insertion
+from iared_video.config import load_config
+from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_attention
 from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
+from iared_video.models.policies import PAPER_ATTENTION_BLOCK
+from iared_video.utils.cli import DEBUG_FLAG, run_tool
 from iared_video.visualization import build_vis_model
 
 logger = logging.getLogger("eval_heatmaps")
@@ -87,14 +94,35 @@ def image_samples(cfg, split: str) -> Iterator[Sample]:
         yield transform(load_rgb_image(path)), mask.bool(), label, path
 
 
-def method_scores(model, name: str, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(B, N)`` patch scores of method ``name`` (``iared_g<j>``, ``random`` or a ``BASELINES`` key)."""
+BLOCK_METHOD = "raw_attention_b"  # raw_attention_b<k>: class-token attention of block k
+
+
+def attention_block_of(name: str) -> int | None:
+    """Block index k of a ``raw_attention_b<k>`` method name, else None."""
+    suffix = name[len(BLOCK_METHOD):] if name.startswith(BLOCK_METHOD) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def is_known_method(name: str) -> bool:
+    """``iared_g<j>``, ``random``, ``raw_attention_b<k>`` or a ``BASELINES`` key."""
+    return name.startswith("iared_g") or name == "random" or name in BASELINES or attention_block_of(name) is not None
+
+
+def method_scores(model, name: str, x: torch.Tensor, target: torch.Tensor,
+                  attention_block: int = PAPER_ATTENTION_BLOCK) -> torch.Tensor:
+    """``(B, N)`` patch scores of method ``name`` (see ``is_known_method``); ``raw_attention`` reads block
+    ``attention_block``."""
     if name.startswith("iared_g"):
         with torch.no_grad():
             return model(x, return_policy=True).scores[int(name[len("iared_g"):]) - 1]
     if name == "random":
         emb = model.backbone.embed(x)
         return torch.rand(emb.patches.shape[:2], device=x.device)
+    block = attention_block_of(name)
+    if block is not None:
+        return raw_attention(model.backbone, x, target, block=block)
+    if name == "raw_attention":
+        return raw_attention(model.backbone, x, target, block=attention_block)
     return BASELINES[name](model.backbone, x, target)
 
 
@@ -111,7 +139,7 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
             pred = model(x, modes=["keep_all"] * model.num_groups).argmax(-1)
         grid = model.backbone.embed(x).grid
         for name in methods:
-            scores = method_scores(model, name, x, pred).float()
+            scores = method_scores(model, name, x, pred, cfg.IARED.ATTENTION_BLOCK).float()
             heat = policy_heatmaps([scores], grid, x.shape[-2:], cfg.VISUALIZE.UPSAMPLE)[0, 0]
             meters[name].update(heat.cpu(), mask.reshape(heat.shape))
             if faithfulness:
@@ -128,6 +156,16 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
     return results
 
 
+def method_list(requested: list[str] | None, attention_blocks: list[int], num_groups: int,
+                depth: int) -> tuple[list[str], list[str]]:
+    """Methods to score (``requested`` or all, plus ``raw_attention_b<k>`` per attention block) and the unknown ones
+    (names no method has, or blocks the backbone does not have)."""
+    methods = requested or [f"iared_g{j + 1}" for j in range(num_groups)] + ["random", *BASELINES]
+    methods = methods + [f"{BLOCK_METHOD}{k}" for k in attention_blocks if f"{BLOCK_METHOD}{k}" not in methods]
+    unknown = [m for m in methods if not is_known_method(m) or (attention_block_of(m) or 0) >= depth]
+    return methods, unknown
+
+
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """One row per method, one column per metric."""
     keys = [k for k in next(iter(results.values())) if k != "num_samples"]
@@ -141,12 +179,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", dest="cfg_file", required=True)
     parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"iared_g<j>, random, {', '.join(BASELINES)} (default: all)")
+                        help=f"iared_g<j>, random, {', '.join(BASELINES)}, {BLOCK_METHOD}<k> (default: all)")
+    parser.add_argument("--attention-blocks", type=int, nargs="+", default=[],
+                        help=f"add {BLOCK_METHOD}<k> for each block k (the paper's Table 5: 0 1 2)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--max-samples", type=int, default=1 << 30)
     parser.add_argument("--out", default="", help="json file (default OUTPUT_DIR/heatmap_eval.json)")
     parser.add_argument("--faithfulness", action="store_true", help="add deletion/insertion areas")
     parser.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of a user error")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     return parser.parse_args(argv)
 
@@ -154,14 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.cfg_file, list(args.opts))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = load_config(args.cfg_file, list(args.opts))
     model = build_vis_model(cfg)
-    methods = args.methods or [f"iared_g{j + 1}" for j in range(model.num_groups)] + ["random", *BASELINES]
-    unknown = [m for m in methods if not (m.startswith("iared_g") or m == "random" or m in BASELINES)]
+    methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks))
     if unknown:
         print(f"error: unknown methods {unknown}", file=sys.stderr)
         return 2
@@ -177,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

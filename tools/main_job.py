@@ -1,12 +1,15 @@
 #!/usr/bin/env python
-"""The README's main job on the synthetic set: dense -> IA-RED^2 -> random baseline, tested, one table.
+"""The README's main job on the synthetic set: dense -> IA-RED^2 -> the paper's baselines, tested, one table.
 
     python tools/main_job.py                 # video: tiny JointST TimeSformer, 8 classes
-    python tools/main_job.py --image         # image: tiny ViT (timm test_vit) on the synthetic image set
-    python tools/main_job.py SOLVER.MAX_EPOCH 2   # trailing KEY VALUE pairs apply to all three configs
+    python tools/main_job.py --image         # image: the small ViT on the synthetic image set
+    python tools/main_job.py --pretrain      # first re-create weights/vit_micro_formula.pyth (tools/pretrain.py)
+    python tools/main_job.py --from-scratch  # control: the dense model without pre-trained weights
+    python tools/main_job.py SOLVER.MAX_EPOCH 2   # trailing KEY VALUE pairs apply to every stage
 
-Writes ``<output_dir>/{dense,iared,random}/`` (logs, checkpoints, test results) and
-``<output_dir>/main_job_results.json``; re-running resumes finished stages from their checkpoints.
+The dense stage starts from the committed formula-pre-trained weights (``MODEL.PRETRAINED`` in the dense
+configs; inflated to the TimeSformer for video). Writes ``<output_dir>/{dense,iared,random,...}/`` (logs,
+checkpoints, test results) and ``<output_dir>/main_job_results.json``; re-running resumes finished stages.
 """
 
 from __future__ import annotations
@@ -22,18 +25,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--image", action="store_true", help="run the image (DeiT) branch instead of video")
     parser.add_argument("--data_dir", default=None, help="synthetic data folder (generated when absent)")
-    parser.add_argument("--output_dir", default=None, help="where the three runs go")
+    parser.add_argument("--output_dir", default=None, help="where the runs go")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="re-create the pre-trained weights first (formula data + pre-training, see weights/)")
+    parser.add_argument("--from-scratch", action="store_true", help="dense model without pre-trained weights")
     parser.add_argument("--init_method", default="tcp://localhost:9999")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs for all three configs")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs for every stage")
     args = parser.parse_args(argv)
     kind = "image" if args.image else "video"
     data_dir = args.data_dir or ("./data/synthetic_images" if args.image else "./data/synthetic")
-    output_dir = args.output_dir or f"./output/main_job_{kind}"
+    output_dir = args.output_dir or f"./output/main_job_{kind}{'_scratch' if args.from_scratch else ''}"
     tic = time.time()
-    run_main_job(data_dir, output_dir, args.image, args.opts, args.init_method)  # logs the table
+    if args.pretrain:
+        from iared_video.experiments.pretrain import run_pretraining
+
+        run_pretraining(command="python tools/main_job.py --pretrain", init_method=args.init_method)
+    run_main_job(data_dir, output_dir, args.image, args.opts, args.init_method, from_scratch=args.from_scratch)
     print(f"main job ({kind}) finished in {time.time() - tic:.0f} s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from iared_video.utils.cli import run_tool
+
+    sys.exit(run_tool(main))

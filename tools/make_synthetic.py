@@ -13,6 +13,7 @@ See datasets/SYNTHETIC.md for the layout and every knob.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 from typing import Any, Optional, Sequence
@@ -79,4 +80,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from iared_video.utils.cli import run_tool
+
+    sys.exit(run_tool(main))

@@ -6,14 +6,17 @@
 
 ``TRAIN.ENABLE``, ``TEST.ENABLE``, ``VISUALIZE.ENABLE`` and ``BENCHMARK.ENABLE`` choose the stages.
 Without torchrun, ``NUM_GPUS`` processes are spawned per machine (gloo on CPU, nccl on GPU).
+A user error (config, checkpoint, data split, input) ends with exit code 2 and one line on stderr;
+``--debug`` (or ``LOG_LEVEL DEBUG``) shows its traceback.
 """
 
 from __future__ import annotations
 
 import sys
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import load_config
 from iared_video.engine.main_job import launch, parse_args
+from iared_video.utils.cli import run_tool
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         opts += ["SHARD_ID", str(args.shard_id)]
     if args.num_shards is not None:
         opts += ["NUM_SHARDS", str(args.num_shards)]
-    try:
-        cfg = load_config(args.cfg_file, opts)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = load_config(args.cfg_file, opts)
     launch(cfg, args.init_method)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

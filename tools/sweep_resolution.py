@@ -172,4 +172,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from iared_video.utils.cli import run_tool
+
+    sys.exit(run_tool(main))

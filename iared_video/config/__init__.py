@@ -17,9 +17,11 @@ __all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys"]
 # Keys whose value must be one of a fixed set.
 CHOICES: dict[str, tuple] = {
     "MODEL.MODEL_NAME": ("timesformer", "deit"),
-    "MODEL.ATTENTION_TYPE": ("joint_space_time",),
+    "MODEL.ATTENTION_TYPE": ("joint_space_time", "divided_space_time"),
     "IARED.POLICY": ("interpreter", "random", "attention", "temporal_diff", "none", "dynamicvit"),
     "IARED.REWARD": ("square", "linear"),
+    "IARED.REWARD_NORMALIZER": ("original", "entering"),
+    "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
     "DATA.DATASET": ("kinetics", "imagenet"),
     "DATA.DECODING_BACKEND": ("decord", "pyav"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adam", "adamw"),
@@ -27,6 +29,7 @@ CHOICES: dict[str, tuple] = {
     "TEST.NUM_SPATIAL_CROPS": (1, 3),
     "DIST_BACKEND": ("auto", "nccl", "gloo"),
     "DEVICE": ("auto", "cpu", "cuda"),
+    "LOG_LEVEL": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "VISUALIZE.UPSAMPLE": ("nearest", "bilinear"),
     "VISUALIZE.ANIMATION": ("gif", "mp4", "none"),
     "VISUALIZE.BINARIZE": ("mean", "fixed", "otsu"),
@@ -139,9 +142,12 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
     import timm
     import torch
 
+    from iared_video.models.archs import resolve_arch
+
+    base, shape = resolve_arch(cfg.MODEL.ARCH)
     try:
         with torch.device("meta"):
-            net = timm.create_model(cfg.MODEL.ARCH, pretrained=False)
+            net = timm.create_model(base, pretrained=False, **shape)
     except RuntimeError as exc:
         near = difflib.get_close_matches(cfg.MODEL.ARCH, timm.list_models("*vit*") + timm.list_models("deit*"), n=3)
         raise ConfigError(f"MODEL.ARCH {cfg.MODEL.ARCH!r} is not a timm model; nearest: {near}") from exc
@@ -176,14 +182,30 @@ def validate(cfg: CfgNode) -> None:
     if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
         errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
                       f"{cfg.IARED.NUM_GROUPS}]")
+    if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:
+        errors.append(f"IARED.ATTENTION_BLOCK={cfg.IARED.ATTENTION_BLOCK} must index a block in [0, {depth})")
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
     errors += _dynamicvit_errors(cfg, depth)
     if cfg.IARED.POLICY == "temporal_diff" and cfg.MODEL.MODEL_NAME != "timesformer":
         errors.append("IARED.POLICY temporal_diff needs a video model (MODEL.MODEL_NAME timesformer)")
+    errors += _divided_errors(cfg)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def _divided_errors(cfg: CfgNode) -> list[str]:
+    """Settings that do not exist for MODEL.ATTENTION_TYPE divided_space_time."""
+    if cfg.MODEL.ATTENTION_TYPE != "divided_space_time":
+        return []
+    if cfg.MODEL.MODEL_NAME != "timesformer":
+        return [f"MODEL.ATTENTION_TYPE divided_space_time needs MODEL.MODEL_NAME timesformer, got "
+                f"{cfg.MODEL.MODEL_NAME!r}"]
+    if cfg.IARED.POLICY in ("attention", "dynamicvit"):
+        return [f"IARED.POLICY {cfg.IARED.POLICY} is implemented for joint space-time attention only; use "
+                "MODEL.ATTENTION_TYPE joint_space_time or another policy"]
+    return []
 
 
 def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
@@ -202,9 +224,12 @@ def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
     if not 0.0 < cfg.IARED.GUMBEL_KEEP_RATE <= 1.0:
         errors.append(f"IARED.GUMBEL_KEEP_RATE must lie in (0, 1], got {cfg.IARED.GUMBEL_KEEP_RATE}")
     for key, value in (("IARED.GUMBEL_RATIO_WEIGHT", cfg.IARED.GUMBEL_RATIO_WEIGHT),
-                       ("DYNAMICVIT.BACKBONE_LR_SCALE", d.BACKBONE_LR_SCALE)):
+                       ("DYNAMICVIT.BACKBONE_LR_SCALE", d.BACKBONE_LR_SCALE),
+                       ("DYNAMICVIT.BACKBONE_HOLD_EPOCHS", d.BACKBONE_HOLD_EPOCHS)):
         if not 0.0 <= value < math.inf:
             errors.append(f"{key} must be a finite number >= 0, got {value}")
+    if not all(isinstance(name, str) and name for name in d.FROZEN_PARAMS):
+        errors.append(f"DYNAMICVIT.FROZEN_PARAMS must list parameter names, got {list(d.FROZEN_PARAMS)}")
     return errors
 
 

@@ -23,6 +23,9 @@ _C.OUTPUT_DIR = "./output"
 _C.RNG_SEED = 0
 # Print a training log line every LOG_PERIOD iterations.
 _C.LOG_PERIOD = 10
+# Log level of the package's loggers: "INFO" (default) or "DEBUG" (also keeps the traceback of a user error
+# in the tools; the environment variable LOG_LEVEL=DEBUG does the same), "WARNING", "ERROR".
+_C.LOG_LEVEL = "INFO"
 # Distributed backend: "nccl" (GPU), "gloo" (CPU); "auto" picks by device.
 _C.DIST_BACKEND = "auto"
 # Device to run on: "auto" (cuda if available), "cpu" or "cuda".
@@ -32,7 +35,7 @@ _C.DEVICE = "auto"
 # Model.
 # ---------------------------------------------------------------------------
 _C.MODEL = CfgNode()
-# Model family from MODEL_REGISTRY: "timesformer" (JointST video) or "deit" (image, via timm).
+# Model family from MODEL_REGISTRY: "timesformer" (video, see ATTENTION_TYPE) or "deit" (image, via timm).
 _C.MODEL.MODEL_NAME = "timesformer"
 # timm architecture name for the "deit" family (any timm ViT/DeiT, distilled ones too).
 _C.MODEL.ARCH = "deit_small_patch16_224"
@@ -52,7 +55,10 @@ _C.MODEL.MLP_RATIO = 4.0
 _C.MODEL.DROPOUT_RATE = 0.0
 # Stochastic depth rate (linearly increasing over blocks).
 _C.MODEL.DROP_PATH_RATE = 0.0
-# Attention type; only "joint_space_time" is implemented (IA-RED^2 drops tokens jointly over space-time).
+# TimeSformer attention: "joint_space_time" (JointST, one attention over all tokens) or
+# "divided_space_time" (divST, the architecture of the released TimeSformer checkpoints: temporal attention
+# over each position's frames, then spatial attention within each frame; kept tokens only after a drop).
+# Must match the checkpoint: divST files have blocks.*.temporal_attn / temporal_fc keys.
 _C.MODEL.ATTENTION_TYPE = "joint_space_time"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
@@ -62,7 +68,9 @@ _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
 # checkpoint starts out unchanged; from scratch, frames are then indistinguishable at the start).
 _C.MODEL.TIME_EMBED_INIT_STD = 0.0
-# Local weights to initialise from before training (ImageNet ViT/DeiT .pth, TimeSformer .pyth, or ours); "" for none.
+# Initial weights of the model, loaded by build_model wherever a model is built (training, testing and every tool):
+# ImageNet ViT/DeiT .pth (inflated to TimeSformer for video), TimeSformer .pyth, or ours; "" for none. The dense
+# model an IA-RED^2 curriculum (or a fixed-ratio / DynamicViT fine-tune) starts from is TRAIN.CHECKPOINT_FILE_PATH.
 _C.MODEL.PRETRAINED = ""
 
 # ---------------------------------------------------------------------------
@@ -80,12 +88,21 @@ _C.IARED.NUM_GROUPS = 1
 _C.IARED.FIRST_DROP_GROUP = 1
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
-# Reward for a wrong prediction is -TAU (Eq. 2).
-_C.IARED.TAU = 0.5
+# Reward for a wrong prediction is -TAU (Eq. 2). Larger TAU keeps more tokens: DeiT-S gives 76.0% / 2.5 GFLOPs at
+# 0.5 and 79.1% / 3.4 GFLOPs at 1.5 (the paper's headline row; Table 8), so 1.5 is the default.
+_C.IARED.TAU = 1.5
 # Efficiency term of the reward: "square" gives 1 - (kept/N)^2 (paper), "linear" gives 1 - kept/N.
 _C.IARED.REWARD = "square"
+# Denominator N of the efficiency term for groups after the first (the paper does not say which): "original"
+# divides the count kept after the group by the patch tokens of the input, "entering" by the tokens entering the
+# group (so every group's interpreter sees the same 0..1 range for its own decisions). Group 1: the same either way.
+_C.IARED.REWARD_NORMALIZER = "original"
 # Fraction of patch tokens dropped at the input by the fixed-ratio policies (random, attention, temporal_diff).
 _C.IARED.DROP_RATIO = 0.3
+# 0-based block whose head-averaged class-token attention scores the patches for the "attention" policy and the
+# raw-attention heatmap (tools/eval_heatmaps.py); earlier blocks run on every token first. 1 is the paper's
+# Block_1, the second block (Fig. 3; Table 5 compares Block_0, Block_1, Block_2 and picks Block_1).
+_C.IARED.ATTENTION_BLOCK = 1
 # Heads of the multi-head interpreter.
 _C.IARED.INTERPRETER_HEADS = 4
 # Width of each interpreter head's query/key maps.
@@ -197,7 +214,10 @@ _C.TRAIN.CHECKPOINT_PERIOD = 1
 _C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
 # Resume from the newest checkpoint in OUTPUT_DIR/checkpoints if there is one.
 _C.TRAIN.AUTO_RESUME = True
-# Weights to start training from ("" for none); see MODEL.PRETRAINED for formats.
+# The dense model training starts from ("" for none): the IA-RED^2 curriculum, fixed-ratio and DynamicViT runs
+# fine-tune it. Loaded after MODEL.PRETRAINED (training only), so it overwrites every tensor both hold; formats as
+# MODEL.PRETRAINED. A resumed run (TRAIN.AUTO_RESUME) loads it too (DynamicViT's teacher is a copy of it), then
+# continues from its own newest checkpoint.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # Mixed precision on GPU.
 _C.TRAIN.MIXED_PRECISION = False
@@ -305,7 +325,8 @@ _C.BENCHMARK.CPU_LINEAR = "aten"
 _C.DYNAMICVIT = CfgNode()
 # Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)); [3, 6, 9] for 12.
 _C.DYNAMICVIT.PRUNE_LOCATIONS = [3, 6, 9]
-# rho: stage s keeps ceil(rho^s * N) patch tokens at inference; rho^s is the training keep-ratio target.
+# rho: stage s keeps floor(rho^s * N) patch tokens at inference (N: the input's patch tokens; the official
+# int(N * rho^s)); rho^s is the training keep-ratio target.
 _C.DYNAMICVIT.KEEP_RATE = 0.7
 # Weight of the keep-ratio MSE (mean over stages).
 _C.DYNAMICVIT.RATIO_WEIGHT = 2.0
@@ -315,9 +336,18 @@ _C.DYNAMICVIT.DISTILL_WEIGHT = 0.5
 _C.DYNAMICVIT.TOKEN_DISTILL_WEIGHT = 0.5
 # Temperature of the training-time Gumbel-softmax keep/drop decision.
 _C.DYNAMICVIT.GUMBEL_TAU = 1.0
-# Learning rate of everything but the prediction modules, as a multiple of SOLVER.BASE_LR (which the prediction
-# modules use); DynamicViT trains the backbone 100x slower (0.01). The whole schedule is scaled, warm-up included.
+# Learning rate of everything but the prediction modules, relative to SOLVER.BASE_LR (which the prediction modules
+# use); DynamicViT trains the backbone 100x slower (0.01). How it applies: BACKBONE_LR_RULE.
 _C.DYNAMICVIT.BACKBONE_LR_SCALE = 0.01
+# "capped" (the official code): after the hold, the backbone lr is min(BACKBONE_LR_SCALE x BASE_LR, the predictors'
+# lr), i.e. constant until the cosine falls below it; "scaled": BACKBONE_LR_SCALE x the predictors' lr at every step.
+_C.DYNAMICVIT.BACKBONE_LR_RULE = "capped"
+# Epochs at the start during which the backbone lr is held at 0 and only the prediction modules train (the official
+# code: 5 of 30 epochs).
+_C.DYNAMICVIT.BACKBONE_HOLD_EPOCHS = 5.0
+# Parameters (by the last part of their name) that DynamicViT training never updates: the official code leaves
+# cls_token and pos_embed out of the optimiser; time_embed is TimeSformer's temporal counterpart of pos_embed.
+_C.DYNAMICVIT.FROZEN_PARAMS = ["cls_token", "pos_embed", "time_embed"]
 
 
 def get_defaults() -> CfgNode:

@@ -9,7 +9,9 @@ with ``valid=False`` so the test meter can leave it out. Every failure is
 logged at warning level with path and reason, appended to
 ``dataset.failures`` and reported in the sample itself (``substituted``,
 ``num_failures``, ``valid``), because counters in DataLoader worker processes
-never reach the parent.
+never reach the parent. For the same reason each sample also says how many of its
+decodes needed the fallback decoder (``decoder_fallbacks``; subclasses add to
+``self._decoder_fallbacks`` while loading).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch.utils.data import Dataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SampleError", "RobustDataset", "check_file", "substitute_index"]
+__all__ = ["SampleError", "DataSplitError", "RobustDataset", "check_file", "substitute_index"]
 
 MODES = ("train", "val", "test")
 
@@ -42,6 +44,10 @@ class SampleError(RuntimeError):
     def __init__(self, path: str, reason: str, permanent: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason, self.permanent = path, reason, permanent
+
+
+class DataSplitError(ValueError):
+    """A data split (split CSV or image folder) that cannot be used: empty, unparsable or mislabelled."""
 
 
 def check_file(path: str, error_cls: type[SampleError] = SampleError) -> None:
@@ -81,6 +87,7 @@ class RobustDataset(Dataset, abc.ABC):
     def _init_failures(self) -> None:
         self.failures: list[tuple[str, str]] = []  # (path, reason), in this process
         self._known_bad: dict[int, str] = {}  # item -> reason, skips re-decoding known failures
+        self._decoder_fallbacks = 0  # decodes of the sample being loaded that used the fallback decoder
 
     # -- to implement -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -130,12 +137,14 @@ class RobustDataset(Dataset, abc.ABC):
             "temporal_index": temporal_index,
             "spatial_index": spatial_index,
             "path": self._item_path(item),
+            "decoder_fallbacks": getattr(self, "_decoder_fallbacks", 0),
             **flags,
         }
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         view = self._view(index)
         item, temporal_index, spatial_index = view
+        self._decoder_fallbacks = 0
         for attempt in range(self.max_substitutions + 1):
             inputs, reason = self._try_load(item, temporal_index, spatial_index)
             if inputs is not None:

@@ -6,12 +6,26 @@ ask an ``index_fn(video_frames, fps)`` which frames to take (see
 back as uint8 RGB ``(T, H, W, 3)`` whatever the source pixel format (grayscale,
 alpha, 4:4:4, full-range JPEG...). Every failure is raised as ``DecodeError``
 with a one-line reason; nothing is swallowed here.
+
+Fallbacks are remembered: once decord failed on a file that PyAV then decoded
+(decord cannot copy the frames of some sizes, e.g. 72 pixels wide), later reads
+of that file go to PyAV first, silently (and the same the other way round). The fallback is logged at warning level
+once per file per run: the note is kept in this process and in a run-wide folder
+(``$IARED_DECODER_NOTES``, made by the first process that imports this module and
+inherited by its DataLoader workers, which are re-created every epoch).
+``DecodedClip.backend`` says which backend decoded a clip, so datasets can count
+fallbacks per sample (``decoder_fallbacks`` in the trainer's json_stats).
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,13 +41,15 @@ except ImportError:  # decord has no wheels for some platforms; PyAV still works
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "DecodeError", "DecodedClip", "IndexFn", "decode_clip", "decode_with_decord", "decode_with_pyav"]
+__all__ = ["BACKENDS", "DecodeError", "DecodedClip", "IndexFn", "decode_clip", "decode_with_decord", "decode_with_pyav",
+           "failed_before"]
 
 BACKENDS = ("decord", "pyav")
 # (video_frames, video_fps) -> int64 frame indices to decode.
 IndexFn = Callable[[int, float], np.ndarray]
-# Paths whose fallback was already reported at warning level (later reports go to debug).
-_FALLBACK_REPORTED: set[str] = set()
+# (backend, file version) pairs where that backend failed and the other one decoded, in this process.
+_FAILED: set[str] = set()
+NOTES_ENV = "IARED_DECODER_NOTES"
 _DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Error: )?")
 
 
@@ -154,10 +170,64 @@ _DECODERS: dict[str, Callable[[str, IndexFn, int], DecodedClip]] = {
 }
 
 
+def _notes_dir() -> str:
+    """This run's folder of fallback notes: inherited through ``$IARED_DECODER_NOTES`` or made here."""
+    inherited = os.environ.get(NOTES_ENV, "")
+    if inherited and os.path.isdir(inherited):
+        return inherited
+    made = tempfile.mkdtemp(prefix="iared_decoder_notes_")
+    os.environ[NOTES_ENV] = made  # DataLoader workers (fork or spawn) and spawned ranks inherit it
+    creator = os.getpid()
+    atexit.register(lambda: os.getpid() == creator and shutil.rmtree(made, ignore_errors=True))
+    return made
+
+
+_NOTES_DIR = _notes_dir()
+
+
+def _note_key(path: str, backend: str) -> str:
+    """A name for ``backend`` on this version of the file (path, size and modification time)."""
+    stat = os.stat(path)
+    text = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{backend}-{hashlib.sha1(text.encode()).hexdigest()}"
+
+
+def failed_before(path: str, backend: str) -> bool:
+    """True when ``backend`` failed on this file earlier in the run (this process or another one of the run)."""
+    key = _note_key(path, backend)
+    if key in _FAILED:
+        return True
+    if os.path.exists(os.path.join(_NOTES_DIR, key)):
+        _FAILED.add(key)
+        return True
+    return False
+
+
+def _note_failure(path: str, backend: str) -> bool:
+    """Remember that ``backend`` failed on ``path``; True when no process of the run had noted it yet."""
+    key = _note_key(path, backend)
+    _FAILED.add(key)
+    try:
+        os.close(os.open(os.path.join(_NOTES_DIR, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    except OSError:  # the run's folder went away: fall back to this process's memory
+        return True
+    return True
+
+
 def _report_fallback(path: str, failed: str, reasons: list[str], used: str) -> None:
-    level = logging.DEBUG if path in _FALLBACK_REPORTED else logging.WARNING
-    _FALLBACK_REPORTED.add(path)
-    logger.log(level, "%s could not decode %s (%s); decoded with %s instead", failed, path, "; ".join(reasons), used)
+    level = logging.WARNING if _note_failure(path, failed) else logging.DEBUG
+    logger.log(level, "%s could not decode %s (%s); decoded with %s instead (later reads of this file go to %s "
+               "first)", failed, path, "; ".join(reasons), used, used)
+
+
+def _backend_order(path: str, backend: str, fallback: bool) -> list[str]:
+    """Backends to try: ``backend`` then the other, or the other first for files ``backend`` failed on before."""
+    if not fallback:
+        return [backend]
+    order = [backend] + [b for b in BACKENDS if b != backend]
+    return order[::-1] if failed_before(path, backend) else order
 
 
 def decode_clip(
@@ -169,7 +239,8 @@ def decode_clip(
         path: local video file.
         index_fn: ``(video_frames, fps) -> indices`` choosing the frames to decode.
         backend: "decord" or "pyav", tried first.
-        fallback: try the other backend when the first fails (logged at warning level, once per file).
+        fallback: try the other backend when the first fails (logged at warning level once per file per run;
+            files decord failed on go to PyAV first from then on, see the module docstring).
         num_threads: decoder threads (0: let the decoder choose).
 
     Raises:
@@ -178,7 +249,7 @@ def decode_clip(
     if backend not in _DECODERS:
         raise ValueError(f"unknown decoding backend {backend!r}; choose from {BACKENDS}")
     check_file(path, DecodeError)
-    order = [backend] + ([b for b in BACKENDS if b != backend] if fallback else [])
+    order = _backend_order(path, backend, fallback)
     reasons: list[str] = []
     for name in order:
         try:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from iared_video.datasets.bad_data import RobustDataset, SampleError, check_file
+from iared_video.datasets.bad_data import DataSplitError, RobustDataset, SampleError, check_file
 from iared_video.datasets.build import DATASET_REGISTRY
 from iared_video.datasets.transforms import image_transform
 
@@ -26,7 +26,7 @@ def find_classes(root: str) -> list[str]:
         raise FileNotFoundError(f"image folder {root} does not exist")
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
-        raise ValueError(f"{root} holds no class folders")
+        raise DataSplitError(f"{root} holds no class folders")
     return classes
 
 
@@ -43,7 +43,7 @@ def scan_image_folder(root: str, classes: list[str]) -> tuple[list[str], list[in
                     paths.append(os.path.join(folder, file))
                     labels.append(label)
     if not paths:
-        raise ValueError(f"{root} holds no images with extensions {IMG_EXTENSIONS}")
+        raise DataSplitError(f"{root} holds no images with extensions {IMG_EXTENSIONS}")
     return paths, labels
 
 
@@ -85,9 +85,9 @@ class ImageNet(RobustDataset):
         self.classes = find_classes(train_root if os.path.isdir(train_root) else self.root)
         extra = set(find_classes(self.root)) - set(self.classes)
         if extra:
-            raise ValueError(f"{self.root} has class folders missing from {train_root}: {sorted(extra)[:5]}")
+            raise DataSplitError(f"{self.root} has class folders missing from {train_root}: {sorted(extra)[:5]}")
         if len(self.classes) > cfg.MODEL.NUM_CLASSES:
-            raise ValueError(f"{len(self.classes)} class folders but MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES}")
+            raise DataSplitError(f"{len(self.classes)} class folders but MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES}")
         self.paths, self.labels = scan_image_folder(self.root, self.classes)
         self.crop_size = data.TRAIN_CROP_SIZE if split == "train" else data.TEST_CROP_SIZE
         self.transform = image_transform(

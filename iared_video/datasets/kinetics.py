@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from iared_video.datasets.bad_data import RobustDataset
+from iared_video.datasets.bad_data import DataSplitError, RobustDataset
 from iared_video.datasets.build import DATASET_REGISTRY
 from iared_video.datasets.decoder import decode_clip
 from iared_video.datasets.transforms import apply_video_transform, video_test_transform, video_train_transform
@@ -58,7 +58,7 @@ def read_split_csv(
     before the last separator, so paths may contain spaces when the separator is a space.
 
     Raises:
-        ValueError: a malformed line (file and line number in the message) or an empty split.
+        DataSplitError: a malformed line (file and line number in the message) or an empty split.
     """
     paths, labels = [], []
     with g_pathmgr.open(csv_path, "r") as f:
@@ -72,10 +72,10 @@ def read_split_csv(
                     raise ValueError("expected 'path<sep>label'")
                 labels.append(_parse_label(parts[1].strip(), class_to_id))
             except ValueError as exc:
-                raise ValueError(f"{csv_path}:{number}: cannot parse {line!r} with separator {separator!r}") from exc
+                raise DataSplitError(f"{csv_path}:{number}: cannot parse {line!r} with separator {separator!r}") from exc
             paths.append(resolve_path(parts[0].strip(), prefix, data_dir))
     if not paths:
-        raise ValueError(f"{csv_path} lists no videos")
+        raise DataSplitError(f"{csv_path} lists no videos")
     return paths, labels
 
 
@@ -103,7 +103,9 @@ class Kinetics(RobustDataset):
     * ``label`` (int), ``index`` (the requested dataset index), ``video_index`` (the
       video actually returned), ``temporal_index`` / ``spatial_index`` (test: view
       position in the grid; val: 0, 0; train: -1, -1 for random), ``path`` (str).
-    * ``valid`` (bool), ``substituted`` (bool), ``num_failures`` (int): bad-data report.
+    * ``valid`` (bool), ``substituted`` (bool), ``num_failures`` (int): bad-data report;
+      ``decoder_fallbacks`` (int): decodes of this sample done by the other backend than
+      ``DATA.DECODING_BACKEND`` (see ``decoder``).
       Train/val never return an invalid sample: an unreadable video is retried
       ``DATA.NUM_RETRIES`` times then replaced by another one (``substituted=True``,
       ``video_index``/``label``/``path`` are the substitute's). Test never substitutes:
@@ -138,7 +140,7 @@ class Kinetics(RobustDataset):
     def _check_labels(self, num_classes: int) -> None:
         bad = [(p, l) for p, l in zip(self.paths, self.labels) if not 0 <= l < num_classes]
         if bad:
-            raise ValueError(f"{self.csv_path}: {len(bad)} labels outside [0, {num_classes}) "
+            raise DataSplitError(f"{self.csv_path}: {len(bad)} labels outside [0, {num_classes}) "
                              f"(MODEL.NUM_CLASSES), e.g. {bad[:3]}")
 
     def _build_transforms(self, data) -> dict[int, Any]:
@@ -172,7 +174,9 @@ class Kinetics(RobustDataset):
             clip_indices, num_frames=self.num_frames, sampling_rate=self.sampling_rate, target_fps=self.target_fps,
             clip_idx=temporal_index, num_clips=self.num_temporal_views,
         )
-        frames = decode_clip(self.paths[item], index_fn, self.backend, self.fallback, self.threads).frames
+        clip = decode_clip(self.paths[item], index_fn, self.backend, self.fallback, self.threads)
+        self._decoder_fallbacks += int(clip.backend != self.backend)
+        frames = clip.frames
         if self.mode == "test":  # the spatial crops of one temporal view share the decoded clip
             self._cache = (key, frames)
         return frames

@@ -9,17 +9,19 @@ class/distillation tokens stay frozen throughout the curriculum. The Gumbel
 interpreter variant (``IARED.GUMBEL``) trains everything end-to-end in one
 ``"gumbel"`` stage with every group in ``"sample"`` (straight-through) mode
 (cross-entropy plus a keep-ratio MSE, trainer);
-DynamicViT trains in one ``"train"`` stage with its own loss (trainer).
+DynamicViT trains in one ``"train"`` stage with its own loss and ``DYNAMICVIT.FROZEN_PARAMS`` frozen
+(trainer).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from torch import nn
 
 __all__ = ["Stage", "build_stages", "train_modes", "eval_modes", "set_trainable", "trainable_names",
-           "HEAD_MODULES"]
+           "freeze_parameters", "HEAD_MODULES"]
 
 # Backbone modules after the last block (timm and TimeSformer names); trained in every backbone stage.
 HEAD_MODULES = ("norm", "fc_norm", "head", "head_dist")
@@ -102,6 +104,16 @@ def set_trainable(model: nn.Module, stage: Stage) -> None:
             module.requires_grad_(True)
     else:
         raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+def freeze_parameters(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Stop training every parameter whose last name part is in ``names`` (e.g. ``pos_embed``); returns their names."""
+    wanted, frozen = set(names), []
+    for name, param in model.named_parameters():
+        if name.rsplit(".", 1)[-1] in wanted:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
 
 
 def trainable_names(model: nn.Module) -> list[str]:

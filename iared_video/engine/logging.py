@@ -17,8 +17,13 @@ _FORMAT = "[%(asctime)s][%(levelname)s] %(name)s:%(lineno)d: %(message)s"
 _ROOT = "iared_video"
 
 
-def setup_logging(output_dir: str | None = None) -> None:
-    """Log INFO to stdout and ``output_dir/stdout.log`` on the master; silence other ranks."""
+def setup_logging(output_dir: str | None = None, level: str | None = None) -> None:
+    """Log ``level`` to stdout and ``output_dir/stdout.log`` on the master; silence other ranks.
+
+    ``level`` defaults to the environment's ``LOG_LEVEL`` (``utils.cli.run_tool`` sets it from the
+    ``LOG_LEVEL`` config opt), else INFO.
+    """
+    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     logger = logging.getLogger(_ROOT)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -28,7 +33,7 @@ def setup_logging(output_dir: str | None = None) -> None:
         logger.setLevel(logging.ERROR)
         logger.addHandler(logging.NullHandler())
         return
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
     formatter = logging.Formatter(_FORMAT, datefmt="%m/%d %H:%M:%S")
     stream = logging.StreamHandler(sys.stdout)
     stream.setFormatter(formatter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -81,6 +82,9 @@ MAIN_JOB_CONFIGS = {
               "configs/Synthetic/deit_tiny_random.yaml"),
 }
 
+#: The paper's fixed-ratio baselines run by the main job, each at IA-RED^2's GMACs (the baseline config with
+#: ``IARED.POLICY`` set to the name); temporal difference needs frames.
+BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
 
 #: Generator arguments of the main job's synthetic sets (see datasets/SYNTHETIC.md): the video defaults with
 #: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
@@ -88,6 +92,13 @@ MAIN_JOB_CONFIGS = {
 SYNTHETIC_KWARGS = {
     "video": dict(num_videos=2000),
     "image": dict(num_images=3000, num_classes=5, difficulty="easy"),
+}
+
+#: Options that turn the dense stage into the from-scratch control: no pre-trained weights, and the embedding
+#: initialisation that lets a ViT learn these sets from scratch (datasets/SYNTHETIC.md).
+FROM_SCRATCH_OPTS = {
+    "video": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0", "MODEL.TIME_EMBED_INIT_STD", "1.0"],
+    "image": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0"],
 }
 
 
@@ -151,6 +162,47 @@ def matched_drop_ratio(keep_ratio: float) -> float:
     return min(max(1.0 - keep_ratio, 0.0), 0.95)
 
 
+def fixed_ratio_gmacs(cfg: CfgNode, drop_ratio: float) -> float:
+    """GMACs per view of ``cfg``'s fixed-ratio model at ``drop_ratio`` (token counts do not depend on the input)."""
+    import torch
+
+    from iared_video.models import build_model
+    from iared_video.models.flops import model_gmacs_per_sample
+    from iared_video.utils.benchmark import make_input
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.IARED.DROP_RATIO, cfg.MODEL.PRETRAINED = float(drop_ratio), ""
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(make_input(cfg, 1, torch.Generator().manual_seed(0)), return_policy=True)
+    return float(model_gmacs_per_sample(model, out)[0])
+
+
+def matched_gmacs_drop_ratio(cfg: CfgNode, target_gmacs: float, steps: int = 12) -> float:
+    """Drop ratio in [0, 0.95] at which ``cfg``'s fixed-ratio baseline costs ``target_gmacs`` (bisection).
+
+    Cost falls monotonically with the drop ratio; token counts are integers, so the match is to one token.
+    """
+    low, high = 0.0, 0.95
+    if fixed_ratio_gmacs(cfg, high) >= target_gmacs:
+        return high
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fixed_ratio_gmacs(cfg, mid) > target_gmacs else (low, mid)
+    return high
+
+
+def wilson_interval(errors: float, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval (percent) of an error rate given in percent over ``total`` trials."""
+    if total <= 0:
+        return float("nan"), float("nan")
+    p = errors / 100.0
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return 100.0 * max(centre - half, 0.0), 100.0 * min(centre + half, 1.0)
+
+
 def newest_checkpoint(output_dir: str) -> str:
     from iared_video.engine.checkpoint import load_newest_valid
 
@@ -186,19 +238,42 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[st
     return [{"throughput": views / t, "speedup": seconds[0] / t} for t in seconds]
 
 
+def _interval(results: dict, key: str, count_key: str) -> str:
+    low, high = wilson_interval(results[key], int(results.get(count_key, 0)))
+    return f"{low:.1f}-{high:.1f}"
+
+
 def _row(method: str, results: dict, speed: dict[str, float], video: bool) -> dict:
     row = {"method": method, "keep_ratio": results["keep_ratio"], "gmacs_per_view": results["gmacs_per_view"]}
     if video:
-        row.update(clip1_err=results["clip1_err"], video1_err=results["video1_err"], clips_per_s=speed["throughput"])
+        row.update(clip1_err=results["clip1_err"], clip1_ci95=_interval(results, "clip1_err", "num_clip1_scored"),
+                   video1_err=results["video1_err"],
+                   video1_ci95=_interval(results, "video1_err", "num_videos_scored"),
+                   clips_per_s=speed["throughput"])
     else:
-        row.update(top1_err=results["top1_err"], top5_err=results["top5_err"], images_per_s=speed["throughput"])
+        row.update(top1_err=results["top1_err"], top1_ci95=_interval(results, "top1_err", "num_images"),
+                   images_per_s=speed["throughput"])
     row["speedup"] = speed["speedup"]
     return row
 
 
+def _stage(cfg_path: str, common: Sequence[str], output_dir: str, extra: Sequence[str],
+           init_method: str) -> CfgNode:
+    """Load ``cfg_path`` with the shared and stage options, run it (train + test), return its config."""
+    from iared_video.config import load_config
+
+    cfg = load_config(cfg_path, [*common, *extra, "OUTPUT_DIR", output_dir])
+    launch(cfg, init_method)
+    return cfg
+
+
 def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
-                 init_method: str = "tcp://localhost:9999") -> list[dict]:
-    """Dense -> IA-RED^2 (from the dense weights) -> random baseline at the IA-RED^2 keep ratio; test all three.
+                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[dict]:
+    """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
+    baselines at IA-RED^2's GMACs; test all, time all interleaved in one process, one table.
+
+    Args:
+        from_scratch: train the dense model without pre-trained weights (the control of "pre-training helps").
 
     Returns the table rows; also writes ``output_dir/main_job_results.json``.
     """
@@ -208,21 +283,21 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     kind = "image" if image else "video"
     setup_logging(output_dir)
     ensure_synthetic(data_dir, image)
-    dense_cfg, iared_cfg, random_cfg = MAIN_JOB_CONFIGS[kind]
+    dense_cfg, iared_cfg, baseline_cfg = MAIN_JOB_CONFIGS[kind]
     common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
-    dense = load_config(dense_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "dense")])
-    launch(dense, init_method)
-    dense_ckpt = newest_checkpoint(dense.OUTPUT_DIR)
-    iared = load_config(iared_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "iared"),
-                                    "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt])
-    launch(iared, init_method)
-    keep = measured_keep_ratio(iared)
-    drop = matched_drop_ratio(keep)
-    logger.info("IA-RED^2 keeps %.3f of the tokens on val: random baseline drops %.3f", keep, drop)
-    rand = load_config(random_cfg, [*common, "OUTPUT_DIR", os.path.join(output_dir, "random"),
-                                    "TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.DROP_RATIO", repr(drop)])
-    launch(rand, init_method)
-    runs = (("dense", dense), ("ia-red2", iared), ("random", rand))
+    dense_opts = FROM_SCRATCH_OPTS[kind] if from_scratch else []
+    runs = [("dense", _stage(dense_cfg, common, os.path.join(output_dir, "dense"), dense_opts, init_method))]
+    start = ["TRAIN.CHECKPOINT_FILE_PATH", newest_checkpoint(runs[0][1].OUTPUT_DIR)]
+    runs.append(("ia-red2", _stage(iared_cfg, common, os.path.join(output_dir, "iared"), start, init_method)))
+    with open(os.path.join(runs[1][1].OUTPUT_DIR, "test_results.json")) as f:
+        target = float(json.load(f)["gmacs_per_view"])
+    drops = {}
+    for policy in BASELINES[kind]:
+        probe = load_config(baseline_cfg, [*common, "IARED.POLICY", policy])
+        drops[policy] = matched_gmacs_drop_ratio(probe, target)
+        logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, target, drops[policy])
+        extra = [*start, "IARED.POLICY", policy, "IARED.DROP_RATIO", repr(drops[policy])]
+        runs.append((policy, _stage(baseline_cfg, common, os.path.join(output_dir, policy), extra, init_method)))
     speeds = measured_throughput([cfg for _, cfg in runs])
     rows = []
     for (method, cfg), speed in zip(runs, speeds):
@@ -230,6 +305,7 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
             rows.append(_row(method, json.load(f), speed, not image))
     setup_logging(output_dir)
     with open(os.path.join(output_dir, "main_job_results.json"), "w") as f:
-        json.dump({"kind": kind, "random_drop_ratio": drop, "rows": rows}, f, indent=2)
-    logger.info("main job (%s):\n%s", kind, format_table(rows, columns=list(rows[0])))
+        json.dump({"kind": kind, "from_scratch": from_scratch, "drop_ratios": drops, "rows": rows}, f, indent=2)
+    logger.info("main job (%s%s):\n%s", kind, ", dense from scratch" if from_scratch else "",
+                format_table(rows, columns=list(rows[0])))
     return rows

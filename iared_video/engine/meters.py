@@ -27,7 +27,7 @@ def topk_errors(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) ->
 class TrainMeter:
     """Sample-weighted running means of scalar statistics, plus summed counters."""
 
-    COUNTERS = ("substituted",)
+    COUNTERS = ("substituted", "decoder_fallbacks")
 
     def __init__(self) -> None:
         self.reset()

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["reward", "self_critical_advantage", "policy_gradient_loss", "REWARDS"]
+__all__ = ["reward", "reward_denominator", "self_critical_advantage", "policy_gradient_loss", "REWARDS",
+           "REWARD_NORMALIZERS"]
 
 REWARDS = ("square", "linear")
+REWARD_NORMALIZERS = ("original", "entering")
 
 
-def reward(kept: Tensor, num_patches: int, correct: Tensor, tau: float, kind: str = "square") -> Tensor:
+def reward_denominator(keep: Sequence[Tensor], group: int, normalizer: str = "original") -> Tensor:
+    """``(B,)`` denominator N of group ``group``'s efficiency term ``|u|_0 / N``.
+
+    Args:
+        keep: per group ``(B, N)`` bool, the patch tokens present after that group (``PolicyOutput.keep``).
+        group: 0-based group whose interpreter is trained.
+        normalizer: "original": N, the input's patch tokens (for every group); "entering": the tokens present at
+            the group's entry, i.e. kept after group ``group - 1`` (N for the first group).
+    """
+    if normalizer not in REWARD_NORMALIZERS:
+        raise ValueError(f"reward normalizer must be one of {REWARD_NORMALIZERS}, got {normalizer!r}")
+    current = keep[group]
+    if normalizer == "original" or group == 0:
+        return torch.full(current.shape[:1], current.shape[1], dtype=torch.float32, device=current.device)
+    return keep[group - 1].sum(dim=1).float().clamp_min(1.0)
+
+
+def reward(kept: Tensor, num_patches: int | Tensor, correct: Tensor, tau: float, kind: str = "square") -> Tensor:
     """Per-sample reward ``R(u)``.
 
     ``1 - (|u|_0 / N)^2`` ("square", the paper) or ``1 - |u|_0 / N`` ("linear") when the
@@ -18,7 +39,7 @@ def reward(kept: Tensor, num_patches: int, correct: Tensor, tau: float, kind: st
 
     Args:
         kept: ``(B,)`` number of patch tokens kept, ``|u|_0``.
-        num_patches: N.
+        num_patches: N, or ``(B,)`` per-sample denominators (``reward_denominator``).
         correct: ``(B,)`` bool, prediction equals the label.
         tau: penalty for a wrong prediction.
         kind: "square" or "linear".

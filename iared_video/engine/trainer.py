@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
-from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
+from iared_video.engine.curriculum import Stage, build_stages, eval_modes, freeze_parameters, set_trainable, train_modes
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TrainMeter, ValMeter
 from iared_video.engine.optim import LRSchedule, build_optimizer
-from iared_video.engine.reinforce import policy_gradient_loss, reward, self_critical_advantage
+from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
 
 __all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
            "train_epoch", "eval_epoch", "stages_of",
@@ -47,6 +47,7 @@ class StepArgs:
 
     tau: float = 0.5
     reward_kind: str = "square"
+    reward_normalizer: str = "original"  # IARED.REWARD_NORMALIZER: N of |u|_0 / N for groups after the first
     clip_grad: float = 0.0
     accum_steps: int = 1
     amp_dtype: torch.dtype | None = None
@@ -87,15 +88,25 @@ def seed_everything(seed: int) -> None:
 
 
 def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
-    """Build the model with the same seed on every rank (``build_model`` loads ``MODEL.PRETRAINED``), then
-    load ``TRAIN.CHECKPOINT_FILE_PATH`` over it."""
+    """Build the model with the same seed on every rank (``build_model`` loads ``MODEL.PRETRAINED``, the initial
+    weights), then load ``TRAIN.CHECKPOINT_FILE_PATH`` (the dense model training starts from) over it."""
     from iared_video.models import build_model
     from iared_video.models.weights import load_pretrained
 
     seed_everything(cfg.RNG_SEED)
     model = build_model(cfg)
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        load_pretrained(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
+    start = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if not start:
+        return model.to(device)
+    if cfg.MODEL.PRETRAINED:
+        logger.warning("MODEL.PRETRAINED %s is overwritten by TRAIN.CHECKPOINT_FILE_PATH %s wherever both hold a "
+                       "tensor", cfg.MODEL.PRETRAINED, start)
+    try:
+        load_pretrained(model, start)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"TRAIN.CHECKPOINT_FILE_PATH {start} (the dense model training starts from) does "
+                                "not exist; pass your dense checkpoint, or TRAIN.CHECKPOINT_FILE_PATH '' to start from "
+                                "MODEL.PRETRAINED alone") from exc
     return model.to(device)
 
 
@@ -158,9 +169,10 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
         out = net(x, return_policy=True, modes=modes)
         with torch.no_grad():
             base = greedy_net(x, return_policy=True, modes=greedy_modes)
-    num_patches = out.keep[group].shape[1]
-    r_sample = reward(out.keep[group].sum(1), num_patches, out.logits.argmax(1) == y, args.tau, args.reward_kind)
-    r_greedy = reward(base.keep[group].sum(1), num_patches, base.logits.argmax(1) == y, args.tau, args.reward_kind)
+    norm_sample = reward_denominator(out.keep, group, args.reward_normalizer)
+    norm_greedy = reward_denominator(base.keep, group, args.reward_normalizer)
+    r_sample = reward(out.keep[group].sum(1), norm_sample, out.logits.argmax(1) == y, args.tau, args.reward_kind)
+    r_greedy = reward(base.keep[group].sum(1), norm_greedy, base.logits.argmax(1) == y, args.tau, args.reward_kind)
     advantage = self_critical_advantage(r_sample, r_greedy)
     loss = policy_gradient_loss(advantage, out.log_probs[group].float())
     return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
@@ -238,8 +250,9 @@ def _to_device(batch: dict, device: torch.device) -> tuple[Tensor, Tensor]:
     return batch["inputs"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
 
 
-def _substituted(batch: dict) -> int:
-    flag = batch.get("substituted")
+def _batch_count(batch: dict, key: str) -> int:
+    """Samples of ``batch`` flagged ``key`` (or the sum of its counts); 0 when the batch has no such field."""
+    flag = batch.get(key)
     return int(torch.as_tensor(flag).sum()) if flag is not None else 0
 
 
@@ -310,7 +323,8 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
             _optimizer_step(run, ctx.args.clip_grad)
         stats = _reduce_stats(stats)
         extra = {"lr": lr, "data_time": data_time, "step_time": time.perf_counter() - tic,
-                 "substituted": _substituted(batch)}
+                 "substituted": _batch_count(batch, "substituted"),
+                 "decoder_fallbacks": _batch_count(batch, "decoder_fallbacks")}
         meter.update({**stats, **extra}, num=batch["label"].shape[0])
         if (it + 1) % ctx.log_period == 0 or it + 1 == total:
             _log_iter(run, epoch, it, total, stats, extra)
@@ -382,6 +396,22 @@ def _lr_scale_of(cfg: CfgNode) -> Callable[[str], float] | None:
     return lambda name: 1.0 if name.startswith("policy.") else scale
 
 
+def _dynamicvit_label(name: str) -> str:
+    """DynamicViT parameter groups: ``"predictor"`` (``policy.*``) or ``"backbone"``."""
+    return "predictor" if name.startswith("policy.") else "backbone"
+
+
+def _set_backbone_rule(cfg: CfgNode, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+    """DynamicViT backbone groups: lr 0 for DYNAMICVIT.BACKBONE_HOLD_EPOCHS, then BACKBONE_LR_RULE (``group_lr``)."""
+    d = cfg.DYNAMICVIT
+    for group in optimizer.param_groups:
+        if group.get("label") != "backbone":
+            continue
+        group["hold_steps"] = int(round(d.BACKBONE_HOLD_EPOCHS * steps_per_epoch))
+        if d.BACKBONE_LR_RULE == "capped":
+            group["lr_cap"] = d.BACKBONE_LR_SCALE * cfg.SOLVER.BASE_LR
+
+
 def _optimizer_for(cfg: CfgNode, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
     """Interpreter stages: IARED.INTERPRETER_* settings; other stages: SOLVER.* (DynamicViT: two lrs)."""
     s = cfg.SOLVER
@@ -389,14 +419,20 @@ def _optimizer_for(cfg: CfgNode, model: nn.Module, stage: Stage) -> torch.optim.
         method = cfg.IARED.INTERPRETER_OPTIMIZER or s.OPTIMIZING_METHOD
         return build_optimizer(model.named_parameters(), method, cfg.IARED.INTERPRETER_LR,
                                cfg.IARED.INTERPRETER_WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+    label = _dynamicvit_label if cfg.IARED.POLICY == "dynamicvit" else None
     return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
-                           s.NESTEROV, _lr_scale_of(cfg))
+                           s.NESTEROV, _lr_scale_of(cfg), label)
 
 
 def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offset: int, steps_per_epoch: int,
                  info: du.DistInfo, device: torch.device) -> StageRun:
     set_trainable(model, stage)
+    if cfg.IARED.POLICY == "dynamicvit":
+        frozen = freeze_parameters(model, cfg.DYNAMICVIT.FROZEN_PARAMS)
+        logger.info("DynamicViT: %s stay frozen (DYNAMICVIT.FROZEN_PARAMS)", ", ".join(frozen) or "nothing")
     optimizer = _optimizer_for(cfg, model, stage)
+    if cfg.IARED.POLICY == "dynamicvit":
+        _set_backbone_rule(cfg, optimizer, steps_per_epoch)
     base_lr = cfg.IARED.INTERPRETER_LR if stage.kind == "interpreter" else cfg.SOLVER.BASE_LR
     total = stage.epochs * steps_per_epoch
     warmup = min(int(round(cfg.SOLVER.WARMUP_EPOCHS * steps_per_epoch)), max(total - 1, 0))
@@ -450,10 +486,11 @@ def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device:
 
 
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
-    return StepArgs(cfg.IARED.TAU, cfg.IARED.REWARD, cfg.SOLVER.CLIP_GRAD_NORM,
-                    accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
-                    amp_dtype_of(cfg, device), _dynamicvit_weights(cfg), cfg.IARED.GUMBEL_KEEP_RATE,
-                    cfg.IARED.GUMBEL_RATIO_WEIGHT)
+    return StepArgs(tau=cfg.IARED.TAU, reward_kind=cfg.IARED.REWARD, reward_normalizer=cfg.IARED.REWARD_NORMALIZER,
+                    clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
+                    accum_steps=accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
+                    amp_dtype=amp_dtype_of(cfg, device), dynamicvit=_dynamicvit_weights(cfg),
+                    gumbel_keep_rate=cfg.IARED.GUMBEL_KEEP_RATE, gumbel_ratio_weight=cfg.IARED.GUMBEL_RATIO_WEIGHT)
 
 
 def _dynamicvit_weights(cfg: CfgNode) -> Any:

@@ -4,7 +4,8 @@ Every method maps an input (``(B, 3, T, H, W)`` clip or ``(B, 3, H, W)`` image) 
 patch scores in the backbone's token order ``n = t * (h * w) + y * w + x``, so the heatmap and
 metric code of ``interpret`` applies unchanged:
 
-* ``raw_attention``: class-token attention of block 1, averaged over heads;
+* ``raw_attention``: class-token attention of one block (default ``blocks[1]``, the paper's Block_1, the
+  second block), averaged over heads;
 * ``rollout``: attention rollout (Abnar & Zuidema 2020): head-averaged attention plus the
   residual identity, ``0.5 A + 0.5 I``, multiplied over the blocks;
 * ``gradcam``: the ``grad-cam`` package's GradCAM on the last block's ``norm1`` output, tokens
@@ -24,6 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from iared_video.models.policies import PAPER_ATTENTION_BLOCK
 
 __all__ = ["DenseTrace", "dense_forward", "rollout", "grad_weighted_rollout", "raw_attention", "attention_rollout",
            "gradcam", "grad_attention", "BASELINES", "logits_on_tokens", "deletion_insertion"]
@@ -103,10 +106,13 @@ def _targets(logits: Tensor, target: Tensor | None) -> Tensor:
 
 
 @torch.no_grad()
-def raw_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None) -> Tensor:
-    """Class-token attention of block 1, head-averaged: ``(B, N)``. ``target`` is unused."""
+def raw_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None,
+                  block: int = PAPER_ATTENTION_BLOCK) -> Tensor:
+    """Class-token attention of ``blocks[block]`` (0-based), head-averaged: ``(B, N)``. ``target`` is unused."""
+    if not 0 <= block < len(backbone.blocks):
+        raise ValueError(f"attention block {block} does not exist in a {len(backbone.blocks)}-block backbone")
     trace = dense_forward(backbone, x)
-    return trace.attentions[0].mean(dim=1)[:, 0, trace.num_prefix:]
+    return trace.attentions[block].mean(dim=1)[:, 0, trace.num_prefix:]
 
 
 @torch.no_grad()

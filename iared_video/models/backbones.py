@@ -1,9 +1,9 @@
 """Vision transformer backbones that expose embedding, blocks and head separately.
 
 Both backbones keep their parameter names identical to the checkpoints users
-hold: the JointST TimeSformer mirrors the official TimeSformer keys (after the
-``model.`` prefix), the image backbone *is* a timm ViT/DeiT's modules, so a timm
-state dict loads as it is.
+hold: the TimeSformer (joint or divided space-time attention) mirrors the official
+TimeSformer keys (after the ``model.`` prefix), the image backbone *is* a timm
+ViT/DeiT's modules, so a timm state dict loads as it is.
 
 Patch-token order (``N`` counts patch tokens only):
     video: ``n = t * (h * w) + y * w + x`` (frame-major, then rows, then columns);
@@ -12,6 +12,7 @@ Patch-token order (``N`` counts patch tokens only):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
+
+from iared_video.models.archs import resolve_arch
+from iared_video.models.divided import ATTENTION_TYPES, DividedBlock
 
 __all__ = ["Embedded", "TimeSformer", "TimmViT", "check_input"]
 
@@ -54,7 +58,7 @@ def check_input(x: Tensor, ndim: int, channels: int, patch: int, layout: str) ->
 
 
 class TimeSformer(nn.Module):
-    """TimeSformer with joint space-time attention (JointST), official key layout.
+    """TimeSformer with joint (JointST) or divided (divST) space-time attention, official key layout.
 
     Args:
         num_classes: classifier outputs.
@@ -65,6 +69,9 @@ class TimeSformer(nn.Module):
         drop_path_rate: stochastic depth, increasing linearly over blocks.
         pos_embed_std, time_embed_std: initial std of the positional and temporal embeddings
             (TimeSformer's 0.02 and zeros by default; larger values help training from scratch).
+        attention_type: ``"joint_space_time"`` (timm blocks over all tokens) or ``"divided_space_time"``
+            (``DividedBlock``: temporal then spatial attention; ``temporal_fc`` starts at zero after the
+            first block, as in TimeSformer).
     """
 
     num_prefix_tokens = 1
@@ -72,9 +79,13 @@ class TimeSformer(nn.Module):
     def __init__(self, num_classes: int = 400, img_size: int = 224, num_frames: int = 8, patch_size: int = 16,
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 pos_embed_std: float = 0.02, time_embed_std: float = 0.0) -> None:
+                 pos_embed_std: float = 0.02, time_embed_std: float = 0.0,
+                 attention_type: str = "joint_space_time") -> None:
         super().__init__()
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
         self.embed_dim, self.num_frames, self.in_chans = embed_dim, num_frames, in_chans
+        self.attention_type = attention_type
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -82,9 +93,7 @@ class TimeSformer(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         norm = partial(nn.LayerNorm, eps=1e-6)
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r, norm_layer=norm) for r in rates
-        )
+        self.blocks = nn.ModuleList(self._block(embed_dim, num_heads, mlp_ratio, r, norm) for r in rates)
         self.norm = norm(embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -93,6 +102,16 @@ class TimeSformer(nn.Module):
         if time_embed_std > 0:
             trunc_normal_(self.time_embed, std=time_embed_std)
         self.apply(_init_linear)
+        for block in self.blocks[1:]:
+            if isinstance(block, DividedBlock):
+                nn.init.zeros_(block.temporal_fc.weight)
+                nn.init.zeros_(block.temporal_fc.bias)
+
+    def _block(self, dim: int, heads: int, mlp_ratio: float, drop_path: float,
+               norm: Callable[[int], nn.Module]) -> nn.Module:
+        if self.attention_type == "divided_space_time":
+            return DividedBlock(dim, heads, mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_eps=1e-6)
+        return Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_layer=norm)
 
     @property
     def patch_size(self) -> int:
@@ -142,7 +161,8 @@ class TimmViT(nn.Module):
                  drop_path_rate: float = 0.0, pos_embed_std: float | None = None) -> None:
         super().__init__()
         kwargs = {"img_size": img_size} if img_size else {}
-        net = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate,
+        base, shape = resolve_arch(arch)
+        net = timm.create_model(base, pretrained=False, **shape, num_classes=num_classes, drop_rate=drop_rate,
                                 drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs)
         _check_supported(net, arch)
         if pos_embed_std is not None and net.pos_embed is not None:

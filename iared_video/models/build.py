@@ -9,8 +9,8 @@ from torch import nn
 from iared_video.models.backbones import TimeSformer, TimmViT
 from iared_video.models.dynamicvit import DynamicViT, GumbelIARED, GumbelInterpreterPolicy
 from iared_video.models.iared import IARED
-from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
-                                         TemporalDiffPolicy)
+from iared_video.models.policies import (FIXED_RATIO_POLICIES, DropPolicy, InterpreterPolicy, NoDropPolicy,
+                                         fixed_ratio_policy)
 from iared_video.models.weights import load_pretrained
 
 MODEL_REGISTRY = Registry("MODEL")
@@ -26,7 +26,7 @@ def timesformer(cfg: CfgNode) -> nn.Module:
                        patch_size=m.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM, embed_dim=m.EMBED_DIM,
                        depth=m.DEPTH, num_heads=m.NUM_HEADS, mlp_ratio=m.MLP_RATIO, drop_rate=m.DROPOUT_RATE,
                        drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD,
-                       time_embed_std=m.TIME_EMBED_INIT_STD)
+                       time_embed_std=m.TIME_EMBED_INIT_STD, attention_type=m.ATTENTION_TYPE)
 
 
 @MODEL_REGISTRY.register()
@@ -50,9 +50,8 @@ def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
     if p.POLICY == "interpreter":
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                  p.FIRST_DROP_GROUP - 1)
-    fixed = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
-    if p.POLICY in fixed:
-        return fixed[p.POLICY](p.DROP_RATIO)
+    if p.POLICY in FIXED_RATIO_POLICIES:
+        return fixed_ratio_policy(p.POLICY, p.DROP_RATIO, p.ATTENTION_BLOCK)
     return NoDropPolicy()
 
 

@@ -1,12 +1,17 @@
 """DynamicViT (Rao et al., NeurIPS 2021) on the IA-RED^2 backbones, plus a Gumbel IA-RED^2 interpreter.
 
 DynamicViT puts a light prediction module before the blocks at ``prune_locations``. Stage ``s`` (1-based)
-scores the patch tokens still present and keeps ``ceil(rho^s * N)`` of them.
+scores the patch tokens still present and keeps ``floor(rho^s * N)`` of them (N: the input's patch tokens), as
+the official code's ``int(N * rho^s)``.
 
 * Training (``model.train()``): every token stays in the tensor. The predictor's keep/drop log-probabilities
   give a hard straight-through Gumbel-softmax decision, multiplied through the stages, and a masked softmax
-  stops dropped tokens from influencing the others (each token still attends to itself).
+  stops dropped tokens from influencing the others (each token still attends to itself); it runs in float32
+  with the official epsilon whatever the autocast dtype.
   ``dynamicvit_loss`` adds a keep-ratio MSE per stage and KL / token distillation from a frozen dense teacher.
+  The trainer follows the official recipe: ``DYNAMICVIT.FROZEN_PARAMS`` (cls_token, pos_embed, time_embed) stay
+  frozen, and the backbone learning rate is 0 for ``DYNAMICVIT.BACKBONE_HOLD_EPOCHS``, then
+  ``min(BACKBONE_LR_SCALE x BASE_LR, predictor lr)`` (``DYNAMICVIT.BACKBONE_LR_RULE capped``).
 * Inference (``model.eval()``): the top-k tokens by keep probability are physically removed and the packed
   block stack of ``IARED`` runs on equal-length batches (batched SDPA).
 
@@ -63,13 +68,16 @@ class TokenPredictor(nn.Module):
         return self.decide(torch.cat([local, glob.expand_as(local)], dim=-1)).log_softmax(-1)
 
 
+KEEP_COUNT_DECIMALS = 6  # rho^s * N is rounded to this many decimals before the floor (0.7**2 * 100 -> 49, not 48)
+
+
 def keep_count(keep_rate: float, stage: int, num_patches: int) -> int:
-    """Tokens kept after stage ``stage`` (1-based): ``ceil(rho^s * N)``, at least 1 (robust to float error)."""
-    return max(1, math.ceil(round(keep_rate ** stage * int(num_patches), 6)))
+    """Tokens kept after stage ``stage`` (1-based): ``floor(rho^s * N)`` as the official code, at least 1."""
+    return max(1, math.floor(round(keep_rate ** stage * int(num_patches), KEEP_COUNT_DECIMALS)))
 
 
 class DynamicViTPolicy(DropPolicy):
-    """One ``TokenPredictor`` per pruning stage; group ``s >= 1`` keeps the top ``ceil(rho^s N)`` tokens."""
+    """One ``TokenPredictor`` per pruning stage; group ``s >= 1`` keeps the top ``floor(rho^s N)`` tokens."""
 
     def __init__(self, dim: int, num_stages: int, keep_rate: float = 0.7) -> None:
         super().__init__()
@@ -101,19 +109,27 @@ class DynamicViTPolicy(DropPolicy):
 # ----------------------------------------------------------------------------- masked dense training path
 
 
-def masked_softmax(logits: Tensor, keep: Tensor, eps: float = 1e-6) -> Tensor:
-    """Softmax over the last axis restricted to kept keys plus the diagonal.
+MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
+
+
+def masked_softmax(logits: Tensor, keep: Tensor, eps: float = MASKED_SOFTMAX_EPS) -> Tensor:
+    """Softmax over the last axis restricted to kept keys plus the diagonal, computed in float32.
+
+    As the official code: ``(w + eps / L) / (sum(w) + eps)`` with ``w = exp(logit - max) * allowed``, so a row
+    never divides by zero; the result has the dtype of ``logits``.
 
     Args:
         logits: ``(B, H, L, L)`` attention logits.
         keep: ``(B, L)`` key keep mask in [0, 1] (straight-through values carry gradients).
+        eps: the stabilising epsilon.
     """
     length = logits.shape[-1]
-    eye = torch.eye(length, dtype=logits.dtype, device=logits.device)
-    allowed = keep[:, None, None, :].to(logits.dtype)
+    eye = torch.eye(length, dtype=torch.float32, device=logits.device)
+    allowed = keep[:, None, None, :].float()
     allowed = allowed + (1.0 - allowed) * eye  # a token always sees itself
-    weights = (logits - logits.amax(-1, keepdim=True)).exp() * allowed
-    return weights / (weights.sum(-1, keepdim=True) + eps)
+    scores = logits.float()
+    weights = (scores - scores.amax(-1, keepdim=True)).exp() * allowed
+    return ((weights + eps / length) / (weights.sum(-1, keepdim=True) + eps)).to(logits.dtype)
 
 
 def _masked_attention(attn: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
@@ -168,7 +184,7 @@ class DynamicViT(IARED):
     Args:
         backbone: ``TimeSformer`` or ``TimmViT``.
         prune_locations: indices of the blocks each predictor runs before (strictly increasing, in (0, depth)).
-        keep_rate: rho; stage s keeps ``ceil(rho^s N)`` patch tokens.
+        keep_rate: rho; stage s keeps ``floor(rho^s N)`` patch tokens.
         gumbel_tau: temperature of the training-time Gumbel-softmax.
     """
 

@@ -7,6 +7,7 @@ model:
 
 * linear / conv / matmul / einsum: in x out per token (bias free);
 * attention (``scaled_dot_product_attention``): ``Lq * Lk * (d_qk + d_v)`` per head, i.e. ``2 n^2 C`` per block;
+  a divided space-time block sums this over its temporal and spatial sequences (``divided_block_macs``);
 * LayerNorm: 5 per element (fvcore's rough estimate for affine norms);
 * element-wise ops (GELU, softmax, sigmoid, residual adds, bias) are free.
 
@@ -30,14 +31,15 @@ import torch
 from torch import Tensor, nn
 
 from iared_video.models.backbones import TimeSformer
+from iared_video.models.divided import DividedBlock
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.dynamicvit import DynamicViTPolicy
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import MODES, AttentionPolicy, InterpreterPolicy
 
-__all__ = ["layer_norm_macs", "block_macs", "patch_embed_macs", "head_macs", "interpreter_macs",
-           "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample", "dense_gmacs", "sdpa_flop_jit",
-           "fvcore_gflops"]
+__all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
+           "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample",
+           "dense_gmacs", "sdpa_flop_jit", "fvcore_gflops"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ TRIVIAL_OPS = frozenset({
     "aten::amax", "aten::clamp_min", "aten::index_add", "aten::index_put", "aten::zeros_like", "aten::ones_like",
     "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
     "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::zeros_like",
+    "aten::numel", "aten::argsort", "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
 })
 
 
@@ -94,6 +97,32 @@ def _module_block_macs(block: nn.Module, num_tokens: Count) -> Count:
     return macs + _norm_macs(block.norm1, n) + _norm_macs(block.norm2, n)
 
 
+def divided_block_macs(block: DividedBlock, keep: Tensor, frames: int) -> Tensor:
+    """MACs per sample of a divided space-time block on the kept patch tokens plus the class token.
+
+    With ``K`` kept patches, ``k_s`` kept at spatial position s and ``m_t`` in frame t:
+    temporal (patches only) ``temporal_norm1 + K (qkv + proj + temporal_fc) + 2 C sum_s k_s^2``; spatial
+    (each frame's patches and its class-token copy, ``K + T`` tokens) ``norm1 + (K + T)(qkv + proj)
+    + 2 C sum_t (1 + m_t)^2``; ``norm2`` and the MLP on ``K + 1`` tokens.
+
+    Args:
+        block: the block (dimensions are read from its modules).
+        keep: ``(B, N)`` keep mask (or 0/1 values) of the patch tokens entering the block, frame-major.
+        frames: T.
+    """
+    per_frame = keep.double().view(keep.shape[0], frames, -1)  # (B, T, h*w)
+    kept = per_frame.sum((1, 2))
+    dim = block.attn.qkv.in_features
+    t_attn, s_attn = block.temporal_attn, block.attn
+    temporal = (_norm_macs(block.temporal_norm1, kept) + 2 * dim * (per_frame.sum(1) ** 2).sum(1)
+                + kept * (_linear_macs(t_attn.qkv) + _linear_macs(t_attn.proj) + _linear_macs(block.temporal_fc)))
+    spatial_tokens = kept + frames
+    spatial = (_norm_macs(block.norm1, spatial_tokens) + 2 * dim * ((per_frame.sum(2) + 1) ** 2).sum(1)
+               + spatial_tokens * (_linear_macs(s_attn.qkv) + _linear_macs(s_attn.proj)))
+    mlp = _norm_macs(block.norm2, kept + 1) + (kept + 1) * (_linear_macs(block.mlp.fc1) + _linear_macs(block.mlp.fc2))
+    return temporal + spatial + mlp
+
+
 def patch_embed_macs(backbone: nn.Module, num_patches: Count) -> Count:
     """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any."""
     embed = backbone.patch_embed
@@ -115,11 +144,14 @@ def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Co
     return num_scored * (_linear_macs(interpreter.query) + width) + _linear_macs(interpreter.key)
 
 
-def attention_policy_macs(backbone: nn.Module, num_tokens: Count) -> Count:
-    """Raw-attention baseline: block-1 ``norm1`` and ``qkv`` on all tokens, class-query logits (``L * C``)."""
-    block = backbone.blocks[0]
+def attention_policy_macs(backbone: nn.Module, num_tokens: Count, block_index: int = 0) -> Count:
+    """Raw-attention baseline at ``blocks[block_index]``: the blocks before it on all tokens, then its ``norm1``
+    and ``qkv`` on all tokens and the class-query logits (``L * C``)."""
+    earlier = sum(_module_block_macs(b, num_tokens) for b in backbone.blocks[:block_index])
+    block = backbone.blocks[block_index]
     dim = block.attn.qkv.in_features
-    return _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(block.attn.qkv) + num_tokens * dim
+    scoring = _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(block.attn.qkv) + num_tokens * dim
+    return earlier + scoring
 
 
 def predictor_macs(predictor: nn.Module, num_scored: Count) -> Count:
@@ -158,7 +190,7 @@ def _policy_macs(model: IARED, group: int, num_scored: Tensor, num_prefix: int) 
     if isinstance(policy, InterpreterPolicy):
         return interpreter_macs(policy.interpreters[group], num_scored)
     if isinstance(policy, AttentionPolicy):
-        return attention_policy_macs(model.backbone, num_scored + num_prefix)
+        return attention_policy_macs(model.backbone, num_scored + num_prefix, policy.block)
     if isinstance(policy, DynamicViTPolicy):  # group s >= 1 opens with predictor s
         return predictor_macs(policy.predictors[group - 1], num_scored)
     return 0
@@ -188,13 +220,35 @@ def model_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
     backbone, num_prefix = model.backbone, model.backbone.num_prefix_tokens
     macs = torch.full_like(counts[:, 0], float(patch_embed_macs(backbone, num) + head_macs(backbone)))
     scored = torch.full_like(counts[:, 0], float(num))
+    divided = _divided_masks(model, tokens, counts, num)
     for group in range(model.num_groups):
         if model.policy.acts_on(group) and modes[group] != "keep_all":
             macs = macs + _policy_macs(model, group, scored, num_prefix)
         for block in model.group_blocks(group):
-            macs = macs + _module_block_macs(block, counts[:, group] + num_prefix)
+            if isinstance(block, DividedBlock):
+                macs = macs + divided_block_macs(block, divided[0][group], divided[1])
+            else:
+                macs = macs + _module_block_macs(block, counts[:, group] + num_prefix)
         scored = counts[:, group]
     return macs / 1e9
+
+
+def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, counts: Tensor,
+                   num: int) -> tuple[list[Tensor], int] | None:
+    """Per-group keep masks and frame count for divided space-time blocks (None for other backbones).
+
+    Their cost depends on where the kept tokens lie, so drops need the keep masks of a ``PolicyOutput``;
+    raw counts are accepted when every token is kept (grid from the backbone's frame count).
+    """
+    if not any(isinstance(b, DividedBlock) for b in model.backbone.blocks):
+        return None
+    if isinstance(tokens, PolicyOutput):
+        return [k.cpu() for k in tokens.keep], tokens.grid[0]
+    frames = model.backbone.num_frames
+    if not bool((counts == num).all()) or num % frames:
+        raise ValueError("divided space-time FLOPs depend on where the kept tokens lie: pass the PolicyOutput "
+                         "(keep masks), not token counts")
+    return [torch.ones(counts.shape[0], num)] * model.num_groups, frames
 
 
 def dense_gmacs(model: IARED, num_patches: int) -> float:

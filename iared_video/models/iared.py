@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from iared_video.models.backbones import Embedded
+from iared_video.models.divided import DividedBlock, DividedLayout, packed_divided_block
 from iared_video.models.packed import PackedSeqs, packed_block
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
 
@@ -159,7 +160,7 @@ class IARED(nn.Module):
         out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
         for group in range(self.num_groups):
             self._decide(group, modes[group], emb, state, out)
-            self._run_group(group, state)
+            self._run_group(group, state, emb.grid)
         out.logits = self.backbone.forward_head(state.prefix())
         return out if return_policy else out.logits
 
@@ -193,7 +194,17 @@ class IARED(nn.Module):
         sample = state.sample_ids()
         return token_logp.new_zeros(state.batch).index_add(0, sample, token_logp)
 
-    def _run_group(self, group: int, state: _TokenState) -> None:
-        """Run one group's blocks on the packed tokens (the layout carries over: no repacking)."""
-        for block in self.group_blocks(group):
+    def _run_group(self, group: int, state: _TokenState, grid: tuple[int, int, int]) -> None:
+        """Run one group's blocks on the packed tokens (the layout carries over: no repacking).
+
+        Divided space-time blocks also need the temporal and spatial sequences of the kept tokens: one
+        ``DividedLayout`` per group, shared by its blocks.
+        """
+        blocks = self.group_blocks(group)
+        if blocks and isinstance(blocks[0], DividedBlock):
+            layout = DividedLayout.build(state.origin, state.batch, grid, state.seqs)
+            for block in blocks:
+                state.x = packed_divided_block(block, state.x, state.seqs, layout)
+            return
+        for block in blocks:
             state.x = packed_block(block, state.x, state.seqs)

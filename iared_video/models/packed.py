@@ -63,8 +63,49 @@ class PackedSeqs:
 
     def sample_ids(self) -> Tensor:
         """``(T_total,)`` index of the sample each token belongs to."""
-        counts = torch.tensor(self.seqlens, device=self.cu_seqlens.device)
-        return torch.repeat_interleave(torch.arange(len(self.seqlens), device=counts.device), counts)
+        return self._padded_index[0]
+
+    @cached_property
+    def _padded_index(self) -> tuple[Tensor, Tensor]:
+        """``(sample, position)`` of every packed token in a ``(B, max_seqlen)`` padded layout (computed once)."""
+        device = self.cu_seqlens.device
+        counts = torch.tensor(self.seqlens, device=device)
+        sample = torch.repeat_interleave(torch.arange(len(self.seqlens), device=device), counts)
+        position = torch.arange(self.total, device=device) - self.cu_seqlens[:-1].long()[sample]
+        return sample, position
+
+    @cached_property
+    def key_mask(self) -> Tensor:
+        """``(B, 1, 1, max_seqlen)`` bool: True where a padded position holds a real token."""
+        lengths = torch.tensor(self.seqlens, device=self.cu_seqlens.device)
+        valid = torch.arange(self.max_seqlen, device=lengths.device) < lengths[:, None]
+        return valid[:, None, None, :]
+
+    def pad(self, x: Tensor) -> Tensor:
+        """Packed ``(T, ...)`` -> zero-padded ``(B, max_seqlen, ...)``."""
+        out = x.new_zeros((self.batch_size, self.max_seqlen) + x.shape[1:])
+        out[self._padded_index] = x
+        return out
+
+    def unpad(self, x: Tensor) -> Tensor:
+        """Padded ``(B, max_seqlen, ...)`` -> packed ``(T, ...)``."""
+        return x[self._padded_index]
+
+    def prefers_padding(self, pair_macs: int) -> bool:
+        """Whether one masked SDPA call over the padded batch is cheaper than one call per sample.
+
+        Cost model (CPU): each SDPA call costs a fixed ``_SDPA_CALL_MACS`` of dispatch overhead plus
+        ``pair_macs`` per query-key pair. Short sequences (images, a few dozen tokens) favour padding;
+        long ones with uneven lengths (video clips) favour the per-sample loop.
+        """
+        loop = self.batch_size * _SDPA_CALL_MACS + pair_macs * sum(n * n for n in self.seqlens)
+        padded = _SDPA_CALL_MACS + pair_macs * self.batch_size * self.max_seqlen ** 2
+        return padded < loop
+
+
+#: Dispatch overhead of one CPU SDPA call, in multiply-accumulates of attention work (about 25 us of
+#: overhead against about 20 GMAC/s of attention on two cores; measured with tools/benchmark.py).
+_SDPA_CALL_MACS = 500_000
 
 
 def _use_varlen(q: Tensor) -> bool:
@@ -76,8 +117,10 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
     """Attention within each sample of packed ``(T, H, d)`` q/k/v; returns ``(T, H, d)``.
 
     CUDA half precision uses the varlen flash kernel. Equal lengths use one
-    batched SDPA call. Otherwise each sample's attention is one SDPA call on
-    its own slice (the linear layers, where most FLOPs are, stay packed).
+    batched SDPA call. Otherwise, where the cost model says so (short
+    sequences), one SDPA call over the zero-padded batch with padded keys
+    masked out; else one SDPA call per sample on its own slice. The linear
+    layers, where most FLOPs are, stay packed in every case.
     """
     if _use_varlen(q) and dropout_p == 0.0:
         cu = seqs.cu_seqlens
@@ -88,6 +131,10 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
         q4, k4, v4 = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout_p, scale=scale)
         return out.transpose(1, 2).reshape(q.shape)
+    if seqs.prefers_padding(pair_macs=2 * q.shape[1] * q.shape[2]):
+        q4, k4, v4 = (seqs.pad(t).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=seqs.key_mask, dropout_p=dropout_p, scale=scale)
+        return seqs.unpad(out.transpose(1, 2))
     outs = [
         F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1),
                                        dropout_p=dropout_p, scale=scale).transpose(0, 1)

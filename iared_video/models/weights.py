@@ -12,8 +12,12 @@ way TimeSformer initialises from an ImageNet ViT/DeiT: the positional embedding
 is resampled to the model's patch grid (prefix positions kept), the temporal
 embedding is zero-initialised when absent and linearly interpolated when the
 frame count differs, a head with another class count is skipped, and
-distillation token/head are dropped when the model has none. Every such
-decision is logged and returned in a ``LoadReport``.
+distillation token/head are dropped when the model has none, and an image
+checkpoint loaded into a divided space-time TimeSformer starts each block's
+``temporal_attn``/``temporal_norm1`` as a copy of its ``attn``/``norm1``. Every
+such decision is logged and returned in a ``LoadReport``. A TimeSformer
+checkpoint of the other attention type (divST files have ``temporal_attn`` /
+``temporal_fc`` keys) is refused, naming ``MODEL.ATTENTION_TYPE``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +49,7 @@ _LOAD_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyErro
                 TypeError, AttributeError)
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_LISTED = 10
+_DIVIDED_MARKERS = (".temporal_attn.", ".temporal_fc.", ".temporal_norm1.")  # keys only divST blocks have
 
 
 class CheckpointFileError(RuntimeError):
@@ -292,6 +297,47 @@ def _fill_missing(target: dict[str, Tensor], loadable: dict[str, Tensor], state:
             report.notes[key] = "zero-initialised (as TimeSformer does from an image model)"
 
 
+def _attention_type(keys: Iterable[str]) -> str | None:
+    """TimeSformer attention type of a ``backbone.``-keyed key set; None for an image model (no ``time_embed``)."""
+    keys = list(keys)
+    blocks = [k for k in keys if k.startswith("backbone.blocks.")]
+    if any(marker in k for k in blocks for marker in _DIVIDED_MARKERS):
+        return "divided_space_time"
+    return "joint_space_time" if blocks and "backbone.time_embed" in keys else None
+
+
+def _check_attention_type(path: str, state: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> None:
+    """Refuse a TimeSformer checkpoint of the other attention type (same tensor shapes, other equations)."""
+    held, wanted = _attention_type(state), _attention_type(target)
+    if held and wanted and held != wanted:
+        have = "have" if held == "divided_space_time" else "have no"
+        raise CheckpointMismatchError(
+            f"checkpoint {path} holds a {held} TimeSformer (its blocks {have} temporal_attn/temporal_fc keys) but "
+            f"the model is {wanted}: set MODEL.ATTENTION_TYPE {held} to load it")
+
+
+def _inflate_divided(state: dict[str, Tensor], target: Mapping[str, Tensor],
+                     report: LoadReport) -> dict[str, Tensor]:
+    """Image ViT -> divST TimeSformer as TimeSformer initialises it: each block's ``temporal_attn`` and
+    ``temporal_norm1`` start as copies of its ``attn`` and ``norm1``; ``temporal_fc`` keeps the model's
+    initialisation (zero after the first block)."""
+    if _attention_type(state) is not None or _attention_type(target) != "divided_space_time":
+        return state
+    out = dict(state)
+    for key in target:
+        source = key.replace(".temporal_attn.", ".attn.").replace(".temporal_norm1.", ".norm1.")
+        if key not in state and source != key and source in state:
+            out[key] = state[source]
+            report.notes[key] = f"copied from {source} (TimeSformer's image-to-divST initialisation)"
+        elif ".temporal_fc." in key and key not in state:
+            report.notes[key] = "left at initialisation (zero after the first block, as TimeSformer)"
+    copied = len(out) - len(state)
+    if copied:
+        _log(logging.INFO, "image checkpoint into a divided space-time model: %d temporal_attn/temporal_norm1 "
+             "tensors copied from the blocks' attn/norm1", copied)
+    return out
+
+
 def _log_report(path: str, report: LoadReport, total: int) -> None:
     _log(logging.INFO, "loaded %d/%d model tensors from %s (format %s)", len(report.loaded), total, path,
          report.format)
@@ -322,6 +368,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict_shapes: bo
     state = _to_model_keys(state, fmt)
     target = model.state_dict()
     report = LoadReport(format=fmt)
+    _check_attention_type(path, state, target)
+    state = _inflate_divided(state, target, report)
     grid = tuple(model.backbone.patch_embed.grid_size)
     loadable, misfits = _match(state, target, grid, report)
     if misfits and strict_shapes:

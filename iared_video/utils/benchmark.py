@@ -39,7 +39,7 @@ from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import (AttentionPolicy, GroupInput, InterpreterPolicy, NoDropPolicy, RandomPolicy,
-                                         TemporalDiffPolicy)
+                                         TemporalDiffPolicy, fixed_ratio_policy)
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
@@ -55,6 +55,7 @@ PRESETS: dict[str, list[str]] = {
     "deit_b": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_base_patch16_224", "MODEL.NUM_CLASSES", "1000",
                "IARED.NUM_GROUPS", "3"],
     "tsf": [],  # the defaults: JointST TimeSformer-B, 8x224, K400
+    "tsf_divst": ["MODEL.ATTENTION_TYPE", "divided_space_time"],  # divST TimeSformer-B 8x224 (released checkpoints)
 }
 FIXED_POLICIES = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -160,7 +161,7 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     for r in settings.keep_ratios:
         variants.append(_controlled_variant(backbone, interp, groups, float(r), settings))
         for name in settings.fixed_policies:
-            fixed = IARED(backbone, FIXED_POLICIES[name](1.0 - float(r)), groups)
+            fixed = IARED(backbone, fixed_ratio_policy(name, 1.0 - float(r), cfg.IARED.ATTENTION_BLOCK), groups)
             variants.append(Variant(f"{name}@keep={r:g}", fixed, name, keep_target=float(r)))
     for v in variants:
         v.model.to(device).eval()

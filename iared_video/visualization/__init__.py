@@ -4,17 +4,23 @@
 input in ``VISUALIZE.INPUT`` (a video, an image, a folder or a split CSV; "" for the test split)
 it writes under ``OUTPUT_DIR/vis/``:
 
-* ``<stem>_heatmap.png``: row 0 the frames the model saw, row 1 + j the informative scores of
-  group j over them (columns are frames);
+* ``<stem>_figure.png``: the labelled figure to look at (``visualization.figure``): the input beside
+  each group's score overlay (patches dropped by earlier groups grey) and the kept patches, every
+  row and column labelled (frame index, group, keep ratio), one colour bar, the prediction and the
+  weights (file and sha256, or random initialisation) in the title;
+* ``<stem>_heatmap.png``: the bare grid for programs: row 0 the frames the model saw, row 1 + j the
+  informative scores of group j over them, patches dropped by earlier groups grey (columns are frames);
 * ``<stem>_keep.png``: row 0 the frames, row 1 + j the frames with the patches dropped up to and
   including group j painted flat grey (``overlay.GREY``), the remaining ratio in the corner;
-* ``<stem>.gif`` / ``.mp4`` for videos: per frame the input, the heatmaps and the keep panels side by side;
-* ``<stem>.json``: top-5 classes (names from the class-names file when present), keep ratios and
-  the per-group keep masks on the patch grid ``(T, h, w)``.
+* ``<stem>.gif`` / ``.mp4`` for videos: per frame the labelled figure of that frame (same layout);
+* ``<stem>.json``: top-5 classes (names from the class-names file when present), keep ratios, the
+  weights used and the per-group keep masks on the patch grid ``(T, h, w)``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -27,14 +33,17 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from iared_video.interpret.heatmap import UPSAMPLE_MODES, keep_masks, policy_heatmaps
+from iared_video.utils.cli import InputError
+from iared_video.visualization.figure import FigureData, animation_frames, figure_to_array, heatmap_figure
 from iared_video.visualization.overlay import grey_dropped, overlay_heatmap, tile, to_uint8_frames, write_label
 from iared_video.visualization.writers import ANIMATION_FORMATS, save_animation, save_json, save_png
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InputSpec", "VisOptions", "input_spec", "collect_inputs", "looks_like_image", "load_input",
-           "visualize_input", "class_names", "build_vis_model", "run_visualize"]
+__all__ = ["InputSpec", "VisOptions", "RANDOM_WEIGHTS", "input_spec", "collect_inputs", "looks_like_image",
+           "load_input", "visualize_input", "class_names", "describe_weights", "build_vis_model", "run_visualize"]
 
+RANDOM_WEIGHTS = "random initialisation — pass --checkpoint for meaningful heatmaps"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 
 
@@ -62,6 +71,7 @@ class VisOptions:
     alpha: float = 0.5
     animation: str = "gif"
     fps: float = 4.0
+    threshold: float | None = None  # drop threshold of the scores (drawn on the colour bar), if any
 
 
 def input_spec(cfg) -> InputSpec:
@@ -101,7 +111,7 @@ def collect_inputs(source: str, data_dir: str = "", separator: str = " ", prefix
     """Files named by ``source``: a video or image file, a folder (recursive) or a split CSV.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist; ValueError: nothing usable in it.
+        FileNotFoundError: ``source`` does not exist; InputError: nothing usable in it.
     """
     if not os.path.exists(source):
         raise FileNotFoundError(f"visualisation input {source!r} does not exist")
@@ -114,21 +124,21 @@ def collect_inputs(source: str, data_dir: str = "", separator: str = " ", prefix
     else:
         files = [source]
     if not files:
-        raise ValueError(f"{source} holds no image or video files")
+        raise InputError(f"{source} holds no image or video files")
     return files
 
 
-def _load_video(path: str, spec: InputSpec) -> Tensor:
-    import functools
-
+def _load_video(path: str, spec: InputSpec) -> tuple[Tensor, list[int]]:
+    """The preprocessed clip and the indices of its frames in the video."""
     from iared_video.datasets.decoder import decode_clip
     from iared_video.datasets.transforms import apply_video_transform, video_test_transform
     from iared_video.datasets.video_sampling import clip_indices
 
     index_fn = functools.partial(clip_indices, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
                                  target_fps=spec.target_fps, clip_idx=0, num_clips=1)
-    frames = decode_clip(path, index_fn, spec.backend, fallback=True).frames
-    return apply_video_transform(frames, video_test_transform(spec.crop_size, 1, spec.mean, spec.std))
+    clip = decode_clip(path, index_fn, spec.backend, fallback=True)
+    video = apply_video_transform(clip.frames, video_test_transform(spec.crop_size, 1, spec.mean, spec.std))
+    return video, [int(i) for i in clip.indices]
 
 
 def _load_image(path: str, spec: InputSpec) -> Tensor:
@@ -140,6 +150,16 @@ def _load_image(path: str, spec: InputSpec) -> Tensor:
     return transform(load_rgb_image(path))
 
 
+def _load(path: str, spec: InputSpec) -> tuple[Tensor, list[int] | None]:
+    """``load_input`` plus the video frame indices (None for images)."""
+    image = looks_like_image(path)
+    if image and spec.is_video:
+        raise ValueError(f"{path} is an image but the model is a video model (MODEL.MODEL_NAME timesformer)")
+    if not image and not spec.is_video:
+        raise ValueError(f"{path} is not an image Pillow can read, and the model is an image model")
+    return _load_video(path, spec) if spec.is_video else (_load_image(path, spec), None)
+
+
 def load_input(path: str, spec: InputSpec) -> Tensor:
     """One preprocessed model input: ``(C, T, H, W)`` for video models, ``(C, H, W)`` for image models.
 
@@ -147,12 +167,7 @@ def load_input(path: str, spec: InputSpec) -> Tensor:
         ValueError: an image given to a video model or a video given to an image model.
         iared_video.datasets.bad_data.SampleError: the file cannot be decoded (reason in the message).
     """
-    image = looks_like_image(path)
-    if image and spec.is_video:
-        raise ValueError(f"{path} is an image but the model is a video model (MODEL.MODEL_NAME timesformer)")
-    if not image and not spec.is_video:
-        raise ValueError(f"{path} is not an image Pillow can read, and the model is an image model")
-    return _load_video(path, spec) if spec.is_video else _load_image(path, spec)
+    return _load(path, spec)[0]
 
 
 def class_names(path: str, num_classes: int) -> list[str]:
@@ -167,10 +182,17 @@ def class_names(path: str, num_classes: int) -> list[str]:
     return names
 
 
+def _entering(keep: np.ndarray) -> np.ndarray:
+    """``(D, T, H, W)`` bool: pixel's patch enters group j (present after group j - 1; all for group 1)."""
+    return np.concatenate([np.ones_like(keep[:1]), keep[:-1]]).astype(bool)
+
+
 def _panels(frames: np.ndarray, heat: np.ndarray, keep: np.ndarray, ratios: Sequence[float],
             opts: VisOptions) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """Heatmap rows and keep rows (``[group][frame]``) for one sample; ``heat``/``keep`` are ``(D, T, H, W)``."""
-    heat_rows = [[overlay_heatmap(f, h, opts.alpha) for f, h in zip(frames, group)] for group in heat]
+    entering = _entering(keep)
+    heat_rows = [[write_label(grey_dropped(overlay_heatmap(f, h, opts.alpha), e), f"g{g + 1} score")
+                  for f, h, e in zip(frames, group, entering[g])] for g, group in enumerate(heat)]
     keep_rows = [[write_label(grey_dropped(f, k), f"g{g + 1} keep {ratios[g]:.2f}") for f, k in zip(frames, group)]
                  for g, group in enumerate(keep)]
     return heat_rows, keep_rows
@@ -189,10 +211,24 @@ def _summary(path: str, logits: Tensor, ratios: Sequence[float], keep_grid: Tens
     }
 
 
+def _figure_data(frames: np.ndarray, heat: np.ndarray, keep: np.ndarray, summary: dict[str, Any],
+                 frame_indices: Sequence[int] | None, weights: str, opts: VisOptions) -> FigureData:
+    top = summary["predictions"][0]
+    labels = [f"frame {i}" for i in frame_indices] if frame_indices else ["image"] * len(frames)
+    return FigureData(frames, heat, keep, summary["keep_ratio"], labels, f"{top['class']} (p={top['score']:.2f})",
+                      weights, opts.threshold, os.path.basename(summary["input"]), opts.alpha)
+
+
 @torch.no_grad()
 def visualize_input(model: nn.Module, x: Tensor, spec: InputSpec, names: Sequence[str], out_stem: str,
-                    opts: VisOptions, source: str = "") -> dict[str, Any]:
-    """Run the model on one preprocessed input and write its PNGs, animation and json (see module doc)."""
+                    opts: VisOptions, source: str = "", weights: str = "",
+                    frame_indices: Sequence[int] | None = None) -> dict[str, Any]:
+    """Run the model on one preprocessed input and write its figure, PNGs, animation and json (see module doc).
+
+    Args:
+        weights: which weights ``model`` holds (``describe_weights``), written into the figure's title.
+        frame_indices: the video frames ``x`` holds (their labels in the figure); None for images.
+    """
     device = next(model.parameters()).device
     out = model(x.unsqueeze(0).to(device), return_policy=True)
     size = x.shape[-2:]
@@ -200,18 +236,45 @@ def visualize_input(model: nn.Module, x: Tensor, spec: InputSpec, names: Sequenc
     keep = keep_masks(out.keep, out.grid, size)[0].cpu().numpy()
     ratios = [float(k[0].float().mean()) for k in out.keep]
     frames = to_uint8_frames(x, spec.mean, spec.std)
-    heat_rows, keep_rows = _panels(frames, heat, keep, ratios, opts)
-    files = {"heatmap": save_png(tile([list(frames)] + heat_rows), f"{out_stem}_heatmap.png"),
-             "keep": save_png(tile([list(frames)] + keep_rows), f"{out_stem}_keep.png")}
-    if spec.is_video:
-        steps = [tile([[frames[t]] + [r[t] for r in heat_rows] + [r[t] for r in keep_rows]])
-                 for t in range(len(frames))]
-        files["animation"] = save_animation(steps, out_stem, opts.animation, opts.fps)
     keep_grid = torch.stack([k[0].reshape(out.grid) for k in out.keep]).cpu()
     summary = _summary(source, out.logits[0].float().cpu(), ratios, keep_grid, names)
+    data = _figure_data(frames, heat, keep, summary, frame_indices, weights, opts)
+    heat_rows, keep_rows = _panels(frames, heat, keep, ratios, opts)
+    files = {"figure": save_png(figure_to_array(heatmap_figure(data)), f"{out_stem}_figure.png"),
+             "heatmap": save_png(tile([list(frames)] + heat_rows), f"{out_stem}_heatmap.png"),
+             "keep": save_png(tile([list(frames)] + keep_rows), f"{out_stem}_keep.png")}
+    if spec.is_video:
+        files["animation"] = save_animation(animation_frames(data), out_stem, opts.animation, opts.fps)
+    summary["weights"] = weights
     summary["files"] = {k: v for k, v in files.items() if v}
     save_json(summary, f"{out_stem}.json")
     return summary
+
+
+def _sha256(path: str) -> str:
+    """Hex sha256 of a file (cached while its size and modification time stay the same)."""
+    return _sha256_of(os.path.abspath(path), os.path.getsize(path), os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_weights(cfg, short: bool = False) -> str:
+    """Which weights ``build_vis_model(cfg)`` loads: each file (MODEL.PRETRAINED, TEST.CHECKPOINT_FILE_PATH)
+    with its sha256 (``short``: file name and 12 hex digits), or ``RANDOM_WEIGHTS``."""
+    files = [p for p in (cfg.MODEL.PRETRAINED, cfg.TEST.CHECKPOINT_FILE_PATH) if p and os.path.isfile(p)]
+    if not files:
+        return RANDOM_WEIGHTS
+    parts = [f"{os.path.basename(p) if short else p} (sha256 {_sha256(p)[:12] if short else _sha256(p)})"
+             for p in files]
+    note = "" if cfg.TEST.CHECKPOINT_FILE_PATH else " — backbone only: pass --checkpoint for meaningful heatmaps"
+    return " + ".join(parts) + note
 
 
 def build_vis_model(cfg) -> nn.Module:
@@ -232,7 +295,8 @@ def _vis_options(cfg) -> VisOptions:
     if v.UPSAMPLE not in UPSAMPLE_MODES or v.ANIMATION not in ANIMATION_FORMATS or not 0 <= v.ALPHA <= 1:
         raise ValueError(f"VISUALIZE.UPSAMPLE must be in {UPSAMPLE_MODES}, VISUALIZE.ANIMATION in "
                          f"{ANIMATION_FORMATS}, VISUALIZE.ALPHA in [0, 1]; got {v.UPSAMPLE!r}, {v.ANIMATION!r}, {v.ALPHA}")
-    return VisOptions(v.UPSAMPLE, float(v.ALPHA), v.ANIMATION, float(v.FPS))
+    threshold = float(cfg.IARED.THRESHOLD) if cfg.IARED.POLICY == "interpreter" else None
+    return VisOptions(v.UPSAMPLE, float(v.ALPHA), v.ANIMATION, float(v.FPS), threshold)
 
 
 def _default_source(cfg) -> str:
@@ -248,31 +312,46 @@ def _stem(path: str, index: int) -> str:
     return f"{index:04d}_{base}"
 
 
-def run_visualize(cfg, model: nn.Module | None = None) -> list[dict[str, Any]]:
+def _try_load(path: str, spec: InputSpec, failures: list[str]) -> tuple[Tensor, list[int] | None] | None:
+    """``_load`` that logs and records a failure (None) instead of raising."""
+    try:
+        return _load(path, spec)
+    except (ValueError, OSError, RuntimeError) as exc:  # SampleError/DecodeError are RuntimeErrors
+        logger.warning("cannot visualise %s: %s", path, exc)
+        failures.append(f"{path}: {exc}")
+        return None
+
+
+def run_visualize(cfg, model: nn.Module | None = None, weights: str | None = None) -> list[dict[str, Any]]:
     """The visualisation stage: every input of ``VISUALIZE.INPUT`` (up to ``VISUALIZE.MAX_INPUTS``).
 
-    Unreadable inputs are logged and skipped; if none can be visualised a RuntimeError lists why.
-    Returns the per-input summaries (also written as json next to the images).
+    Args:
+        cfg: the config.
+        model: the model to visualise (default ``build_vis_model(cfg)``).
+        weights: what ``model`` holds, for the figure titles (default ``describe_weights(cfg)``).
+
+    Unreadable inputs are logged and skipped; if none can be visualised an ``InputError`` (a RuntimeError)
+    says why. Returns the per-input summaries (also written as json next to the images).
     """
     opts, spec = _vis_options(cfg), input_spec(cfg)
     source = cfg.VISUALIZE.INPUT or _default_source(cfg)
     files = collect_inputs(source, cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_LABEL_SEPARATOR, cfg.DATA.PATH_PREFIX)
     files = files[:cfg.VISUALIZE.MAX_INPUTS]
+    weights = weights if weights is not None else describe_weights(cfg, short=True) if model is None else ""
     model = model if model is not None else build_vis_model(cfg)
     names_file = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.CLASS_NAMES_FILE) if cfg.DATA.CLASS_NAMES_FILE else ""
     names = class_names(names_file, cfg.MODEL.NUM_CLASSES)
     out_dir = os.path.join(cfg.OUTPUT_DIR, "vis")
     results, failures = [], []
     for i, path in enumerate(files):
-        try:
-            x = load_input(path, spec)
-        except (ValueError, OSError, RuntimeError) as exc:  # SampleError/DecodeError are RuntimeErrors
-            logger.warning("cannot visualise %s: %s", path, exc)
-            failures.append(f"{path}: {exc}")
+        loaded = _try_load(path, spec, failures)
+        if loaded is None:
             continue
-        results.append(visualize_input(model, x, spec, names, os.path.join(out_dir, _stem(path, i)), opts, path))
+        stem = os.path.join(out_dir, _stem(path, i))
+        results.append(visualize_input(model, loaded[0], spec, names, stem, opts, path, weights, loaded[1]))
         logger.info("visualised %s -> %s", path, results[-1]["files"])
     if not results:
-        raise RuntimeError("no input could be visualised:\n  " + "\n  ".join(failures))
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise InputError(f"no input could be visualised: {failures[0] if failures else 'none given'}{more}")
     save_json(results, os.path.join(out_dir, "summary.json"))
     return results

@@ -26,10 +26,17 @@ def save_png(image: np.ndarray, path: str) -> str:
     return path
 
 
+def _shared_palette(frames: Sequence[np.ndarray]) -> list[Image.Image]:
+    """The frames in one 256-colour palette chosen over all of them (keeps colour bars smooth and stable)."""
+    strip = Image.fromarray(np.concatenate([np.asarray(f) for f in frames], axis=0))
+    palette = strip.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    return [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+
+
 def save_gif(frames: Sequence[np.ndarray], path: str, fps: float = 4.0) -> str:
-    """Write uint8 frames as a looping animated GIF."""
+    """Write uint8 frames (all the same size) as a looping animated GIF with one shared palette."""
     _ensure_dir(path)
-    images = [Image.fromarray(f) for f in frames]
+    images = _shared_palette(frames)
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0,
                    duration=int(round(1000 / fps)))
     return path

@@ -1,0 +1,1 @@
+"""Experiment recipes built on the runtime (pre-training, main job, ...); the runtime never imports this package."""
