@@ -173,3 +173,77 @@ def test_fallback_to_pyav_is_logged_once(tmp_path, write_video, monkeypatch, cap
     assert len(warnings) == 1 and path in warnings[0].getMessage() and "simulated failure" in warnings[0].getMessage()
     with pytest.raises(DecodeError, match="simulated"):
         decode_clip(path, all_frames, backend="decord", fallback=False)
+
+
+# --- frame sizes decord cannot copy ---------------------------------------------------------------
+
+UNCOPYABLE = (48, 72)  # (height, width): decord's get_batch fails on 72-wide frames ("from_size == to_size")
+
+
+@pytest.fixture
+def uncopyable_video(tmp_path, write_video) -> str:
+    """A real H.264 file whose frames decord cannot copy out (skips if this decord build can)."""
+    frames = np.zeros((6, *UNCOPYABLE, 3), np.uint8) + np.arange(6, dtype=np.uint8)[:, None, None, None] * 30
+    path = write_video(tmp_path / "uncopyable.mp4", frames)
+    try:
+        decode_with_decord(path, all_frames)
+    except DecodeError as exc:
+        assert "from_size == to_size" in exc.reason
+        return path
+    pytest.skip(f"this decord decodes {UNCOPYABLE} frames")
+
+
+def test_uncopyable_frames_fall_back_once_then_go_to_pyav_first(uncopyable_video, caplog):
+    with caplog.at_level(logging.DEBUG, logger="iared_video.datasets.decoder"):
+        clips = [decode_clip(uncopyable_video, all_frames) for _ in range(3)]
+    assert [c.backend for c in clips] == ["pyav"] * 3 and clips[0].frames.shape == (6, *UNCOPYABLE, 3)
+    records = [r for r in caplog.records if "could not decode" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING  # later reads: PyAV first, silently
+    assert decoder.failed_before(uncopyable_video, "decord")
+
+
+def test_fallback_is_logged_once_per_run_across_loader_workers_and_epochs(uncopyable_video):
+    """DataLoader workers are re-created every epoch; the run-wide note keeps the warning to one line."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import logging, sys
+        import numpy as np
+        from torch.utils.data import DataLoader, Dataset
+        from iared_video.datasets.decoder import decode_clip
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+        class Clips(Dataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, i):
+                return decode_clip({uncopyable_video!r}, lambda n, fps: np.arange(2)).backend
+
+        loader = DataLoader(Clips(), batch_size=1, num_workers=2)
+        for epoch in range(2):
+            print(sorted(b[0] for b in loader))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != decoder.NOTES_ENV}  # a fresh run
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["['pyav', 'pyav', 'pyav', 'pyav']"] * 2
+    assert proc.stderr.count("could not decode") == 1, proc.stderr
+
+
+def test_dataset_samples_count_decoder_fallbacks(uncopyable_video, tmp_path, small_cfg):
+    from iared_video.datasets.kinetics import Kinetics
+
+    (tmp_path / "train.csv").write_text(f"{uncopyable_video} 0\n")
+    dataset = Kinetics(small_cfg(tmp_path, {"DATA.TRAIN_JITTER_SCALES": [40, 44]}), "train")
+    sample = dataset[0]
+    assert sample["valid"] and sample["decoder_fallbacks"] == 1
+    from iared_video.engine.meters import TrainMeter
+
+    meter = TrainMeter()  # the trainer's epoch json_stats: a summed counter, like "substituted"
+    for _ in range(2):
+        meter.update({"loss": 1.0, "substituted": 0, "decoder_fallbacks": sample["decoder_fallbacks"]}, num=1)
+    assert meter.summary()["decoder_fallbacks"] == 2

@@ -45,3 +45,25 @@ def test_foreign_set_is_used_as_it_is(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(main_job.SYNTHETIC_KWARGS, "image", dict(num_images=10, num_classes=5))
     main_job.ensure_synthetic(str(data), image=True)
     assert _classes(data) == ["cat"] and json.loads((data / "meta.json").read_text())["generator"] == "my_tool"
+
+
+def test_wilson_interval_matches_hand_values() -> None:
+    """0 of 10: [0, z^2 / (n + z^2)]; 50 of 100: 0.5 +- z sqrt(1/400 + z^2/40000) / (1 + z^2/100)."""
+    low, high = main_job.wilson_interval(0.0, 10)
+    assert low == 0.0 and abs(high - 100 * 3.841459 / 13.841459) < 1e-3
+    low, high = main_job.wilson_interval(50.0, 100)
+    half = 1.959964 * (1 / 400 + 1.959964 ** 2 / 40000) ** 0.5 / (1 + 1.959964 ** 2 / 100)
+    assert abs(low - 100 * (0.5 - half)) < 1e-6 and abs(high - 100 * (0.5 + half)) < 1e-6
+
+
+def test_matched_gmacs_drop_ratio_reproduces_the_target_cost() -> None:
+    """The ratio found for a target taken from drop 0.4 gives exactly that cost (same kept count)."""
+    from iared_video.config import load_config
+
+    opts = ["MODEL.EMBED_DIM", "48", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "3", "DATA.NUM_FRAMES", "2",
+            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random", "IARED.NUM_GROUPS", "1"]
+    cfg = load_config(None, opts)
+    target = main_job.fixed_ratio_gmacs(cfg, 0.4)
+    ratio = main_job.matched_gmacs_drop_ratio(cfg, target)
+    assert main_job.fixed_ratio_gmacs(cfg, ratio) == target
+    assert main_job.fixed_ratio_gmacs(cfg, 0.0) > target > main_job.fixed_ratio_gmacs(cfg, 0.95)

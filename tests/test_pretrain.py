@@ -36,7 +36,7 @@ def test_short_pretraining_exports_the_newest_checkpoints_backbone(tmp_path) -> 
     out = str(tmp_path / "run")
     record = run_pretraining(recipe, str(tmp_path / "formula"), out, command="test", init_method="file://" +
                              str(tmp_path / "rendezvous"))
-    assert record == read_sidecar(weights) and record["sha256"] == _file_sha256(weights)
+    assert json.loads(json.dumps(record)) == read_sidecar(weights) and record["sha256"] == _file_sha256(weights)
     assert record["recipe"]["num_classes"] == 3 and record["recipe"]["seed"] == 1
     exported = torch.load(weights, weights_only=True)["model_state"]
     ckpts = sorted(os.listdir(os.path.join(out, "checkpoints")))

@@ -23,7 +23,7 @@ def test_probe_models_map_clips_to_logits(name: str) -> None:
 
 def test_probe_tsf_is_the_main_job_backbone() -> None:
     net = probe_synthetic.TinyTimeSformer(8, 96, 8).net
-    assert (net.embed_dim, len(net.blocks), net.patch_size) == (96, 4, 16)
+    assert (net.embed_dim, len(net.blocks), net.patch_size) == (96, 6, 16)  # vit_micro_patch16's shape
 
 
 def test_probe_main_trains_the_tsf_on_decoded_videos(tmp_path, monkeypatch) -> None:

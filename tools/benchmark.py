@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from iared_video.config import load_config  # noqa: E402
-from iared_video.utils.benchmark import PRESETS, BenchSettings, format_table, run_benchmark, save_json  # noqa: E402
+from iared_video.utils.benchmark import (PRESETS, BenchSettings, format_table, keep_target_methods,  # noqa: E402
+                                        run_benchmark, save_json)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="controlled-keep targets r (per sample U[r-spread, r+spread])")
     parser.add_argument("--keep-spread", type=float, default=0.1)
     parser.add_argument("--keep-schedule", choices=["geometric", "first"], default="geometric")
-    parser.add_argument("--fixed-policies", nargs="*", default=["random"],
-                        choices=["random", "attention", "temporal_diff"])
+    parser.add_argument("--fixed-policies", nargs="*", default=["random"], choices=keep_target_methods(),
+                        help="methods also timed at each keep target (fixed-ratio baselines, DynamicViT, ToMe, EViT)")
     parser.add_argument("--data-split", default="", help="use the first batch of this split instead of noise")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     parser.add_argument("--cpu-linear", choices=["aten", "onednn"], default="aten",

@@ -1,17 +1,33 @@
 #!/usr/bin/env python
-"""IA-RED^2 vs DynamicViT vs fixed-ratio baselines on the synthetic video and image sets, in one command.
+"""Every registered method head to head on the synthetic video and image sets, in one command.
 
-    python tools/head_to_head.py --out ./output/head_to_head [--kinds video image] [--epochs N] [--quick]
-                                 [--no-train] [--max-samples M] [--large-batch B] [KEY VALUE ...]
+    python tools/head_to_head.py --out ./output/head_to_head [--kinds video image] [--methods all | M ...]
+                                 [--run video=DIR] [--run image=DIR] [--checkpoint KIND:METHOD=PATH ...]
+                                 [--match keep|gmacs] [--finetune] [--epochs N] [--quick] [--no-train]
+                                 [--max-samples M] [--large-batch B] [--iters I] [KEY VALUE ...]
 
-Per kind: train dense, then IA-RED^2, DynamicViT (rho from its config) and the random / attention (/ temporal
-difference for video) baselines from the dense weights (fixed ratio = 1 - IA-RED^2's measured keep ratio, as the
-main job does); methods whose OUTPUT_DIR already has ``test_results.json`` are not retrained (``--no-train``
-only reads). Then for each method: accuracy and GMACs/view (tester's ``test_results.json``), throughput at
-batch 1 and ``--large-batch`` (``iared_video.utils.benchmark.throughput``, interleaved, vs dense), and heatmap
-segmentation scores (pixel accuracy, mAcc, mIoU, mAP against the synthetic masks) of each method's last-stage
-policy scores (DynamicViT: keep probabilities, 0 where dropped). Writes ``head_to_head.json`` and Pareto plots
-(accuracy vs GMACs, accuracy vs batch-1 throughput) into ``--out``.
+Methods (``iared_video.methods``; ``--methods all`` for every registered one, default the paper's set: dense,
+iared, dynamicvit, random, attention, temporal_diff) are named by their table label (``dense``, ``iared``,
+``iared_gumbel``, ``dynamicvit``, ``random``, ``attention``, ``temporal_diff``, ``tome``, ``evit``).
+
+Where the models come from, per kind:
+
+* ``--run KIND=DIR``: a main-job output folder (``tools/main_job.py``: ``DIR/dense``, ``DIR/iared``,
+  ``DIR/random``, ...). A method with a checkpoint in ``DIR/<label>`` is tested as trained (its config read from
+  the checkpoint); ``--checkpoint video:tome=PATH`` names a checkpoint explicitly. Training-free methods (ToMe,
+  EViT) without one run off the shelf on the dense weights (``--finetune``: fine-tuned from them instead);
+  other methods without one are trained from the dense weights (unless ``--no-train``).
+* without ``--run``: dense is trained from ``MODEL.PRETRAINED`` and every other method from the dense weights
+  (methods whose output folder already has ``test_results.json`` are not retrained; ``--no-train`` only reads).
+
+Methods with a cost knob (fixed-ratio drop, ToMe's r, EViT's keep rate; DynamicViT's rho with ``gmacs``) are set
+against IA-RED^2: ``--match keep`` to its measured val keep ratio (as the main job did before; DynamicViT keeps its
+configured rho), ``--match gmacs`` to its test GMACs per view (bisection on the knob).
+
+Then for each method: accuracy and GMACs/view (tester's ``test_results.json``), throughput at batch 1 and
+``--large-batch`` (interleaved, every model in one run, vs dense), and heatmap segmentation scores (pixel accuracy,
+mAcc, mIoU, mAP against the synthetic masks) of the last acting group's scores (``has_scores`` False: the keep map).
+Writes ``head_to_head.json`` and Pareto plots (accuracy vs GMACs, accuracy vs batch-1 throughput) into ``--out``.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,15 +46,30 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import torch  # noqa: E402
 
-CONFIGS = {  # method -> config per kind (None: not applicable)
-    "dense": {"video": "tsf_tiny_dense", "image": "deit_tiny_dense"},
-    "iared": {"video": "tsf_tiny_iared", "image": "deit_tiny_iared"},
-    "dynamicvit": {"video": "tsf_tiny_dynamicvit", "image": "deit_tiny_dynamicvit"},
-    "random": {"video": "tsf_tiny_random", "image": "deit_tiny_random"},
-    "attention": {"video": "tsf_tiny_random", "image": "deit_tiny_random"},
-    "temporal_diff": {"video": "tsf_tiny_random", "image": None},
-}
+from iared_video.methods import get_method, registered_methods  # noqa: E402
+
+DEFAULT_METHODS = ("dense", "iared", "dynamicvit", "random", "attention", "temporal_diff")
+REFERENCE, TARGET = "dense", "iared"  # speed-ups are against the dense model; knobs are matched to IA-RED^2
 DATA_DIRS = {"video": "./data/synthetic", "image": "./data/synthetic_images"}
+PREFIX = {"video": "tsf", "image": "deit"}
+#: Test a given checkpoint: no training, no other stage, no initial weights (the checkpoint holds them all).
+TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE", "False", "BENCHMARK.ENABLE", "False",
+             "MODEL.PRETRAINED", ""]
+logger = logging.getLogger("head_to_head")
+
+
+def method_labels(names: list[str] | None) -> list[str]:
+    """Labels of the methods to compare, dense first, in the registry's order (``["all"]``: every method)."""
+    wanted = {m.label for m in registered_methods()} if names == ["all"] else {get_method(n).label for n in names}
+    return [m.label for m in registered_methods() if m.label in wanted | {REFERENCE}]
+
+
+def config_path(label: str, kind: str) -> str | None:
+    """The synthetic config a method starts from on ``kind`` (None: the method does not apply)."""
+    method = get_method(label)
+    if method.needs_video and kind != "video":
+        return None
+    return str(ROOT / "configs" / "Synthetic" / f"{PREFIX[kind]}_tiny_{method.synthetic_config}.yaml")
 
 
 def epoch_opts(epochs: int | None, quick: bool) -> list[str]:
@@ -53,16 +85,32 @@ def epoch_opts(epochs: int | None, quick: bool) -> list[str]:
     return opts
 
 
-def method_cfg(method: str, kind: str, out: str, opts: list[str], dense_ckpt: str = "", drop: float | None = None):
-    """The loaded config of ``method`` on ``kind`` (output under ``out/kind/method``)."""
+def method_cfg(method: str, kind: str, out: str, opts: list[str], dense_ckpt: str = "", drop: float | None = None,
+               extra: list[str] | None = None, base: str | None = None):
+    """The loaded config of ``method`` on ``kind`` (output under ``out/kind/method``).
+
+    Args:
+        method: its label or registry name.
+        kind: "video" or "image".
+        out: the output root.
+        opts: ``KEY VALUE`` overrides for every method.
+        dense_ckpt: the dense checkpoint training starts from (not for dense itself).
+        drop: set the method's knob to drop about this fraction of the patch tokens (``Method.matched_opts``).
+        extra: further overrides, applied last.
+        base: the config file (default: the method's synthetic config on the default data folder).
+    """
     from iared_video.config import load_config
 
-    extra = ["DATA.PATH_TO_DATA_DIR", DATA_DIRS[kind], "OUTPUT_DIR", os.path.join(out, kind, method)]
-    if method != "dense":
-        extra += ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt]
-    if method in ("random", "attention", "temporal_diff"):
-        extra += ["IARED.POLICY", method] + (["IARED.DROP_RATIO", repr(drop)] if drop is not None else [])
-    return load_config(str(ROOT / "configs" / "Synthetic" / f"{CONFIGS[method][kind]}.yaml"), [*extra, *opts])
+    m = get_method(method)
+    path = base or config_path(m.label, kind)
+    head = [] if base else ["DATA.PATH_TO_DATA_DIR", DATA_DIRS[kind]]
+    head += ["OUTPUT_DIR", os.path.join(out, kind, m.label), *m.config_opts()]
+    if m.label != REFERENCE:
+        head += ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt]
+    cfg = load_config(path, [*head, *opts, *(extra or [])])
+    if drop is None or not m.matched_opts(cfg, drop):
+        return cfg
+    return load_config(path, [*head, *m.matched_opts(cfg, drop), *opts, *(extra or [])])
 
 
 def _done(cfg) -> bool:
@@ -70,7 +118,7 @@ def _done(cfg) -> bool:
 
 
 def _train_unless_done(cfg, train: bool) -> None:
-    """Train ``cfg`` unless ``train`` is False or its OUTPUT_DIR already has test results."""
+    """Run ``cfg`` (train and/or test) unless ``train`` is False or its OUTPUT_DIR already has test results."""
     from iared_video.engine.main_job import launch
 
     if train and not _done(cfg):
@@ -88,34 +136,184 @@ def prepare_data(cfg, kind: str) -> None:
         raise FileNotFoundError(f"DATA.PATH_TO_DATA_DIR {data_dir} does not exist")
 
 
-def train_kind(kind: str, out: str, opts: list[str], train: bool) -> dict:
-    """Train (unless done or ``train`` is False) every method of ``kind``; returns method -> cfg."""
-    from iared_video.engine.main_job import matched_drop_ratio, measured_keep_ratio, newest_checkpoint
+def _newest(output_dir: str) -> str:
+    """The newest valid checkpoint of ``output_dir`` ("" when there is none)."""
+    from iared_video.engine.checkpoint import load_newest_valid
 
-    cfgs = {"dense": method_cfg("dense", kind, out, opts)}
+    found = load_newest_valid(output_dir) if os.path.isdir(output_dir) else None
+    return found[0] if found else ""
+
+
+def gmacs_of(cfg) -> float:
+    """GMACs per view of ``cfg``'s model on a generated input (the methods' token counts do not depend on it)."""
+    from iared_video.models import build_model
+    from iared_video.models.flops import model_gmacs_per_sample
+    from iared_video.utils.benchmark import make_input
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.PRETRAINED = ""
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(make_input(cfg, 1, torch.Generator().manual_seed(0)), return_policy=True)
+    return float(model_gmacs_per_sample(model, out)[0])
+
+
+def knob_for_gmacs(cfg, label: str, target: float, steps: int = 12) -> list[str]:
+    """``[KEY, VALUE]`` of the method's knob at which its model costs about ``target`` GMACs (not more).
+
+    Bisection: cost is monotone in the knob (``Knob.cost_rises``); integer knobs stop at adjacent integers.
+    """
+    knob = get_method(label).knob
+
+    def cost(value: float) -> float:
+        node = cfg.clone()
+        node.defrost()
+        node.merge_from_list([knob.key, int(value) if knob.integer else float(value)])
+        return gmacs_of(node)
+
+    cheap, dear = (knob.low, knob.high) if knob.cost_rises else (knob.high, knob.low)
+    if cost(cheap) > target or cost(dear) <= target:
+        best = dear if cost(dear) <= target else cheap
+        return [knob.key, repr(int(best) if knob.integer else float(best))]
+    for _ in range(steps):
+        mid = (cheap + dear) / 2
+        mid = round(mid) if knob.integer else mid
+        if mid in (cheap, dear):
+            break
+        cheap, dear = (mid, dear) if cost(mid) <= target else (cheap, mid)
+    return [knob.key, repr(int(cheap) if knob.integer else float(cheap))]
+
+
+def _matching(cfgs: dict, match: str):
+    """What the knob-bearing methods are set against: ``(drop ratio, target GMACs)`` from IA-RED^2's run.
+
+    ``keep``: its val keep ratio (a given checkpoint: its test keep ratio); ``gmacs``: its test GMACs per view.
+    """
+    from iared_video.engine.main_job import matched_drop_ratio, measured_keep_ratio
+
+    if TARGET not in cfgs:
+        return None, None
+    cfg, path = cfgs[TARGET], os.path.join(cfgs[TARGET].OUTPUT_DIR, "test_results.json")
+    results = json.loads(Path(path).read_text()) if os.path.isfile(path) else {}
+    if match == "gmacs":
+        return None, float(results["gmacs_per_view"])
+    keep = float(results["keep_ratio"]) if cfg.TEST.CHECKPOINT_FILE_PATH else measured_keep_ratio(cfg)
+    return matched_drop_ratio(keep), None
+
+
+def _knob_opts(cfg_of, label: str, drop: float | None, target: float | None) -> tuple[float | None, list[str]]:
+    """``(drop, extra options)`` for ``method_cfg``: keep matching through ``drop``, GMACs through the knob."""
+    if target is None or get_method(label).knob is None:
+        return drop, []
+    return None, knob_for_gmacs(cfg_of(), label, target)
+
+
+def train_kind(kind: str, out: str, opts: list[str], train: bool, methods: list[str] | None = None,
+               match: str = "keep", finetune: bool = False) -> dict:
+    """Train (unless done or ``train`` is False) every method of ``kind``; returns label -> cfg.
+
+    Dense first, then the methods without a cost knob (IA-RED^2 among them), then those with one, set against
+    IA-RED^2 (see ``--match``). Training-free methods are tested on the dense weights unless ``finetune``.
+    """
+    labels = [m for m in (methods or list(DEFAULT_METHODS)) if config_path(m, kind) is not None]
+    cfgs = {REFERENCE: method_cfg(REFERENCE, kind, out, opts)}
     if train:
-        prepare_data(cfgs["dense"], kind)
+        prepare_data(cfgs[REFERENCE], kind)
     run = functools.partial(_train_unless_done, train=train)
-    run(cfgs["dense"])
-    dense_ckpt = newest_checkpoint(cfgs["dense"].OUTPUT_DIR) if train else ""
-    for method in ("iared", "dynamicvit"):
-        cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt)
-        run(cfgs[method])
-    # the trained IA-RED^2 model's val keep ratio (also with --no-train: the baselines are rebuilt as trained)
-    drop = matched_drop_ratio(measured_keep_ratio(cfgs["iared"]))
-    for method in ("random", "attention", "temporal_diff"):
-        if CONFIGS[method][kind] is not None:
-            cfgs[method] = method_cfg(method, kind, out, opts, dense_ckpt, drop)
-            run(cfgs[method])
-    return cfgs
+    run(cfgs[REFERENCE])
+    dense_ckpt = _newest(cfgs[REFERENCE].OUTPUT_DIR)
+    plain = [m for m in labels if m != REFERENCE and get_method(m).knob is None]
+    for label in plain:
+        cfgs[label] = method_cfg(label, kind, out, opts, dense_ckpt, extra=_off_shelf(label, dense_ckpt, finetune))
+        run(cfgs[label])
+    drop, target = _matching(cfgs, match)
+    for label in (m for m in labels if m != REFERENCE and m not in plain):
+        base = functools.partial(method_cfg, label, kind, out, opts, dense_ckpt)
+        drop_l, extra = _knob_opts(base, label, drop, target)
+        cfgs[label] = base(drop_l, extra + _off_shelf(label, dense_ckpt, finetune))
+        run(cfgs[label])
+    return {m: cfgs[m] for m in labels if m in cfgs}
+
+
+def _off_shelf(label: str, dense_ckpt: str, finetune: bool) -> list[str]:
+    """Test-only options on the dense weights for a training-free method (``[]``: it is trained)."""
+    if finetune or not get_method(label).training_free:
+        return []
+    return [*TEST_ONLY, "TEST.CHECKPOINT_FILE_PATH", dense_ckpt]
+
+
+def checkpoint_cfg(label: str, kind: str, out: str, opts: list[str], path: str, extra: list[str] | None = None):
+    """A test-only config of ``label`` for the checkpoint ``path``: the config stored in it (written to
+    ``out/kind/label/checkpoint_config.yaml``), else the method's synthetic config."""
+    base, dumped = None, _stored_cfg(path)
+    if dumped:
+        base = os.path.join(out, kind, label, "checkpoint_config.yaml")
+        os.makedirs(os.path.dirname(base), exist_ok=True)
+        Path(base).write_text(dumped)
+    return method_cfg(label, kind, out, opts, "", extra=[*(extra or []), *TEST_ONLY, "TEST.CHECKPOINT_FILE_PATH", path],
+                      base=base)
+
+
+def _stored_cfg(path: str) -> str | None:
+    """The config dump in one of our training checkpoints (None for other weight files)."""
+    from iared_video.engine.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path).get("cfg")
+    except CheckpointError:
+        return None
+
+
+def run_kind(kind: str, out: str, opts: list[str], run_dir: str, checkpoints: dict[str, str], train: bool,
+             methods: list[str], match: str, finetune: bool) -> dict:
+    """Label -> cfg for the trained models of a main-job folder (or explicit checkpoints); the rest as documented."""
+    labels = [m for m in methods if config_path(m, kind) is not None]
+    found = {m: checkpoints.get(m) or (_newest(os.path.join(run_dir, m)) if run_dir else "") for m in labels}
+    if not found[REFERENCE]:
+        raise FileNotFoundError(f"no dense checkpoint for {kind}: give --run {kind}=DIR with DIR/{REFERENCE}, or "
+                                f"--checkpoint {kind}:{REFERENCE}=PATH")
+    dense_cfg = checkpoint_cfg(REFERENCE, kind, out, opts, found[REFERENCE])
+    cfgs, test = {REFERENCE: dense_cfg}, functools.partial(_train_unless_done, train=True)
+    test(dense_cfg)
+    for label in (m for m in labels if m != REFERENCE and found[m]):
+        cfgs[label] = checkpoint_cfg(label, kind, out, opts, found[label])
+        test(cfgs[label])
+    drop, target = _matching(cfgs, match)
+    for label in (m for m in labels if not found[m]):
+        cfgs[label] = _untrained(label, kind, out, opts, found[REFERENCE], train, finetune, drop, target)
+        if cfgs[label] is None:
+            logger.warning("%s: no checkpoint for %s and --no-train: left out", kind, label)
+            del cfgs[label]
+        else:
+            _train_unless_done(cfgs[label], True)
+    return {m: cfgs[m] for m in labels if m in cfgs}
+
+
+def _untrained(label: str, kind: str, out: str, opts: list[str], dense_ckpt: str, train: bool, finetune: bool,
+               drop: float | None, target: float | None):
+    """Config of a method without a checkpoint: off the shelf on the dense model, trained from it, or None."""
+    m = get_method(label)
+    if m.training_free and not finetune:
+        base = os.path.join(out, kind, REFERENCE, "checkpoint_config.yaml")
+        base = base if os.path.isfile(base) else None
+        make = functools.partial(method_cfg, label, kind, out, opts, "", base=base)
+        drop_l, extra = _knob_opts(make, label, drop, target)
+        return make(drop_l, [*extra, *TEST_ONLY, "TEST.CHECKPOINT_FILE_PATH", dense_ckpt])
+    if not train:
+        return None
+    make = functools.partial(method_cfg, label, kind, out, opts, dense_ckpt)
+    drop_l, extra = _knob_opts(make, label, drop, target)
+    return make(drop_l, extra)
 
 
 def load_trained(cfg) -> torch.nn.Module:
+    """``cfg``'s model with its tested weights (``TEST.CHECKPOINT_FILE_PATH``, else its newest checkpoint)."""
     from iared_video.engine.tester import load_test_weights
     from iared_video.models import build_model
 
     model = build_model(cfg)
-    load_test_weights(model, "", cfg.OUTPUT_DIR)
+    load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
     return model.eval()
 
 
@@ -144,8 +342,9 @@ def measure(cfgs: dict, kind: str, max_samples: int, large_batch: int, iters: in
     from iared_video.utils.benchmark import throughput
 
     models = {m: load_trained(c) for m, c in cfgs.items()}
-    size = cfgs["dense"].DATA.TEST_CROP_SIZE
-    shape = (3, cfgs["dense"].DATA.NUM_FRAMES, size, size) if kind == "video" else (3, size, size)
+    data = cfgs[REFERENCE].DATA
+    shape = (3, data.NUM_FRAMES, data.TEST_CROP_SIZE, data.TEST_CROP_SIZE) if kind == "video" else \
+        (3, data.TEST_CROP_SIZE, data.TEST_CROP_SIZE)
     speed = {b: throughput(list(models.values()), torch.randn(b, *shape), 1, iters) for b in (1, large_batch)}
     rows = []
     for i, (method, cfg) in enumerate(cfgs.items()):
@@ -157,6 +356,7 @@ def measure(cfgs: dict, kind: str, max_samples: int, large_batch: int, iters: in
                      "throughput": speed[1][i]["throughput"], "speedup_b1": speed[1][i]["speedup"],
                      f"throughput_b{large_batch}": speed[large_batch][i]["throughput"],
                      f"speedup_b{large_batch}": speed[large_batch][i]["speedup"],
+                     "has_scores": get_method(method).has_scores, "checkpoint": cfg.TEST.CHECKPOINT_FILE_PATH or "",
                      **heatmap_scores(models[method], cfg, kind, max_samples)})
     return rows
 
@@ -171,14 +371,32 @@ def write_outputs(rows: list[dict], out: str) -> None:
             series = {r["method"]: [(r[x], r["accuracy"])] for r in rows if r["kind"] == kind}
             plot_series(series, x, "top-1 accuracy (%)", os.path.join(out, f"{kind}_{name}"),
                         f"{kind}: accuracy vs {x}")
+    large = next((k for r in rows for k in r if k.startswith("speedup_b") and k != "speedup_b1"), "")
     print(format_table(rows, columns=("kind", "method", "accuracy", "gmacs", "keep_ratio", "throughput",
-                                      "speedup_b1", "miou", "map")))
+                                      "speedup_b1", large, "miou", "map")))
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def _parse_pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``["video=DIR", ...]`` -> ``{"video": DIR}``."""
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not rest:
+            raise argparse.ArgumentTypeError(f"{flag} takes KEY=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="./output/head_to_head")
     parser.add_argument("--kinds", nargs="+", default=["video", "image"], choices=["video", "image"])
+    parser.add_argument("--methods", nargs="+", default=None, help="labels, or 'all' (default: the paper's set)")
+    parser.add_argument("--run", action="append", default=[], metavar="KIND=DIR", help="a main-job output folder")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="KIND:METHOD=PATH",
+                        help="a method's trained checkpoint (repeatable)")
+    parser.add_argument("--match", choices=["keep", "gmacs"], default="keep", help="what knobs are matched to")
+    parser.add_argument("--finetune", action="store_true", help="fine-tune training-free methods (ToMe, EViT)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every training stage")
     parser.add_argument("--quick", action="store_true", help="1 epoch, no per-epoch eval, 1 crop")
     parser.add_argument("--no-train", action="store_true", help="only read existing results")
@@ -186,11 +404,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--large-batch", type=int, default=32)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every method")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     opts = epoch_opts(args.epochs, args.quick) + list(args.opts)
+    runs = _parse_pairs(args.run, "--run")
+    checkpoints = _parse_pairs(args.checkpoint, "--checkpoint")
+    methods = method_labels(args.methods or list(DEFAULT_METHODS))
     rows = []
     for kind in args.kinds:
-        cfgs = train_kind(kind, args.out, opts, not args.no_train)
+        mine = {k.partition(":")[2]: v for k, v in checkpoints.items() if k.partition(":")[0] == kind}
+        if kind in runs or mine:
+            given = {get_method(k).label: v for k, v in mine.items()}
+            cfgs = run_kind(kind, args.out, opts, runs.get(kind, ""), given, not args.no_train, methods, args.match,
+                            args.finetune)
+        else:
+            cfgs = train_kind(kind, args.out, opts, not args.no_train, methods, args.match, args.finetune)
         rows += measure(cfgs, kind, args.max_samples, args.large_batch, args.iters)
     write_outputs(rows, args.out)
     return rows

@@ -4,7 +4,7 @@
     python tools/main_job.py                 # video: tiny JointST TimeSformer, 8 classes
     python tools/main_job.py --image         # image: the small ViT on the synthetic image set
     python tools/main_job.py --pretrain      # first re-create weights/vit_micro_formula.pyth (tools/pretrain.py)
-    python tools/main_job.py --from-scratch  # control: the dense model without pre-trained weights
+    python tools/main_job.py --from-scratch  # control: the dense stage alone, without pre-trained weights
     python tools/main_job.py SOLVER.MAX_EPOCH 2   # trailing KEY VALUE pairs apply to every stage
 
 The dense stage starts from the committed formula-pre-trained weights (``MODEL.PRETRAINED`` in the dense

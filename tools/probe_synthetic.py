@@ -71,8 +71,11 @@ class TinyTimeSformer(nn.Module):
         from iared_video.config import load_config
         from iared_video.models import build_model
 
+        # From scratch (the probe's question), with the embedding initialisation that lets a ViT learn these sets.
         cfg = load_config(TSF_CONFIG, ["MODEL.NUM_CLASSES", str(num_classes), "DATA.NUM_FRAMES", str(frames),
-                                       "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size)])
+                                       "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size),
+                                       "MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0",
+                                       "MODEL.TIME_EMBED_INIT_STD", "1.0"])
         self.model = build_model(cfg)
         self.register_buffer("mean", torch.tensor(cfg.DATA.MEAN).view(1, -1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.DATA.STD).view(1, -1, 1, 1, 1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import math
 from typing import Any, Iterable, Sequence
 
 import yaml
@@ -12,13 +11,12 @@ from fvcore.common.config import CfgNode
 
 from iared_video.config.defaults import get_defaults
 
-__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys"]
+__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "choices"]
 
-# Keys whose value must be one of a fixed set.
+# Keys whose value must be one of a fixed set (IARED.POLICY: one per registered method, see ``choices``).
 CHOICES: dict[str, tuple] = {
     "MODEL.MODEL_NAME": ("timesformer", "deit"),
     "MODEL.ATTENTION_TYPE": ("joint_space_time", "divided_space_time"),
-    "IARED.POLICY": ("interpreter", "random", "attention", "temporal_diff", "none", "dynamicvit"),
     "IARED.REWARD": ("square", "linear"),
     "IARED.REWARD_NORMALIZER": ("original", "entering"),
     "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
@@ -154,12 +152,19 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
     return len(net.blocks), net.patch_embed.patch_size[0]
 
 
+def choices() -> dict[str, tuple]:
+    """``CHOICES`` plus ``IARED.POLICY``: the values the method registry accepts."""
+    from iared_video.methods import policy_choices
+
+    return {**CHOICES, "IARED.POLICY": policy_choices()}
+
+
 def validate(cfg: CfgNode) -> None:
     """Check choices, ranges and cross-key constraints; raise one ConfigError listing all problems."""
     flat = flat_keys(cfg)
     errors = [
         f"{key} must be one of {list(options)}, got {flat[key]!r}"
-        for key, options in CHOICES.items()
+        for key, options in choices().items()
         if flat[key] not in options
     ]
     if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
@@ -187,50 +192,25 @@ def validate(cfg: CfgNode) -> None:
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
-    errors += _dynamicvit_errors(cfg, depth)
-    if cfg.IARED.POLICY == "temporal_diff" and cfg.MODEL.MODEL_NAME != "timesformer":
-        errors.append("IARED.POLICY temporal_diff needs a video model (MODEL.MODEL_NAME timesformer)")
     errors += _divided_errors(cfg)
+    errors += method_config_errors(cfg, depth)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
 def _divided_errors(cfg: CfgNode) -> list[str]:
-    """Settings that do not exist for MODEL.ATTENTION_TYPE divided_space_time."""
-    if cfg.MODEL.ATTENTION_TYPE != "divided_space_time":
-        return []
-    if cfg.MODEL.MODEL_NAME != "timesformer":
+    """Settings that do not exist for MODEL.ATTENTION_TYPE divided_space_time (methods check their own)."""
+    if cfg.MODEL.ATTENTION_TYPE == "divided_space_time" and cfg.MODEL.MODEL_NAME != "timesformer":
         return [f"MODEL.ATTENTION_TYPE divided_space_time needs MODEL.MODEL_NAME timesformer, got "
                 f"{cfg.MODEL.MODEL_NAME!r}"]
-    if cfg.IARED.POLICY in ("attention", "dynamicvit"):
-        return [f"IARED.POLICY {cfg.IARED.POLICY} is implemented for joint space-time attention only; use "
-                "MODEL.ATTENTION_TYPE joint_space_time or another policy"]
     return []
 
 
-def _dynamicvit_errors(cfg: CfgNode, depth: int) -> list[str]:
-    """DYNAMICVIT.* and IARED.GUMBEL* settings that cannot run."""
-    d, errors = cfg.DYNAMICVIT, []
-    locs = list(d.PRUNE_LOCATIONS)
-    if cfg.IARED.POLICY == "dynamicvit" and (not locs or locs != sorted(set(locs)) or locs[0] <= 0
-                                             or locs[-1] >= depth):
-        errors.append(f"DYNAMICVIT.PRUNE_LOCATIONS must increase strictly within (0, {depth}), got {locs}")
-    if not 0.0 < d.KEEP_RATE <= 1.0:
-        errors.append(f"DYNAMICVIT.KEEP_RATE must lie in (0, 1], got {d.KEEP_RATE}")
-    if d.GUMBEL_TAU <= 0 or cfg.IARED.GUMBEL_TAU <= 0:
-        errors.append("DYNAMICVIT.GUMBEL_TAU and IARED.GUMBEL_TAU must be > 0")
-    if cfg.IARED.GUMBEL and cfg.IARED.POLICY != "interpreter":
-        errors.append(f"IARED.GUMBEL needs IARED.POLICY interpreter, got {cfg.IARED.POLICY!r}")
-    if not 0.0 < cfg.IARED.GUMBEL_KEEP_RATE <= 1.0:
-        errors.append(f"IARED.GUMBEL_KEEP_RATE must lie in (0, 1], got {cfg.IARED.GUMBEL_KEEP_RATE}")
-    for key, value in (("IARED.GUMBEL_RATIO_WEIGHT", cfg.IARED.GUMBEL_RATIO_WEIGHT),
-                       ("DYNAMICVIT.BACKBONE_LR_SCALE", d.BACKBONE_LR_SCALE),
-                       ("DYNAMICVIT.BACKBONE_HOLD_EPOCHS", d.BACKBONE_HOLD_EPOCHS)):
-        if not 0.0 <= value < math.inf:
-            errors.append(f"{key} must be a finite number >= 0, got {value}")
-    if not all(isinstance(name, str) and name for name in d.FROZEN_PARAMS):
-        errors.append(f"DYNAMICVIT.FROZEN_PARAMS must list parameter names, got {list(d.FROZEN_PARAMS)}")
-    return errors
+def method_config_errors(cfg: CfgNode, depth: int) -> list[str]:
+    """Each method's checks of its section (DYNAMICVIT.*, TOME.*, ...) and the selected method's needs."""
+    from iared_video.methods import config_errors
+
+    return config_errors(cfg, depth)
 
 
 def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> CfgNode:

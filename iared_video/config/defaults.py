@@ -77,8 +77,9 @@ _C.MODEL.PRETRAINED = ""
 # IA-RED^2.
 # ---------------------------------------------------------------------------
 _C.IARED = CfgNode()
-# Token-drop policy: "interpreter" (IA-RED^2), "random", "attention", "temporal_diff", "none" (dense) or
-# "dynamicvit" (DynamicViT prediction modules, see the DYNAMICVIT section; NUM_GROUPS is then unused).
+# The method (iared_video/methods/): "interpreter" (IA-RED^2; with GUMBEL True its Gumbel variant), "random",
+# "attention", "temporal_diff", "none" (dense), "dynamicvit" (see DYNAMICVIT), "tome" (see TOME) or "evit" (see
+# EVIT); NUM_GROUPS is unused by dynamicvit, tome and evit.
 _C.IARED.POLICY = "interpreter"
 # D: number of block groups, each opened by a policy; must divide MODEL depth.
 _C.IARED.NUM_GROUPS = 1
@@ -311,7 +312,8 @@ _C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
 _C.BENCHMARK.KEEP_SPREAD = 0.1
 # How controlled keeps spread over groups: "geometric" (cumulative r^((j+1)/D)) or "first" (all at group 0).
 _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
-# Fixed-ratio baselines timed at each KEEP_RATIOS target: any of "random", "attention", "temporal_diff".
+# Methods timed at each KEEP_RATIOS target besides controlled-keep IA-RED^2: any of "random", "attention",
+# "temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors / training-free reducers set to the target).
 _C.BENCHMARK.FIXED_POLICIES = ["random"]
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
@@ -348,6 +350,30 @@ _C.DYNAMICVIT.BACKBONE_HOLD_EPOCHS = 5.0
 # Parameters (by the last part of their name) that DynamicViT training never updates: the official code leaves
 # cls_token and pos_embed out of the optimiser; time_embed is TimeSformer's temporal counterpart of pos_embed.
 _C.DYNAMICVIT.FROZEN_PARAMS = ["cls_token", "pos_embed", "time_embed"]
+
+# ---------------------------------------------------------------------------
+# ToMe (Bolya et al., ICLR 2023), selected by IARED.POLICY tome: bipartite soft matching merges r tokens per block
+# between attention and MLP (methods/tome.py).
+# ---------------------------------------------------------------------------
+_C.TOME = CfgNode()
+# r: patch tokens merged away in every block (at most half of those present); 0 is the dense model.
+_C.TOME.R = 8
+# A schedule instead of a constant r: one value per block ([] uses TOME.R everywhere).
+_C.TOME.R_PER_LAYER = []
+# Proportional attention: add log(size) of each key to the attention logits (size: patches a token stands for).
+_C.TOME.PROP_ATTN = True
+
+# ---------------------------------------------------------------------------
+# EViT (Liang et al., ICLR 2022), selected by IARED.POLICY evit: keep the top ceil(KEEP_RATE * n) tokens by class
+# attention at LOCATIONS, fuse the rest into one token (methods/evit.py).
+# ---------------------------------------------------------------------------
+_C.EVIT = CfgNode()
+# kappa: fraction of the non-class tokens kept at each reorganisation (1.0 changes nothing).
+_C.EVIT.KEEP_RATE = 0.7
+# 0-based blocks that reorganise, between their attention and MLP (the paper's 4th, 7th, 10th of 12: [3, 6, 9]).
+_C.EVIT.LOCATIONS = [3, 6, 9]
+# Fuse the inattentive tokens into one token weighted by their class attention (False: drop them).
+_C.EVIT.FUSE_TOKEN = True
 
 
 def get_defaults() -> CfgNode:

@@ -26,12 +26,13 @@ import logging
 import math
 import os
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+from iared_video.synthetic.parallel import run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -771,28 +772,6 @@ def _check_counts(num_items: int, num_classes: int, max_classes: int, seed: int,
         raise ValueError(f"seed must be >= 0, got {seed}")
 
 
-def _run_jobs(fn: Callable[[Any], dict], jobs: list, num_workers: int, progress: bool,
-              desc: str) -> Iterator[dict]:
-    """Maps ``fn`` over ``jobs`` in order, in-process or in a process pool."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc=desc, unit="item", disable=not progress)
-    if num_workers <= 1:
-        results: Iterable[dict] = map(fn, jobs)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=num_workers)
-        results = pool.map(fn, jobs, chunksize=4)
-    try:
-        for res in results:
-            bar.update(1)
-            yield res
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown()
-
-
 # --------------------------------------------------------------------------
 # Video data set
 # --------------------------------------------------------------------------
@@ -855,7 +834,7 @@ def generate_video_dataset(out_dir: str, num_videos: int = DEFAULT_NUM_VIDEOS, s
     splits = stratified_splits(labels, split_ratios, seed)
     jobs = [(out_dir, seed, i, int(labels[i]), SPLITS[splits[i]], vknobs)
             for i in range(num_videos)]
-    items = list(_run_jobs(_make_video_item, jobs, num_workers, progress, "videos"))
+    items = list(run_jobs(_make_video_item, jobs, num_workers, progress, "videos", chunksize=4))
     _write_csvs(out_dir, items, SPLITS)
     classnames = {name: i for i, name in enumerate(VIDEO_CLASSES[:num_classes])}
     _write_json(os.path.join(out_dir, "classnames.json"), classnames)
@@ -999,7 +978,7 @@ def generate_image_dataset(out_dir: str, num_images: int = DEFAULT_NUM_IMAGES, s
             os.makedirs(os.path.join(out_dir, split, name), exist_ok=True)
     jobs = [(out_dir, seed, i, int(labels[i]), SPLITS[splits[i]], iknobs)
             for i in range(num_images)]
-    items = list(_run_jobs(_make_image_item, jobs, num_workers, progress, "images"))
+    items = list(run_jobs(_make_image_item, jobs, num_workers, progress, "images", chunksize=4))
     # Folder-layout loaders (ours, torchvision's ImageFolder) number the classes by sorted folder name.
     classnames = {name: i for i, name in enumerate(sorted(IMAGE_CLASSES[:num_classes]))}
     _write_json(os.path.join(out_dir, "classnames.json"), classnames)

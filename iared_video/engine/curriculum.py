@@ -1,16 +1,13 @@
 """The training schedule as a list of stages, and which parameters each stage trains.
 
-Dense and fixed-ratio policies train in one ``"train"`` stage (every parameter,
-the policy's drop applied). The interpreter policy follows Alg. 1 of IA-RED^2:
-for each group i, an ``"interpreter"`` stage (REINFORCE on interpreter i only)
-then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the
-final norm and the head). Patch embedding, positional/time embeddings and the
-class/distillation tokens stay frozen throughout the curriculum. The Gumbel
-interpreter variant (``IARED.GUMBEL``) trains everything end-to-end in one
-``"gumbel"`` stage with every group in ``"sample"`` (straight-through) mode
-(cross-entropy plus a keep-ratio MSE, trainer);
-DynamicViT trains in one ``"train"`` stage with its own loss and ``DYNAMICVIT.FROZEN_PARAMS`` frozen
-(trainer).
+Each method builds its own schedule (``Method.stages`` in ``iared_video/methods/``); this module holds the
+stage vocabulary every method's schedule is written in:
+
+* a whole-model stage (``"train"``, ``"gumbel"``, ...) trains every parameter with every group in the
+  stage's ``mode`` (``"greedy"``: the policy's drop applied; ``"sample"``: straight-through Gumbel);
+* IA-RED^2's Alg. 1 stages: for each group i, an ``"interpreter"`` stage (REINFORCE on interpreter i only)
+  then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the final norm and the head).
+  Patch embedding, positional/time embeddings and the class/distillation tokens stay frozen throughout.
 """
 
 from __future__ import annotations
@@ -18,13 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from fvcore.common.config import CfgNode
 from torch import nn
 
 __all__ = ["Stage", "build_stages", "train_modes", "eval_modes", "set_trainable", "trainable_names",
-           "freeze_parameters", "HEAD_MODULES"]
+           "freeze_parameters", "model_in_train_mode", "HEAD_MODULES", "CURRICULUM_KINDS"]
 
 # Backbone modules after the last block (timm and TimeSformer names); trained in every backbone stage.
 HEAD_MODULES = ("norm", "fc_norm", "head", "head_dist")
+# Stage kinds of IA-RED^2's Alg. 1 curriculum (one group at a time); every other kind trains the whole model.
+CURRICULUM_KINDS = ("interpreter", "backbone")
 
 
 @dataclass(frozen=True)
@@ -32,56 +32,66 @@ class Stage:
     """One stage of training.
 
     Attributes:
-        kind: "train" (plain training), "interpreter" (Alg. 1 step a), "backbone" (step b) or "gumbel"
-            (end-to-end straight-through Gumbel interpreters).
-        group: 0-based group i the stage works on (0 for "train").
+        kind: "interpreter" (Alg. 1 step a), "backbone" (step b), or a whole-model stage: "train" (plain
+            training), "gumbel" (end-to-end straight-through Gumbel interpreters).
+        group: 0-based group i the stage works on (0 for whole-model stages).
         epochs: epochs in the stage.
+        mode: the policy mode of every group in a whole-model stage.
     """
 
     kind: str
     group: int
     epochs: int
+    mode: str = "greedy"
+
+    @property
+    def whole_model(self) -> bool:
+        return self.kind not in CURRICULUM_KINDS
 
     @property
     def name(self) -> str:
-        return self.kind if self.kind in ("train", "gumbel") else f"{self.kind}_g{self.group + 1}"
+        return self.kind if self.whole_model else f"{self.kind}_g{self.group + 1}"
 
 
 def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
                  backbone_epochs: int, gumbel: bool = False, first_group: int = 0) -> list[Stage]:
-    """Stages for ``policy``; stages with zero epochs are left out.
+    """Stages of the method ``IARED.POLICY policy`` selects (``gumbel``: with ``IARED.GUMBEL``).
 
-    The curriculum starts at ``first_group`` (0-based, ``IARED.FIRST_DROP_GROUP - 1``): earlier groups never
-    drop, so they get neither an interpreter nor a backbone stage.
+    Stages with zero epochs are left out. The IA-RED^2 curriculum starts at ``first_group`` (0-based,
+    ``IARED.FIRST_DROP_GROUP - 1``): earlier groups never drop, so they get neither an interpreter nor a
+    backbone stage.
     """
-    if policy == "interpreter" and gumbel:
-        return [Stage("gumbel", 0, max_epoch)] if max_epoch > 0 else []
-    if policy != "interpreter":
-        return [Stage("train", 0, max_epoch)] if max_epoch > 0 else []
-    stages = []
-    for group in range(first_group, num_groups):
-        stages.append(Stage("interpreter", group, interpreter_epochs))
-        stages.append(Stage("backbone", group, backbone_epochs))
-    return [s for s in stages if s.epochs > 0]
+    from iared_video.methods import method_for_cfg
+    from iared_video.methods.base import StagePlan
+
+    selector = CfgNode({"IARED": {"POLICY": policy, "GUMBEL": bool(gumbel)}})
+    plan = StagePlan(num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group)
+    return method_for_cfg(selector).stages(plan)
 
 
 def train_modes(stage: Stage, num_groups: int) -> list[str]:
     """Policy modes per group while training ``stage``.
 
     interpreter i: greedy before i, sample at i, keep_all after; backbone i: greedy up to i, keep_all after;
-    train: greedy everywhere (the fixed-ratio drop is applied).
+    whole-model stages: the stage's mode everywhere (greedy: the fixed-ratio drop is applied).
     """
-    if stage.kind in ("train", "gumbel"):
-        return ["sample" if stage.kind == "gumbel" else "greedy"] * num_groups
+    if stage.whole_model:
+        return [stage.mode] * num_groups
     at_i = "sample" if stage.kind == "interpreter" else "greedy"
     return ["greedy" if j < stage.group else at_i if j == stage.group else "keep_all" for j in range(num_groups)]
 
 
 def eval_modes(stage: Stage | None, num_groups: int) -> list[str]:
     """Modes for validation during ``stage``: greedy up to its group, keep_all after (all greedy if None)."""
-    if stage is None or stage.kind in ("train", "gumbel"):
+    if stage is None or stage.whole_model:
         return ["greedy"] * num_groups
     return ["greedy" if j <= stage.group else "keep_all" for j in range(num_groups)]
+
+
+def model_in_train_mode(stage: Stage) -> bool:
+    """``model.train()`` during ``stage``; interpreter stages keep the frozen backbone in eval (deterministic
+    rewards)."""
+    return stage.kind != "interpreter"
 
 
 def _backbone_stage_modules(model: nn.Module, group: int) -> list[nn.Module]:
@@ -93,7 +103,7 @@ def _backbone_stage_modules(model: nn.Module, group: int) -> list[nn.Module]:
 
 def set_trainable(model: nn.Module, stage: Stage) -> None:
     """Set ``requires_grad`` on ``model`` (an ``IARED``) for ``stage``; everything else is frozen."""
-    if stage.kind in ("train", "gumbel"):
+    if stage.whole_model:
         model.requires_grad_(True)
         return
     model.requires_grad_(False)

@@ -267,37 +267,48 @@ def _stage(cfg_path: str, common: Sequence[str], output_dir: str, extra: Sequenc
     return cfg
 
 
-def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
-                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[dict]:
-    """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
-    baselines at IA-RED^2's GMACs; test all, time all interleaved in one process, one table.
-
-    Args:
-        from_scratch: train the dense model without pre-trained weights (the control of "pre-training helps").
-
-    Returns the table rows; also writes ``output_dir/main_job_results.json``.
-    """
+def _reduction_stages(kind: str, common: Sequence[str], output_dir: str, dense_ckpt: str, drops: dict[str, float],
+                      init_method: str) -> list[tuple[str, CfgNode]]:
+    """IA-RED^2 from the dense weights, then each baseline at IA-RED^2's GMACs (drop ratios into ``drops``)."""
     from iared_video.config import load_config
-    from iared_video.utils.benchmark import format_table
 
-    kind = "image" if image else "video"
-    setup_logging(output_dir)
-    ensure_synthetic(data_dir, image)
-    dense_cfg, iared_cfg, baseline_cfg = MAIN_JOB_CONFIGS[kind]
-    common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
-    dense_opts = FROM_SCRATCH_OPTS[kind] if from_scratch else []
-    runs = [("dense", _stage(dense_cfg, common, os.path.join(output_dir, "dense"), dense_opts, init_method))]
-    start = ["TRAIN.CHECKPOINT_FILE_PATH", newest_checkpoint(runs[0][1].OUTPUT_DIR)]
-    runs.append(("ia-red2", _stage(iared_cfg, common, os.path.join(output_dir, "iared"), start, init_method)))
-    with open(os.path.join(runs[1][1].OUTPUT_DIR, "test_results.json")) as f:
+    _, iared_cfg, baseline_cfg = MAIN_JOB_CONFIGS[kind]
+    start = ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt]
+    runs = [("ia-red2", _stage(iared_cfg, common, os.path.join(output_dir, "iared"), start, init_method))]
+    with open(os.path.join(runs[0][1].OUTPUT_DIR, "test_results.json")) as f:
         target = float(json.load(f)["gmacs_per_view"])
-    drops = {}
     for policy in BASELINES[kind]:
         probe = load_config(baseline_cfg, [*common, "IARED.POLICY", policy])
         drops[policy] = matched_gmacs_drop_ratio(probe, target)
         logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, target, drops[policy])
         extra = [*start, "IARED.POLICY", policy, "IARED.DROP_RATIO", repr(drops[policy])]
         runs.append((policy, _stage(baseline_cfg, common, os.path.join(output_dir, policy), extra, init_method)))
+    return runs
+
+
+def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
+                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[dict]:
+    """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
+    baselines at IA-RED^2's GMACs; test all, time all interleaved in one process, one table.
+
+    Args:
+        from_scratch: the control of "pre-training helps": the dense stage alone, without pre-trained weights.
+
+    Returns the table rows; also writes ``output_dir/main_job_results.json``.
+    """
+    from iared_video.utils.benchmark import format_table
+
+    kind = "image" if image else "video"
+    setup_logging(output_dir)
+    ensure_synthetic(data_dir, image)
+    dense_cfg = MAIN_JOB_CONFIGS[kind][0]
+    common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
+    dense_opts = FROM_SCRATCH_OPTS[kind] if from_scratch else []
+    runs = [("dense", _stage(dense_cfg, common, os.path.join(output_dir, "dense"), dense_opts, init_method))]
+    drops: dict[str, float] = {}
+    if not from_scratch:
+        runs += _reduction_stages(kind, common, output_dir, newest_checkpoint(runs[0][1].OUTPUT_DIR), drops,
+                                  init_method)
     speeds = measured_throughput([cfg for _, cfg in runs])
     rows = []
     for (method, cfg), speed in zip(runs, speeds):

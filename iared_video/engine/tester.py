@@ -23,6 +23,7 @@ from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TestMeter
 from iared_video.engine.trainer import LoaderFn, _autocast, _keep_ratios, amp_dtype_of, \
     build_initial_model, resolve_device
+from iared_video.methods import method_for_cfg
 from iared_video.models.flops import model_gmacs_per_sample
 from iared_video.models.weights import load_pretrained
 
@@ -153,7 +154,7 @@ def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Load
     unreadable_all = set().union(*du.all_gather_objects(unreadable))
     results.update(_cost_stats(seconds, views, video))
     results.update({"num_videos_unreadable": len(unreadable_all), "checkpoint": source, "policy": cfg.IARED.POLICY,
-                    "num_processes": du.get_world_size()})
+                    "method": method_for_cfg(cfg).name, "num_processes": du.get_world_size()})
     if results.get("num_videos_missing_views"):
         logger.warning("%d videos miss views (left out of video-1): %s", results["num_videos_missing_views"],
                        results["videos_missing_views"][:10])

@@ -1,24 +1,25 @@
-"""One trainer for video and image models: dense / fixed-ratio training and the IA-RED^2 curriculum.
+"""One trainer for video and image models and every method of ``iared_video.methods``.
 
-``train(cfg, info)`` runs every stage of ``curriculum.build_stages`` in order,
-checkpointing each epoch (and every ``TRAIN.CHECKPOINT_ITER_PERIOD``
-iterations) and resuming from the newest valid checkpoint. The step functions
-take plain arguments; the cfg is read only in ``train`` and its helpers.
+``train(cfg, info)`` runs every stage of the selected method's schedule (``Method.stages``) in order,
+checkpointing each epoch (and every ``TRAIN.CHECKPOINT_ITER_PERIOD`` iterations) and resuming from the
+newest valid checkpoint. What differs between methods (the step's loss, the optimiser's parameter groups,
+frozen parameters, a distillation teacher) is asked of the method; the trainer matches no method name.
+The step functions take plain arguments; the cfg is read only in ``train`` and its helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -27,33 +28,31 @@ from tqdm import tqdm
 
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
-from iared_video.engine.curriculum import Stage, build_stages, eval_modes, freeze_parameters, set_trainable, train_modes
+from iared_video.engine.curriculum import Stage, eval_modes, model_in_train_mode, set_trainable, train_modes
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TrainMeter, ValMeter
-from iared_video.engine.optim import LRSchedule, build_optimizer
-from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
+from iared_video.engine.optim import LRSchedule
+from iared_video.engine.steps import StepArgs, ce_step
+from iared_video.engine.steps import autocast as _autocast
+from iared_video.engine.steps import keep_ratios as _keep_ratios
+from iared_video.methods import method_for_cfg
 
 __all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
            "train_epoch", "eval_epoch", "stages_of",
-           "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]
+           "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]  # *_step: from the methods
 
 logger = get_logger(__name__)
 LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
 
+#: Method-specific steps, defined in their method's module (imported on first use).
+_METHOD_STEPS = {"reinforce_step": "iared_video.methods.interpreter", "gumbel_step": "iared_video.methods.gumbel",
+                 "dynamicvit_step": "iared_video.methods.dynamicvit"}
 
-@dataclass
-class StepArgs:
-    """Plain settings of a training step."""
 
-    tau: float = 0.5
-    reward_kind: str = "square"
-    reward_normalizer: str = "original"  # IARED.REWARD_NORMALIZER: N of |u|_0 / N for groups after the first
-    clip_grad: float = 0.0
-    accum_steps: int = 1
-    amp_dtype: torch.dtype | None = None
-    dynamicvit: Any = None  # dynamicvit.LossWeights when training DynamicViT
-    gumbel_keep_rate: float = 0.7  # IARED.GUMBEL: keep-ratio target rho (group j: rho^j)
-    gumbel_ratio_weight: float = 2.0  # IARED.GUMBEL: weight of the keep-ratio MSE
+def __getattr__(name: str) -> Any:
+    if name in _METHOD_STEPS:
+        return getattr(importlib.import_module(_METHOD_STEPS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -111,9 +110,10 @@ def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
 
 
 def stages_of(cfg: CfgNode) -> list[Stage]:
-    i = cfg.IARED
-    return build_stages(i.POLICY, i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS,
-                        i.GUMBEL, i.FIRST_DROP_GROUP - 1)
+    """The training stages of the method ``cfg`` selects."""
+    from iared_video.methods.base import StagePlan
+
+    return method_for_cfg(cfg).stages(StagePlan.from_cfg(cfg))
 
 
 def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> int:
@@ -138,73 +138,6 @@ def amp_dtype_of(cfg: CfgNode, device: torch.device) -> torch.dtype | None:
 
 
 # ----------------------------------------------------------------------------- steps
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def _keep_ratios(out: Any) -> Tensor:
-    """``(B, D)`` fraction of patch tokens present after each group."""
-    return torch.stack([k.float().mean(1) for k in out.keep], dim=1)
-
-
-def ce_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
-    """Cross-entropy loss of the model run with ``modes`` (fixed-ratio drop / greedy interpreters applied)."""
-    with _autocast(x.device, args.amp_dtype):
-        out = net(x, return_policy=True, modes=modes)
-        loss = F.cross_entropy(out.logits.float(), y)
-    return loss, {"loss": loss.item(), "keep_ratio": out.keep_ratio.mean().item(),
-                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
-
-
-def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, modes: list[str], group: int,
-                   args: StepArgs) -> tuple[Tensor, dict]:
-    """Self-critical REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
-
-    ``net`` samples at ``group``; ``greedy_net`` (same weights, no DDP) gives the baseline ``u_hat``.
-    """
-    greedy_modes = ["greedy" if m == "sample" else m for m in modes]
-    with _autocast(x.device, args.amp_dtype):
-        out = net(x, return_policy=True, modes=modes)
-        with torch.no_grad():
-            base = greedy_net(x, return_policy=True, modes=greedy_modes)
-    norm_sample = reward_denominator(out.keep, group, args.reward_normalizer)
-    norm_greedy = reward_denominator(base.keep, group, args.reward_normalizer)
-    r_sample = reward(out.keep[group].sum(1), norm_sample, out.logits.argmax(1) == y, args.tau, args.reward_kind)
-    r_greedy = reward(base.keep[group].sum(1), norm_greedy, base.logits.argmax(1) == y, args.tau, args.reward_kind)
-    advantage = self_critical_advantage(r_sample, r_greedy)
-    loss = policy_gradient_loss(advantage, out.log_probs[group].float())
-    return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
-                  "advantage": advantage.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
-                  "greedy_keep_ratio": base.keep_ratio.mean().item(),
-                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
-
-
-def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
-    """Straight-through Gumbel IA-RED^2: cross-entropy + keep-ratio MSE of the sampled gates."""
-    from iared_video.models.dynamicvit import gumbel_loss
-
-    with _autocast(x.device, args.amp_dtype):
-        out = net(x, return_policy=True, modes=modes)
-    loss, terms = gumbel_loss(out, y, args.gumbel_keep_rate, args.gumbel_ratio_weight)
-    return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                  "keep_ratio": out.keep_ratio.mean().item(),
-                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
-
-
-def dynamicvit_step(net: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
-    """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
-    from iared_video.models.dynamicvit import dense_forward, dynamicvit_loss
-
-    with _autocast(x.device, args.amp_dtype):
-        out = net(x, return_policy=True)
-        with torch.no_grad():
-            t_logits, t_tokens = dense_forward(teacher, x)
-    loss, terms = dynamicvit_loss(out, y, t_logits, t_tokens, args.dynamicvit)
-    return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                  "keep_ratio": out.masks[-1].mean().item(),
-                  "top1_err": 100.0 * (out.logits.argmax(1) != y).float().mean().item()}
 
 
 def _check_finite(loss: Tensor, where: str) -> None:
@@ -281,18 +214,13 @@ class EpochContext:
     cfg_dump: str = ""
     stage_names: tuple[str, ...] = ()
     device: torch.device = torch.device("cpu")
-    teacher: nn.Module | None = None  # frozen dense backbone (DynamicViT distillation)
+    teacher: nn.Module | None = None  # a frozen copy of the initial model (DynamicViT distillation)
+    method: Any = None  # the ``Method`` being trained (its ``step``)
 
 
 def _step(run: StageRun, batch: dict, ctx: EpochContext) -> tuple[Tensor, dict]:
     x, y = _to_device(batch, ctx.device)
-    if run.stage.kind == "interpreter":
-        return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
-    if run.stage.kind == "gumbel":
-        return gumbel_step(run.net, x, y, run.modes, ctx.args)
-    if ctx.teacher is not None:
-        return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args)
-    return ce_step(run.net, x, y, run.modes, ctx.args)
+    return ctx.method.step(run, x, y, ctx)
 
 
 def _log_iter(run: StageRun, epoch: int, it: int, total: int, stats: dict, extra: dict) -> None:
@@ -303,7 +231,7 @@ def _log_iter(run: StageRun, epoch: int, it: int, total: int, stats: dict, extra
 
 def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: int, ctx: EpochContext) -> dict:
     """Train ``run`` for one epoch from iteration ``start_iter``; returns the epoch's mean statistics."""
-    run.model.train(run.stage.kind != "interpreter")  # frozen backbone: deterministic rewards
+    run.model.train(model_in_train_mode(run.stage))
     meter, accum = TrainMeter(), ctx.args.accum_steps
     total = len(loader) if hasattr(loader, "__len__") else 0
     batches = epoch_batches(loader, run.global_epoch_offset + epoch, start_iter)
@@ -388,52 +316,13 @@ def eval_epoch(model: nn.Module, loader: Iterable[dict], modes: list[str], devic
 # ----------------------------------------------------------------------------- stages
 
 
-def _lr_scale_of(cfg: CfgNode) -> Callable[[str], float] | None:
-    """DynamicViT: prediction modules (``policy.*``) at the full lr, the rest at DYNAMICVIT.BACKBONE_LR_SCALE."""
-    if cfg.IARED.POLICY != "dynamicvit":
-        return None
-    scale = cfg.DYNAMICVIT.BACKBONE_LR_SCALE
-    return lambda name: 1.0 if name.startswith("policy.") else scale
-
-
-def _dynamicvit_label(name: str) -> str:
-    """DynamicViT parameter groups: ``"predictor"`` (``policy.*``) or ``"backbone"``."""
-    return "predictor" if name.startswith("policy.") else "backbone"
-
-
-def _set_backbone_rule(cfg: CfgNode, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
-    """DynamicViT backbone groups: lr 0 for DYNAMICVIT.BACKBONE_HOLD_EPOCHS, then BACKBONE_LR_RULE (``group_lr``)."""
-    d = cfg.DYNAMICVIT
-    for group in optimizer.param_groups:
-        if group.get("label") != "backbone":
-            continue
-        group["hold_steps"] = int(round(d.BACKBONE_HOLD_EPOCHS * steps_per_epoch))
-        if d.BACKBONE_LR_RULE == "capped":
-            group["lr_cap"] = d.BACKBONE_LR_SCALE * cfg.SOLVER.BASE_LR
-
-
-def _optimizer_for(cfg: CfgNode, model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
-    """Interpreter stages: IARED.INTERPRETER_* settings; other stages: SOLVER.* (DynamicViT: two lrs)."""
-    s = cfg.SOLVER
-    if stage.kind == "interpreter":
-        method = cfg.IARED.INTERPRETER_OPTIMIZER or s.OPTIMIZING_METHOD
-        return build_optimizer(model.named_parameters(), method, cfg.IARED.INTERPRETER_LR,
-                               cfg.IARED.INTERPRETER_WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
-    label = _dynamicvit_label if cfg.IARED.POLICY == "dynamicvit" else None
-    return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
-                           s.NESTEROV, _lr_scale_of(cfg), label)
-
-
 def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offset: int, steps_per_epoch: int,
                  info: du.DistInfo, device: torch.device) -> StageRun:
+    method = method_for_cfg(cfg)
     set_trainable(model, stage)
-    if cfg.IARED.POLICY == "dynamicvit":
-        frozen = freeze_parameters(model, cfg.DYNAMICVIT.FROZEN_PARAMS)
-        logger.info("DynamicViT: %s stay frozen (DYNAMICVIT.FROZEN_PARAMS)", ", ".join(frozen) or "nothing")
-    optimizer = _optimizer_for(cfg, model, stage)
-    if cfg.IARED.POLICY == "dynamicvit":
-        _set_backbone_rule(cfg, optimizer, steps_per_epoch)
-    base_lr = cfg.IARED.INTERPRETER_LR if stage.kind == "interpreter" else cfg.SOLVER.BASE_LR
+    method.prepare_stage(cfg, model, stage)
+    optimizer = method.optimizer(cfg, model, stage, steps_per_epoch)
+    base_lr = method.base_lr(cfg, stage)
     total = stage.epochs * steps_per_epoch
     warmup = min(int(round(cfg.SOLVER.WARMUP_EPOCHS * steps_per_epoch)), max(total - 1, 0))
     schedule = LRSchedule(optimizer, total, base_lr, cfg.SOLVER.COSINE_END_LR, warmup, cfg.SOLVER.LR_POLICY)
@@ -482,25 +371,14 @@ def _stage_start(payload: dict | None, index: int) -> tuple[int, int] | None:
 
 def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device: torch.device) -> EpochContext:
     return EpochContext(args, cfg.LOG_PERIOD, cfg.TRAIN.CHECKPOINT_ITER_PERIOD, cfg.OUTPUT_DIR, cfg.dump(),
-                        tuple(stage_names), device)
+                        tuple(stage_names), device, method=method_for_cfg(cfg))
 
 
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
     return StepArgs(tau=cfg.IARED.TAU, reward_kind=cfg.IARED.REWARD, reward_normalizer=cfg.IARED.REWARD_NORMALIZER,
                     clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
                     accum_steps=accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
-                    amp_dtype=amp_dtype_of(cfg, device), dynamicvit=_dynamicvit_weights(cfg),
-                    gumbel_keep_rate=cfg.IARED.GUMBEL_KEEP_RATE, gumbel_ratio_weight=cfg.IARED.GUMBEL_RATIO_WEIGHT)
-
-
-def _dynamicvit_weights(cfg: CfgNode) -> Any:
-    """``LossWeights`` from DYNAMICVIT.* when ``IARED.POLICY`` is dynamicvit, else None."""
-    if cfg.IARED.POLICY != "dynamicvit":
-        return None
-    from iared_video.models.dynamicvit import LossWeights
-
-    d = cfg.DYNAMICVIT
-    return LossWeights(d.KEEP_RATE, d.RATIO_WEIGHT, d.DISTILL_WEIGHT, d.TOKEN_DISTILL_WEIGHT)
+                    amp_dtype=amp_dtype_of(cfg, device), **method_for_cfg(cfg).step_options(cfg))
 
 
 def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dict, ctx: EpochContext) -> None:
@@ -522,15 +400,6 @@ def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dic
                             "global_epoch": run.global_epoch_offset + epoch + 1, **val})
 
 
-def _teacher_of(cfg: CfgNode, model: nn.Module) -> nn.Module | None:
-    """DynamicViT: a frozen copy of the dense backbone as it is before training; None otherwise."""
-    if cfg.IARED.POLICY != "dynamicvit":
-        return None
-    from iared_video.models.dynamicvit import make_teacher
-
-    return make_teacher(model.backbone)
-
-
 def _default_loader_fn() -> LoaderFn:
     from iared_video.datasets import construct_loader
 
@@ -545,7 +414,7 @@ def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Loa
     stage_names = [s.name for s in stages]
     logger.info("training stages: %s", ", ".join(f"{s.name} x{s.epochs}" for s in stages))
     model = build_initial_model(cfg, device)
-    teacher = _teacher_of(cfg, model)  # from the initial (dense) weights, before any resume
+    teacher = method_for_cfg(cfg).teacher(cfg, model)  # from the initial (dense) weights, before any resume
     payload = _resume_payload(cfg, stage_names, device)
     if payload is not None:
         model.load_state_dict(payload["model_state"])

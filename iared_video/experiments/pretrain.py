@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -88,18 +89,22 @@ def export_weights(checkpoint: str, weights: str, record: dict) -> dict:
 
 def _ensure_formula_set(recipe: PretrainRecipe, data_dir: str) -> None:
     """Generate the formula set unless ``data_dir`` holds one made with the same recipe."""
-    from iared_video.synthetic.formula import GENERATOR_VERSION, generate_formula_dataset
+    from iared_video.synthetic.formula import GENERATOR_NAME, GENERATOR_VERSION, generate_formula_dataset
 
-    want = {"version": GENERATOR_VERSION, "num_classes": recipe.num_classes, "per_class": recipe.per_class,
-            "val_per_class": recipe.val_per_class, "size": recipe.size, "seed": recipe.seed}
+    want = {"num_classes": recipe.num_classes, "per_class": recipe.per_class, "val_per_class": recipe.val_per_class,
+            "size": recipe.size, "seed": recipe.seed}
     try:
         with open(os.path.join(data_dir, "meta.json")) as f:
             meta = json.load(f)
-        if all(meta.get(k) == v for k, v in want.items()):
+        made = meta.get("arguments", {}) if meta.get("version") == GENERATOR_VERSION else {}
+        if all(made.get(k) == v for k, v in want.items()):
             logger.info("using the formula set in %s", data_dir)
             return
-    except (OSError, ValueError):
-        pass  # no set yet
+        if meta.get("generator") == GENERATOR_NAME:  # ours, another recipe: stale class folders would stay
+            logger.warning("the formula set in %s was made with another recipe: regenerating it", data_dir)
+            shutil.rmtree(data_dir)
+    except (OSError, ValueError, AttributeError):
+        pass  # no set yet: generate it
     logger.info("generating the formula set in %s (%s)", data_dir, want)
     generate_formula_dataset(data_dir, num_classes=recipe.num_classes, per_class=recipe.per_class,
                              size=recipe.size, val_per_class=recipe.val_per_class, seed=recipe.seed)

@@ -13,13 +13,12 @@ metric code of ``interpret`` applies unchanged:
 * ``grad_attention``: gradient-weighted attention relevance in the style of Chefer et al. 2021:
   per block ``Abar = mean_heads((dy/dA * A)^+)``, accumulated as ``R <- R + Abar R`` from ``R = I``.
 
-``dense_forward`` is the explicit-attention forward they share: it reuses each timm block's
-modules and returns the per-block attention probabilities (with gradients kept on request).
+``dense_forward`` is the explicit-attention forward they share: the token-ops layer's dense forward
+(``models/token_ops.py``) with the per-block attention probabilities (gradients kept on request).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -27,57 +26,22 @@ import torch
 from torch import Tensor, nn
 
 from iared_video.models.policies import PAPER_ATTENTION_BLOCK
+from iared_video.models.token_ops import DenseTrace, block_forward
+from iared_video.models.token_ops import dense_forward as _dense_forward
 
 __all__ = ["DenseTrace", "dense_forward", "rollout", "grad_weighted_rollout", "raw_attention", "attention_rollout",
            "gradcam", "grad_attention", "BASELINES", "logits_on_tokens", "deletion_insertion"]
 
 
-@dataclass
-class DenseTrace:
-    """Output of ``dense_forward``: logits, per-block attention ``(B, heads, L, L)``, token layout."""
-
-    logits: Tensor
-    attentions: list[Tensor] = field(default_factory=list)
-    grid: tuple[int, int, int] = (1, 1, 1)
-    num_prefix: int = 1
-
-
-def _attention(attn: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """timm ``Attention`` with explicit probabilities; returns ``(output (B, L, C), probs (B, H, L, L))``."""
-    batch, length, dim = x.shape
-    qkv = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    probs = (q * attn.scale @ k.transpose(-2, -1)).softmax(dim=-1)
-    out = (probs @ v).transpose(1, 2).reshape(batch, length, dim)
-    return attn.proj(attn.norm(out)), probs
-
-
-def _block(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """One pre-norm timm ``Block`` (eval: no drop-path) with its attention probabilities."""
-    y, probs = _attention(block.attn, block.norm1(x))
-    x = x + block.ls1(y)
-    return x + block.ls2(block.mlp(block.norm2(x))), probs
-
-
 def dense_forward(backbone: nn.Module, x: Tensor, keep_grad: bool = False) -> DenseTrace:
-    """All tokens through every block with explicit attention.
+    """All tokens through every block with explicit attention (``token_ops.dense_forward`` with probabilities).
 
     Args:
         backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of an ``IARED`` model).
         x: the backbone's input.
         keep_grad: retain the gradients of the attention maps (``attn.grad`` after ``backward``).
     """
-    emb = backbone.embed(x)
-    tokens = torch.cat([emb.prefix, emb.patches], dim=1)
-    trace = DenseTrace(logits=x.new_empty(0), grid=emb.grid, num_prefix=emb.prefix.shape[1])
-    for block in backbone.blocks:
-        tokens, probs = _block(block, tokens)
-        if keep_grad and probs.requires_grad:
-            probs.retain_grad()
-        trace.attentions.append(probs)
-    trace.logits = backbone.forward_head(tokens[:, :trace.num_prefix])
-    return trace
+    return _dense_forward(backbone, x, probs=True, keep_grad=keep_grad)
 
 
 def rollout(attentions: list[Tensor], num_prefix: int) -> Tensor:
@@ -193,7 +157,7 @@ def logits_on_tokens(backbone: nn.Module, x: Tensor, keep_index: Tensor) -> Tens
     index = keep_index[..., None].expand(-1, -1, emb.patches.shape[-1])
     tokens = torch.cat([emb.prefix, emb.patches.gather(1, index)], dim=1)
     for block in backbone.blocks:
-        tokens, _ = _block(block, tokens)
+        tokens = block_forward(block, tokens, drop_path=False)[0]
     return backbone.forward_head(tokens[:, :emb.prefix.shape[1]])
 
 

@@ -7,10 +7,6 @@ from fvcore.common.registry import Registry
 from torch import nn
 
 from iared_video.models.backbones import TimeSformer, TimmViT
-from iared_video.models.dynamicvit import DynamicViT, GumbelIARED, GumbelInterpreterPolicy
-from iared_video.models.iared import IARED
-from iared_video.models.policies import (FIXED_RATIO_POLICIES, DropPolicy, InterpreterPolicy, NoDropPolicy,
-                                         fixed_ratio_policy)
 from iared_video.models.weights import load_pretrained
 
 MODEL_REGISTRY = Registry("MODEL")
@@ -41,30 +37,24 @@ def build_backbone(cfg: CfgNode) -> nn.Module:
     return MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)
 
 
-def build_policy(cfg: CfgNode, dim: int) -> DropPolicy:
-    """The drop policy named by ``IARED.POLICY`` for tokens of width ``dim``."""
-    p = cfg.IARED
-    if p.POLICY == "interpreter" and p.GUMBEL:
-        return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                       p.FIRST_DROP_GROUP - 1, tau=p.GUMBEL_TAU)
-    if p.POLICY == "interpreter":
-        return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                 p.FIRST_DROP_GROUP - 1)
-    if p.POLICY in FIXED_RATIO_POLICIES:
-        return fixed_ratio_policy(p.POLICY, p.DROP_RATIO, p.ATTENTION_BLOCK)
-    return NoDropPolicy()
+def build_policy(cfg: CfgNode, dim: int) -> nn.Module:
+    """The policy (or token reducer) of the method ``cfg`` selects, for tokens of width ``dim``: the method's
+    ``build_policy`` where it has one, else the policy of the model it builds on a fresh backbone."""
+    from iared_video.methods import method_for_cfg
+
+    method = method_for_cfg(cfg)
+    if hasattr(method, "build_policy"):
+        return method.build_policy(cfg, dim)
+    return method.build(cfg, build_backbone(cfg)).policy
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Backbone + policy as an ``IARED`` module (``DynamicViT`` for ``IARED.POLICY dynamicvit``): ``model(x)``
-    gives logits, ``model(x, return_policy=True)`` a ``PolicyOutput``."""
-    backbone = build_backbone(cfg)
-    if cfg.IARED.POLICY == "dynamicvit":
-        d = cfg.DYNAMICVIT
-        model = DynamicViT(backbone, d.PRUNE_LOCATIONS, d.KEEP_RATE, d.GUMBEL_TAU)
-    else:
-        wrapper = GumbelIARED if cfg.IARED.GUMBEL else IARED
-        model = wrapper(backbone, build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+    """Backbone wrapped by the method ``cfg`` selects (``IARED.POLICY``, see ``iared_video.methods``):
+    ``model(x)`` gives logits, ``model(x, return_policy=True)`` a ``PolicyOutput``. ``MODEL.PRETRAINED``
+    is loaded over the whole model."""
+    from iared_video.methods import method_for_cfg
+
+    model = method_for_cfg(cfg).build(cfg, build_backbone(cfg))
     if cfg.MODEL.PRETRAINED:
         load_pretrained(model, cfg.MODEL.PRETRAINED)
     return model

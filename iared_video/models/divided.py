@@ -25,7 +25,8 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
 
-from iared_video.models.packed import PackedSeqs, packed_attention, packed_drop_path
+from iared_video.models.packed import PackedSeqs
+from iared_video.models.token_ops import packed_attention, packed_drop_path
 
 __all__ = ["ATTENTION_TYPES", "DividedBlock", "DividedLayout", "packed_divided_block"]
 

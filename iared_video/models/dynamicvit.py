@@ -1,4 +1,4 @@
-"""DynamicViT (Rao et al., NeurIPS 2021) on the IA-RED^2 backbones, plus a Gumbel IA-RED^2 interpreter.
+"""DynamicViT (Rao et al., NeurIPS 2021) on the IA-RED^2 backbones (the method: ``methods/dynamicvit.py``).
 
 DynamicViT puts a light prediction module before the blocks at ``prune_locations``. Stage ``s`` (1-based)
 scores the patch tokens still present and keeps ``floor(rho^s * N)`` of them (N: the input's patch tokens), as
@@ -8,7 +8,8 @@ the official code's ``int(N * rho^s)``.
   give a hard straight-through Gumbel-softmax decision, multiplied through the stages, and a masked softmax
   stops dropped tokens from influencing the others (each token still attends to itself); it runs in float32
   with the official epsilon whatever the autocast dtype.
-  ``dynamicvit_loss`` adds a keep-ratio MSE per stage and KL / token distillation from a frozen dense teacher.
+  ``models.losses.dynamicvit_loss`` adds a keep-ratio MSE per stage and KL / token distillation from a frozen
+  dense teacher.
   The trainer follows the official recipe: ``DYNAMICVIT.FROZEN_PARAMS`` (cls_token, pos_embed, time_embed) stay
   frozen, and the backbone learning rate is 0 for ``DYNAMICVIT.BACKBONE_HOLD_EPOCHS``, then
   ``min(BACKBONE_LR_SCALE x BASE_LR, predictor lr)`` (``DYNAMICVIT.BACKBONE_LR_RULE capped``).
@@ -18,6 +19,9 @@ the official code's ``int(N * rho^s)``.
 ``DynamicViT`` is an ``IARED`` whose groups are the block spans between prune locations: group 0 (before the
 first location) keeps everything, group ``s`` opens with predictor ``s``. ``PolicyOutput`` therefore has
 ``len(prune_locations) + 1`` entries, and FLOPs, tester, heatmap and benchmark code work unchanged.
+
+The Gumbel IA-RED^2 variant lives in ``methods/gumbel.py`` and the losses in ``models/losses.py``; both are
+re-exported here for existing imports.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.policies import MODES, DropPolicy, GroupInput, InterpreterPolicy
+from iared_video.models.losses import LossWeights, dynamicvit_loss, gumbel_loss, ratio_loss, token_distill_loss
+from iared_video.models.policies import MODES, DropPolicy, GroupInput
+from iared_video.models.token_ops import MASKED_SOFTMAX_EPS, block_forward, masked_softmax
 
 __all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "LossWeights",
-           "masked_softmax", "masked_block", "dense_forward", "ratio_loss", "token_distill_loss",
+           "masked_softmax", "masked_block", "ratio_loss", "token_distill_loss", "MASKED_SOFTMAX_EPS",
            "dynamicvit_loss", "make_teacher", "keep_count", "GumbelInterpreterPolicy", "GumbelIARED",
            "GumbelOutput", "gumbel_loss", "gumbel_bernoulli"]
 
@@ -109,43 +115,9 @@ class DynamicViTPolicy(DropPolicy):
 # ----------------------------------------------------------------------------- masked dense training path
 
 
-MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
-
-
-def masked_softmax(logits: Tensor, keep: Tensor, eps: float = MASKED_SOFTMAX_EPS) -> Tensor:
-    """Softmax over the last axis restricted to kept keys plus the diagonal, computed in float32.
-
-    As the official code: ``(w + eps / L) / (sum(w) + eps)`` with ``w = exp(logit - max) * allowed``, so a row
-    never divides by zero; the result has the dtype of ``logits``.
-
-    Args:
-        logits: ``(B, H, L, L)`` attention logits.
-        keep: ``(B, L)`` key keep mask in [0, 1] (straight-through values carry gradients).
-        eps: the stabilising epsilon.
-    """
-    length = logits.shape[-1]
-    eye = torch.eye(length, dtype=torch.float32, device=logits.device)
-    allowed = keep[:, None, None, :].float()
-    allowed = allowed + (1.0 - allowed) * eye  # a token always sees itself
-    scores = logits.float()
-    weights = (scores - scores.amax(-1, keepdim=True)).exp() * allowed
-    return ((weights + eps / length) / (weights.sum(-1, keepdim=True) + eps)).to(logits.dtype)
-
-
-def _masked_attention(attn: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
-    batch, length, dim = x.shape
-    qkv = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    probs = attn.attn_drop(masked_softmax((q * attn.scale) @ k.transpose(-2, -1), keep))
-    out = attn.norm((probs @ v).transpose(1, 2).reshape(batch, length, dim))
-    return attn.proj_drop(attn.proj(out))
-
-
 def masked_block(block: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
     """A timm ``Block`` on ``(B, L, C)`` tokens where keys with ``keep == 0`` are masked out of attention."""
-    x = x + block.drop_path1(block.ls1(_masked_attention(block.attn, block.norm1(x), keep)))
-    return x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+    return block_forward(block, x, keep=keep)[0]
 
 
 @dataclass
@@ -160,16 +132,6 @@ class DynamicViTOutput(PolicyOutput):
 
     masks: list[Tensor] = field(default_factory=list)
     patch_tokens: Tensor | None = None
-
-
-def dense_forward(backbone: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Dense backbone forward: logits and normalised final patch tokens ``(B, N, C)`` (the teacher)."""
-    emb = backbone.embed(x)
-    tokens = torch.cat([emb.prefix, emb.patches], dim=1)
-    for block in backbone.blocks:
-        tokens = block(tokens)
-    p = emb.prefix.shape[1]
-    return backbone.forward_head(tokens[:, :p]), backbone.norm(tokens[:, p:])
 
 
 def make_teacher(backbone: nn.Module) -> nn.Module:
@@ -249,110 +211,6 @@ class DynamicViT(IARED):
             out.masks.append(st_mask)
 
 
-# ----------------------------------------------------------------------------- losses
-
-
-@dataclass
-class LossWeights:
-    """Weights and target of the DynamicViT objective."""
-
-    keep_rate: float = 0.7
-    ratio: float = 2.0
-    distill: float = 0.5
-    token_distill: float = 0.5
-
-
-def ratio_loss(masks: Sequence[Tensor], keep_rate: float) -> Tensor:
-    """Mean over stages s of the batch mean of ``(kept_fraction_b - rho^s)^2``."""
-    terms = [((m.mean(dim=1) - keep_rate ** (s + 1)) ** 2).mean() for s, m in enumerate(masks)]
-    return torch.stack(terms).mean()
-
-
-def token_distill_loss(student: Tensor, teacher: Tensor, keep: Tensor) -> Tensor:
-    """MSE between ``(B, N, C)`` student and teacher tokens over the kept tokens (``keep`` ``(B, N)``)."""
-    w = (keep.detach() > 0.5).to(student.dtype).unsqueeze(-1)
-    sq = ((student - teacher) ** 2 * w).sum()
-    return sq / (w.sum() * student.shape[-1]).clamp_min(1.0)
-
-
-def dynamicvit_loss(out: DynamicViTOutput, labels: Tensor, teacher_logits: Tensor, teacher_tokens: Tensor,
-                    weights: LossWeights) -> tuple[Tensor, dict[str, Tensor]]:
-    """CE + ratio MSE + KL(teacher || student) + token distillation, weighted; returns total and terms."""
-    terms = {
-        "ce": F.cross_entropy(out.logits.float(), labels),
-        "ratio": ratio_loss(out.masks, weights.keep_rate),
-        "kl": F.kl_div(out.logits.float().log_softmax(-1), teacher_logits.float().log_softmax(-1),
-                       reduction="batchmean", log_target=True),
-        "token": token_distill_loss(out.patch_tokens.float(), teacher_tokens.float(), out.masks[-1]),
-    }
-    total = (terms["ce"] + weights.ratio * terms["ratio"] + weights.distill * terms["kl"]
-             + weights.token_distill * terms["token"])
-    return total, terms
-
-
-# ----------------------------------------------------------------------------- Gumbel IA-RED^2 (Appendix D)
-
-
-def gumbel_bernoulli(probs: Tensor, tau: float = 1.0) -> Tensor:
-    """Straight-through Gumbel sample of Bernoulli(``probs``): hard 0/1 forward, soft gradient backward."""
-    p = probs.clamp(1e-6, 1 - 1e-6)
-    logits = p.log() - (-p).log1p()
-    u = torch.rand_like(p).clamp(1e-6, 1 - 1e-6)
-    soft = torch.sigmoid((logits + u.log() - (-u).log1p()) / tau)  # logistic noise = difference of two Gumbels
-    return (soft > 0.5).to(soft.dtype) + soft - soft.detach()
-
-
-class GumbelInterpreterPolicy(InterpreterPolicy):
-    """Interpreter whose ``"sample"`` mode is a straight-through Gumbel decision (differentiable through CE)."""
-
-    def __init__(self, *args, tau: float = 1.0, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.tau = tau
-        self._gate: Tensor | None = None
-
-    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
-        if mode != "sample":
-            return super().keep(inp, scores, mode)
-        self._gate = gumbel_bernoulli(scores, self.tau)
-        return self._gate.detach() > 0.5
-
-    def pop_gate(self) -> Tensor | None:
-        """The straight-through gate (1 kept, 0 dropped forward) of every token the last ``"sample"`` decided."""
-        gate, self._gate = self._gate, None
-        return gate
-
-
-@dataclass
-class GumbelOutput(PolicyOutput):
-    """``PolicyOutput`` plus, per group in ``"sample"`` mode, the ``(B, N)`` straight-through keep gates.
-
-    A gate map is 0 for tokens dropped at or before its group, so ``gates[j].mean(1)`` is the fraction of
-    patch tokens kept after group j, differentiable with respect to interpreter j.
-    """
-
-    gates: list[Tensor] = field(default_factory=list)
-
-
-class GumbelIARED(IARED):
-    """IA-RED^2 whose sampled decisions scale the kept tokens by their straight-through gate."""
-
-    output_type = GumbelOutput
-
-    def _decide(self, group, mode, emb, state, out) -> None:
-        present = state.origin  # ``drop`` replaces it: the tokens the policy decides on
-        super()._decide(group, mode, emb, state, out)
-        gate = self.policy.pop_gate() if isinstance(self.policy, GumbelInterpreterPolicy) else None
-        if gate is None:
-            return
-        kept = gate.detach() > 0.5
-        state.tokens = state.tokens * gate[kept].unsqueeze(-1).to(state.tokens.dtype)
-        out.gates.append(state.scatter(gate, present))
-
-
-def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float, ratio_weight: float
-                ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j)."""
-    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
-    no_gates = out.logits.new_zeros((), dtype=torch.float32)
-    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
-    return terms["ce"] + ratio_weight * terms["ratio"], terms
+# Compatibility: the Gumbel IA-RED^2 variant moved into its own method module.
+from iared_video.methods.gumbel import (GumbelIARED, GumbelInterpreterPolicy, GumbelOutput,  # noqa: E402
+                                        gumbel_bernoulli)

@@ -17,13 +17,18 @@ misses; it is counted here (``H * d`` per scored token, < 2% of the interpreter'
 own cost and negligible against the blocks). DynamicViT's prediction modules
 count their LayerNorm and linear layers on the tokens they score (the masked
 global mean and the concat are element-wise, hence free).
+
+Each method supplies its policy's cost (``Method.policy_macs`` in ``iared_video/methods/``);
+``model_gmacs_per_sample`` asks the method of the model. Token reducers (ToMe, EViT) count
+each block's attention half on the tokens entering it and its MLP half on the tokens left
+(``models/reduction.py``), plus their own matmuls.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import prod
 from typing import Any
 
@@ -33,13 +38,13 @@ from torch import Tensor, nn
 from iared_video.models.backbones import TimeSformer
 from iared_video.models.divided import DividedBlock
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.dynamicvit import DynamicViTPolicy
 from iared_video.models.interpreter import MultiHeadInterpreter
-from iared_video.models.policies import MODES, AttentionPolicy, InterpreterPolicy
+from iared_video.models.policies import MODES
 
 __all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
            "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample",
-           "dense_gmacs", "sdpa_flop_jit", "fvcore_gflops"]
+           "group_gmacs_per_sample", "attention_part_macs", "mlp_part_macs", "dense_gmacs", "sdpa_flop_jit",
+           "fvcore_gflops", "PolicyMacs"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ TRIVIAL_OPS = frozenset({
     "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
     "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::zeros_like",
     "aten::numel", "aten::argsort", "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
+    "aten::new_ones", "aten::scatter_add", "aten::clone", "aten::sort", "aten::gather", "aten::max",  # ToMe, EViT
+    "aten::masked_fill", "aten::clamp",
 })
 
 
@@ -87,14 +94,22 @@ def _norm_macs(module: nn.Module | None, num_tokens: Count) -> Count:
     return layer_norm_macs(num_tokens, module.normalized_shape[-1]) if isinstance(module, nn.LayerNorm) else 0
 
 
+def attention_part_macs(block: nn.Module, num_tokens: Count) -> Count:
+    """The attention half of a timm ``Block`` on ``n`` tokens: ``norm1``, qkv, ``2 n^2 C``, proj."""
+    attn, n = block.attn, num_tokens
+    dim = attn.qkv.in_features
+    return _norm_macs(block.norm1, n) + n * _linear_macs(attn.qkv) + 2 * n * n * dim + n * _linear_macs(attn.proj)
+
+
+def mlp_part_macs(block: nn.Module, num_tokens: Count) -> Count:
+    """The MLP half of a timm ``Block`` on ``n`` tokens: ``norm2``, fc1, fc2."""
+    mlp = block.mlp
+    return _norm_macs(block.norm2, num_tokens) + num_tokens * (_linear_macs(mlp.fc1) + _linear_macs(mlp.fc2))
+
+
 def _module_block_macs(block: nn.Module, num_tokens: Count) -> Count:
     """``block_macs`` with the dimensions read from a timm ``Block``."""
-    attn, mlp = block.attn, block.mlp
-    dim = attn.qkv.in_features
-    n = num_tokens
-    macs = n * _linear_macs(attn.qkv) + 2 * n * n * dim + n * _linear_macs(attn.proj)
-    macs = macs + n * (_linear_macs(mlp.fc1) + _linear_macs(mlp.fc2))
-    return macs + _norm_macs(block.norm1, n) + _norm_macs(block.norm2, n)
+    return attention_part_macs(block, num_tokens) + mlp_part_macs(block, num_tokens)
 
 
 def divided_block_macs(block: DividedBlock, keep: Tensor, frames: int) -> Tensor:
@@ -184,27 +199,19 @@ def token_counts(tokens: PolicyOutput | Tensor | Sequence, num_patches: int | No
     return tokens.double().cpu(), num_patches
 
 
-def _policy_macs(model: IARED, group: int, num_scored: Tensor, num_prefix: int) -> Tensor | int:
-    """What the drop policy of ``group`` costs (0 when it does not act there)."""
-    policy = model.policy
-    if isinstance(policy, InterpreterPolicy):
-        return interpreter_macs(policy.interpreters[group], num_scored)
-    if isinstance(policy, AttentionPolicy):
-        return attention_policy_macs(model.backbone, num_scored + num_prefix, policy.block)
-    if isinstance(policy, DynamicViTPolicy):  # group s >= 1 opens with predictor s
-        return predictor_macs(policy.predictors[group - 1], num_scored)
-    return 0
+#: ``policy_macs(model, group, num_scored, num_prefix)``: what a method's policy costs at a group's entry.
+PolicyMacs = Callable[[nn.Module, int, Tensor, int], Count]
 
 
-def model_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None,
+def model_gmacs_per_sample(model: nn.Module, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None,
                            modes: Sequence[str] | None = None) -> Tensor:
-    """GMACs per sample of an ``IARED`` forward from its token counts.
+    """GMACs per sample of a wrapped model's forward from its token counts, as its method counts them.
 
-    Patch embedding on all N patches; group j's policy on the tokens present at its entry (if it acts
-    there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm and head.
+    The method (``iared_video.methods.method_of``) supplies the policy's cost; drop policies use
+    ``group_gmacs_per_sample``, token reducers (ToMe, EViT) their own per-block count.
 
     Args:
-        model: the ``IARED`` model, possibly DDP-wrapped (dimensions are read from its modules).
+        model: the wrapped model, possibly DDP-wrapped (dimensions are read from its modules).
         tokens: ``PolicyOutput`` or per-group kept counts, see ``token_counts``.
         num_patches: N, required with raw counts.
         modes: the modes the forward ran with (default all ``"greedy"``).
@@ -212,7 +219,21 @@ def model_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
     Returns:
         ``(B,)`` float64 GMACs.
     """
+    from iared_video.methods import method_of
+
     model = getattr(model, "module", model)  # DDP-wrapped
+    return method_of(model).gmacs_per_sample(model, tokens, num_patches, modes)
+
+
+def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None,
+                           modes: Sequence[str] | None, policy_macs: PolicyMacs) -> Tensor:
+    """GMACs per sample of an ``IARED``-style forward (drop policies at group entries).
+
+    Patch embedding on all N patches; group j's policy on the tokens present at its entry (``policy_macs``, if
+    it acts there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm
+    and head. Arguments as ``model_gmacs_per_sample``.
+    """
+    model = getattr(model, "module", model)
     counts, num = token_counts(tokens, num_patches)
     modes = list(modes) if modes is not None else ["greedy"] * model.num_groups
     if counts.shape[1] != model.num_groups or len(modes) != model.num_groups or any(m not in MODES for m in modes):
@@ -223,7 +244,7 @@ def model_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
     divided = _divided_masks(model, tokens, counts, num)
     for group in range(model.num_groups):
         if model.policy.acts_on(group) and modes[group] != "keep_all":
-            macs = macs + _policy_macs(model, group, scored, num_prefix)
+            macs = macs + policy_macs(model, group, scored, num_prefix)
         for block in model.group_blocks(group):
             if isinstance(block, DividedBlock):
                 macs = macs + divided_block_macs(block, divided[0][group], divided[1])

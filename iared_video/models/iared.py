@@ -8,6 +8,7 @@ distillation tokens are never dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -15,8 +16,9 @@ from torch import Tensor, nn
 
 from iared_video.models.backbones import Embedded
 from iared_video.models.divided import DividedBlock, DividedLayout, packed_divided_block
-from iared_video.models.packed import PackedSeqs, packed_block
+from iared_video.models.packed import PackedSeqs
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
+from iared_video.models.token_ops import class_attention, packed_block
 
 __all__ = ["IARED", "PolicyOutput"]
 
@@ -178,13 +180,19 @@ class IARED(nn.Module):
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
             return
-        inp = GroupInput(group, state.tokens, state.batch, state.num_patches, emb, self.backbone)
+        inp = GroupInput(group, state.tokens, state.batch, state.num_patches, emb,
+                         partial(self._class_attention, emb))
         scores = self.policy.score(inp)
         keep = self.policy.keep(inp, scores, mode)
         out.scores.append(state.scatter(scores))
         out.log_probs.append(self._log_prob(scores, keep, state) if mode == "sample" else None)
         state.drop(keep)
         out.keep.append(state.scatter(torch.ones_like(state.origin, dtype=torch.bool)))
+
+    def _class_attention(self, emb: Embedded, block: int) -> Tensor:
+        """``(B, N)`` head-averaged class attention over the patch tokens of ``block``, every token present."""
+        tokens = torch.cat([emb.prefix, emb.patches], dim=1)
+        return class_attention(self.backbone.blocks, tokens, block)[:, emb.prefix.shape[1]:]
 
     @staticmethod
     def _log_prob(scores: Tensor, keep: Tensor, state: _TokenState) -> Tensor:

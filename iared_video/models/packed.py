@@ -4,7 +4,8 @@ A batch whose samples keep different numbers of tokens is stored as one
 ``(T_total, C)`` tensor plus sequence offsets (``cu_seqlens``), as in varlen
 flash attention. LayerNorm, QKV, projection and MLP act per token and run once
 on the packed tensor; only attention needs the sequence boundaries and runs
-block-diagonally. Nothing is padded and no sample is processed twice.
+block-diagonally. Nothing is padded and no sample is processed twice. The blocks themselves run through the
+token-ops layer (``token_ops.py``); this module holds the sequence bookkeeping and the attention kernels.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from functools import cached_property
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 try:  # CUDA flash varlen kernel (torch >= 2.10)
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # pragma: no cover - older torch
     varlen_attn = None
 
-__all__ = ["PackedSeqs", "packed_attention", "packed_block", "block_diagonal_sdpa", "packed_drop_path"]
+__all__ = ["PackedSeqs", "block_diagonal_sdpa"]
 
 
 @dataclass
@@ -113,64 +114,50 @@ def _use_varlen(q: Tensor) -> bool:
 
 
 def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropout_p: float = 0.0,
-                        scale: float | None = None) -> Tensor:
+                        scale: float | None = None, key_bias: Tensor | None = None) -> Tensor:
     """Attention within each sample of packed ``(T, H, d)`` q/k/v; returns ``(T, H, d)``.
 
-    CUDA half precision uses the varlen flash kernel. Equal lengths use one
-    batched SDPA call. Otherwise, where the cost model says so (short
-    sequences), one SDPA call over the zero-padded batch with padded keys
-    masked out; else one SDPA call per sample on its own slice. The linear
-    layers, where most FLOPs are, stay packed in every case.
+    CUDA half precision uses the varlen flash kernel (without ``key_bias``). Equal lengths use one
+    batched SDPA call. Otherwise, where the cost model says so (short sequences), one SDPA call over the
+    zero-padded batch with padded keys masked out; else one SDPA call per sample on its own slice. The
+    linear layers, where most FLOPs are, stay packed in every case.
+
+    Args:
+        q, k, v: packed queries, keys and values.
+        seqs: the sequences.
+        dropout_p: attention dropout.
+        scale: logit scale (default ``d ** -0.5``).
+        key_bias: optional ``(T,)`` additive logit bias per key (ToMe's proportional attention ``log s``).
     """
-    if _use_varlen(q) and dropout_p == 0.0:
+    if _use_varlen(q) and dropout_p == 0.0 and key_bias is None:
         cu = seqs.cu_seqlens
         return varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scale)
+    bias = None if key_bias is None else key_bias.to(q.dtype)
     length = seqs.uniform_length
     if length is not None:
         shape = (seqs.batch_size, length) + q.shape[1:]
         q4, k4, v4 = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout_p, scale=scale)
+        mask = None if bias is None else bias.view(seqs.batch_size, 1, 1, length)
+        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return out.transpose(1, 2).reshape(q.shape)
     if seqs.prefers_padding(pair_macs=2 * q.shape[1] * q.shape[2]):
         q4, k4, v4 = (seqs.pad(t).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=seqs.key_mask, dropout_p=dropout_p, scale=scale)
+        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=_padded_mask(seqs, bias), dropout_p=dropout_p,
+                                             scale=scale)
         return seqs.unpad(out.transpose(1, 2))
+    biases = bias.split(seqs.seqlens) if bias is not None else [None] * seqs.batch_size
     outs = [
         F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1),
-                                       dropout_p=dropout_p, scale=scale).transpose(0, 1)
-        for qs, ks, vs in zip(q.split(seqs.seqlens), k.split(seqs.seqlens), v.split(seqs.seqlens))
+                                       attn_mask=None if b is None else b.view(1, 1, -1), dropout_p=dropout_p,
+                                       scale=scale).transpose(0, 1)
+        for qs, ks, vs, b in zip(q.split(seqs.seqlens), k.split(seqs.seqlens), v.split(seqs.seqlens), biases)
     ]
     return torch.cat(outs, dim=0)
 
 
-def packed_attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
-    """Run a timm ``Attention`` module on packed tokens ``(T, C)``."""
-    tokens = x.shape[0]
-    qkv = attn.qkv(x).reshape(tokens, 3, attn.num_heads, attn.head_dim)
-    q, k, v = qkv.unbind(1)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    dropout_p = attn.attn_drop.p if attn.training else 0.0
-    out = block_diagonal_sdpa(q, k, v, seqs, dropout_p=dropout_p, scale=attn.scale)
-    out = attn.norm(out.reshape(tokens, -1))
-    return attn.proj_drop(attn.proj(out))
-
-
-def packed_drop_path(x: Tensor, drop_prob: float, training: bool, seqs: PackedSeqs) -> Tensor:
-    """Stochastic depth with one keep/drop draw per sample, broadcast to its tokens."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep_prob = 1.0 - drop_prob
-    per_sample = x.new_empty(seqs.batch_size).bernoulli_(keep_prob) / keep_prob
-    return x * per_sample[seqs.sample_ids()].unsqueeze(-1)
-
-
-def _drop_prob(module: nn.Module) -> float:
-    return float(getattr(module, "drop_prob", 0.0))
-
-
-def packed_block(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
-    """A pre-norm timm ``Block`` (attention + MLP, LayerScale, drop-path) on packed tokens."""
-    y = block.ls1(packed_attention(block.attn, block.norm1(x), seqs))
-    x = x + packed_drop_path(y, _drop_prob(block.drop_path1), block.training, seqs)
-    y = block.ls2(block.mlp(block.norm2(x)))
-    return x + packed_drop_path(y, _drop_prob(block.drop_path2), block.training, seqs)
+def _padded_mask(seqs: PackedSeqs, bias: Tensor | None) -> Tensor:
+    """The padded batch's attention mask: bool key mask, or the key bias with ``-inf`` on padded keys."""
+    if bias is None:
+        return seqs.key_mask
+    padded = seqs.pad(bias)[:, None, None, :]
+    return padded.masked_fill(~seqs.key_mask, float("-inf"))

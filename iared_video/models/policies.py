@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -19,11 +20,9 @@ from iared_video.models.backbones import Embedded
 from iared_video.models.interpreter import MultiHeadInterpreter
 
 __all__ = ["GroupInput", "DropPolicy", "InterpreterPolicy", "NoDropPolicy", "RandomPolicy",
-           "AttentionPolicy", "TemporalDiffPolicy", "MODES", "FIXED_RATIO_POLICIES", "fixed_ratio_policy",
-           "class_attention", "dense_block", "PAPER_ATTENTION_BLOCK"]
+           "AttentionPolicy", "TemporalDiffPolicy", "FixedRatioPolicy", "MODES", "PAPER_ATTENTION_BLOCK"]
 
 MODES = ("greedy", "sample", "keep_all")
-FIXED_RATIO_POLICIES = ("random", "attention", "temporal_diff")
 PAPER_ATTENTION_BLOCK = 1  # the paper's raw-attention baseline: Block_1, the second block (0-based index 1)
 
 
@@ -37,7 +36,8 @@ class GroupInput:
         batch: batch size B.
         num_patches: N, patch tokens per sample before any drop.
         embedded: the input embedding (used by input-level policies at group 0).
-        backbone: the backbone (the attention policy runs its first blocks).
+        class_attention: ``class_attention(b)`` -> ``(B, N)`` head-averaged class-token attention over the patch
+            tokens of block ``b`` (0-based) run densely on the input, computed on demand (the raw-attention policy).
     """
 
     group: int
@@ -45,7 +45,7 @@ class GroupInput:
     batch: int
     num_patches: int
     embedded: Embedded
-    backbone: nn.Module
+    class_attention: Callable[[int], Tensor]
 
 
 class DropPolicy(nn.Module, abc.ABC):
@@ -146,10 +146,11 @@ class RandomPolicy(FixedRatioPolicy):
 
 
 class AttentionPolicy(FixedRatioPolicy):
-    """Raw-attention baseline: head-averaged class-token attention of ``backbone.blocks[block]``.
+    """Raw-attention baseline: head-averaged class-token attention of block ``block`` of the backbone.
 
     The blocks before ``block`` first run on every token (the default, the paper's Block_1, costs one dense
-    block more); the drop itself happens at the input, as for the other fixed-ratio policies.
+    block more); the drop itself happens at the input, as for the other fixed-ratio policies. The policy sees
+    only that attention map (``GroupInput.class_attention``), not the backbone.
 
     Args:
         drop_ratio: fraction of patch tokens dropped at the input.
@@ -164,41 +165,7 @@ class AttentionPolicy(FixedRatioPolicy):
 
     @torch.no_grad()
     def score(self, inp: GroupInput) -> Tensor:
-        emb, blocks = inp.embedded, inp.backbone.blocks
-        if self.block >= len(blocks):
-            raise ValueError(f"attention block {self.block} does not exist in a {len(blocks)}-block backbone")
-        x = torch.cat([emb.prefix, emb.patches], dim=1)
-        for block in blocks[:self.block]:
-            x = dense_block(block, x)
-        cls_attn = class_attention(blocks[self.block], x)[:, emb.prefix.shape[1]:]  # (B, N)
-        return _normalise(cls_attn).flatten()
-
-
-def dense_block(block: nn.Module, x: Tensor) -> Tensor:
-    """A pre-norm timm ``Block`` on ``(B, L, C)`` tokens, without stochastic depth (scores stay deterministic)."""
-    x = x + block.ls1(block.attn(block.norm1(x)))
-    return x + block.ls2(block.mlp(block.norm2(x)))
-
-
-def class_attention(block: nn.Module, x: Tensor) -> Tensor:
-    """``(B, L)`` head-averaged attention of the first (class) token over all tokens, in ``block``'s attention."""
-    attn = block.attn
-    y = block.norm1(x)
-    batch, length, _ = y.shape
-    qkv = attn.qkv(y).reshape(batch, length, 3, attn.num_heads, attn.head_dim)
-    q, k = attn.q_norm(qkv[:, :1, 0]), attn.k_norm(qkv[:, :, 1])  # (B, 1, H, d), (B, L, H, d)
-    logits = torch.einsum("bqhd,bkhd->bhqk", q * attn.scale, k)
-    return logits.softmax(-1).mean(1)[:, 0]
-
-
-def fixed_ratio_policy(name: str, drop_ratio: float, attention_block: int = PAPER_ATTENTION_BLOCK) -> FixedRatioPolicy:
-    """The fixed-ratio policy ``name`` (``"random"``, ``"attention"`` or ``"temporal_diff"``)."""
-    if name == "attention":
-        return AttentionPolicy(drop_ratio, attention_block)
-    policies = {"random": RandomPolicy, "temporal_diff": TemporalDiffPolicy}
-    if name not in policies:
-        raise ValueError(f"unknown fixed-ratio policy {name!r}; expected one of {FIXED_RATIO_POLICIES}")
-    return policies[name](drop_ratio)
+        return _normalise(inp.class_attention(self.block)).flatten()
 
 
 class TemporalDiffPolicy(FixedRatioPolicy):

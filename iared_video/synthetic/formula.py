@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+from iared_video.synthetic.parallel import run_jobs
 
 __all__ = [
     "GENERATOR_NAME", "GENERATOR_VERSION", "sample_ifs", "map_probabilities", "check_systems",
@@ -457,23 +458,6 @@ def _make_class(job: tuple[str, int, int, int, int, int, int, Optional[int]]) ->
             "probabilities": map_probabilities(system).tolist()}
 
 
-def _run(jobs: list, num_workers: int, progress: bool) -> Iterator[dict]:
-    """Maps :func:`_make_class` over ``jobs`` in order, in-process or in a process pool."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc="formula classes", unit="class", disable=not progress)
-    pool = ProcessPoolExecutor(max_workers=num_workers) if num_workers > 1 else None
-    results: Iterable[dict] = pool.map(_make_class, jobs) if pool is not None else map(_make_class, jobs)
-    try:
-        for res in results:
-            bar.update(1)
-            yield res
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown()
-
-
 def generate_formula_dataset(out_dir: str, num_classes: int = 100, per_class: int = 100, size: int = 64,
                              val_per_class: int = 10, seed: int = 0, num_points: Optional[int] = None,
                              num_workers: int = 2, progress: bool = True) -> dict[str, Any]:
@@ -507,7 +491,7 @@ def generate_formula_dataset(out_dir: str, num_classes: int = 100, per_class: in
         for index in range(num_classes):
             os.makedirs(os.path.join(out_dir, split, _class_name(index, num_classes)), exist_ok=True)
     jobs = [(out_dir, seed, k, num_classes, per_class, val_per_class, size, num_points) for k in range(num_classes)]
-    classes = list(_run(jobs, num_workers, progress))
+    classes = list(run_jobs(_make_class, jobs, num_workers, progress, "formula classes", unit="class"))
     meta = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": seed, "arguments": arguments,
             "num_points": default_num_points(size) if num_points is None else num_points,
             "num_classes": num_classes, "filter": {"fill_grid": FILL_GRID, "fill_range": list(FILL_RANGE),

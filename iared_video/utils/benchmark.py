@@ -1,4 +1,4 @@
-"""Throughput benchmark: dense vs IA-RED^2 vs fixed-ratio policies, measured against the GMACs limit.
+"""Throughput benchmark: dense vs IA-RED^2 vs the other methods, measured against the GMACs limit.
 
 Every variant shares one backbone (same weights) and is timed interleaved with
 the others (iteration ``i`` times every variant once), so machine noise hits all
@@ -7,10 +7,10 @@ median of per-iteration (paired) ratios. Next to each speed-up: the ideal
 speed-up from GMACs on the actual keep masks (policy cost included, see
 ``iared_video.models.flops``) and the efficiency ``measured / ideal``.
 
-Controlled keep: an untrained interpreter cannot be steered by its threshold,
-so ``ControlledKeepPolicy`` runs the real interpreters (same cost) and keeps the
-top-scored tokens of each sample, a per-sample keep ratio drawn uniformly in
-``[r - spread, r + spread]``.
+Each method declares its variants (``Method.benchmark_variants`` in ``iared_video/methods/``). Controlled
+keep: an untrained interpreter cannot be steered by its threshold, so ``ControlledKeepPolicy`` runs the
+real interpreters (same cost) and keeps the top-scored tokens of each sample, a per-sample keep ratio drawn
+uniformly in ``[r - spread, r + spread]``; the other methods are set to the keep target by their own knob.
 """
 
 from __future__ import annotations
@@ -30,22 +30,26 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from iared_video.models.build import build_backbone, build_policy
+from iared_video.methods import get_method, registered_methods
+from iared_video.methods.base import BenchContext, Variant
+from iared_video.methods.fixed_ratio import FixedRatio
+from iared_video.methods.interpreter import ControlledKeepPolicy, threshold_policy, topk_per_sample
+from iared_video.models.build import build_backbone
 from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
-from iared_video.models.policies import (AttentionPolicy, GroupInput, InterpreterPolicy, NoDropPolicy, RandomPolicy,
-                                         TemporalDiffPolicy, fixed_ratio_policy)
+from iared_video.models.policies import NoDropPolicy
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
            "summarize_times", "peak_memory_mb", "LiveTensorBytes", "make_input", "run_benchmark",
            "run_benchmark_from_cfg", "benchmark", "format_table", "save_json", "autocast_context", "PRESETS",
-           "eval_batches", "evaluate", "throughput", "dense_of", "with_threshold"]
+           "eval_batches", "evaluate", "throughput", "dense_of", "with_threshold", "topk_per_sample",
+           "keep_target_methods"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,75 +61,23 @@ PRESETS: dict[str, list[str]] = {
     "tsf": [],  # the defaults: JointST TimeSformer-B, 8x224, K400
     "tsf_divst": ["MODEL.ATTENTION_TYPE", "divided_space_time"],  # divST TimeSformer-B 8x224 (released checkpoints)
 }
-FIXED_POLICIES = {"random": RandomPolicy, "attention": AttentionPolicy, "temporal_diff": TemporalDiffPolicy}
+#: The fixed-ratio baselines' policy classes by method name (from the registry).
+FIXED_POLICIES = {m.name: m.policy_type for m in registered_methods() if isinstance(m, FixedRatio)}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class ControlledKeepPolicy(InterpreterPolicy):
-    """The real interpreters (same cost), but each sample keeps the top-k scored tokens, k set per sample.
-
-    ``set_ratios(r)`` fixes the final keep ratio of each sample. With ``schedule="geometric"`` the j-th group
-    that drops (of D' that do, from ``first_group`` on) keeps a cumulative ``r ** (j / D')`` of the patches
-    (hierarchical, as a trained IA-RED^2); with ``"first"`` every drop happens at the first group that drops.
-    """
-
-    def __init__(self, source: InterpreterPolicy, schedule: str = "geometric") -> None:
-        nn.Module.__init__(self)
-        if schedule not in ("geometric", "first"):
-            raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
-        self.share(source, source.threshold)
-        self.schedule = schedule
-        self.ratios: Tensor | None = None
-
-    def set_ratios(self, ratios: Tensor) -> None:
-        """Final keep ratio per sample, ``(B,)`` in (0, 1]."""
-        self.ratios = ratios.clamp(1e-6, 1.0).double().cpu()
-
-    def target_counts(self, group: int, num_groups: int, num_patches: int) -> Tensor:
-        """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
-        acting = num_groups - self.first_group
-        power = (group - self.first_group + 1) / acting if self.schedule == "geometric" else 1.0
-        return (self.ratios ** power * num_patches).round().clamp_min(1).long()
-
-    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
-        if mode != "greedy":
-            return super().keep(inp, scores, mode)
-        if self.ratios is None or self.ratios.numel() != inp.batch:
-            raise ValueError("call set_ratios() with one ratio per sample before the forward")
-        num_groups = len(self.interpreters)
-        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group > self.first_group
-                   else torch.full((inp.batch,), inp.num_patches, dtype=torch.long))
-        wanted = torch.minimum(self.target_counts(inp.group, num_groups, inp.num_patches), present)
-        return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
-
-
-def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
-    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
-    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
-    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
-    order = key.argsort()
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
-    return rank < k[sample]
-
-
-@dataclass
-class Variant:
-    """One model to time: a name, the IARED wrapper and how to prepare a batch."""
-
-    name: str
-    model: IARED
-    policy: str
-    keep_target: float | None = None
-    threshold: float | None = None
-    setup: Callable[[int, torch.Generator], None] = lambda batch, gen: None
-    info: dict[str, Any] = field(default_factory=dict)
+def keep_target_methods() -> list[str]:
+    """Methods with a benchmark variant at a keep target besides IA-RED^2's controlled keep."""
+    return [m.name for m in registered_methods() if m.knob is not None]
 
 
 @dataclass
 class BenchSettings:
-    """What to run; see ``tools/benchmark.py --help`` for the meaning of each field."""
+    """What to run; see ``tools/benchmark.py --help`` for the meaning of each field.
+
+    ``methods`` are timed as configured and at each keep target (default: dense, and IA-RED^2 by threshold and
+    by controlled keep); ``fixed_policies`` (any of ``keep_target_methods()``) at each keep target only.
+    """
 
     batch_sizes: Sequence[int] = (1, 16)
     precisions: Sequence[str] = ("fp32",)
@@ -140,29 +92,20 @@ class BenchSettings:
     seed: int = 0
     measure_memory: bool = True
     cpu_linear: str = "aten"
+    methods: Sequence[str] = ("none", "interpreter")
 
 
 def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) -> list[Variant]:
-    """Dense, IA-RED^2 per threshold, controlled-keep IA-RED^2 and fixed-ratio policies on one backbone."""
-    backbone = build_backbone(cfg)
-    groups, dim = cfg.IARED.NUM_GROUPS, backbone.embed_dim
-    interp = build_policy(cfg.clone(), dim) if cfg.IARED.POLICY == "interpreter" else None
-    if interp is None:
-        node = cfg.clone()
-        node.defrost()
-        node.IARED.POLICY = "interpreter"
-        interp = build_policy(node, dim)
-    if cfg.MODEL.PRETRAINED:
-        load_pretrained(IARED(backbone, interp, groups), cfg.MODEL.PRETRAINED)
-    variants = [Variant("dense", IARED(backbone, NoDropPolicy(), groups), "none")]
-    for t in settings.thresholds:
-        policy = _threshold_policy(interp, float(t))
-        variants.append(Variant(f"iared@t={t:g}", IARED(backbone, policy, groups), "interpreter", threshold=float(t)))
+    """Every method's benchmark variants (``Method.benchmark_variants``) on one backbone: ``settings.methods``
+    as configured, then at each keep target ``settings.methods`` and ``settings.fixed_policies``."""
+    bench = BenchContext(cfg, settings, build_backbone(cfg))
+    methods = [get_method(name) for name in settings.methods]
+    at_keep = methods + [get_method(name) for name in settings.fixed_policies]
+    variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
-        variants.append(_controlled_variant(backbone, interp, groups, float(r), settings))
-        for name in settings.fixed_policies:
-            fixed = IARED(backbone, fixed_ratio_policy(name, 1.0 - float(r), cfg.IARED.ATTENTION_BLOCK), groups)
-            variants.append(Variant(f"{name}@keep={r:g}", fixed, name, keep_target=float(r)))
+        variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
+    if cfg.MODEL.PRETRAINED and not bench.shared:  # no method loaded it with its own modules
+        load_pretrained(IARED(bench.backbone, NoDropPolicy(), 1), cfg.MODEL.PRETRAINED)
     for v in variants:
         v.model.to(device).eval()
     return variants
@@ -177,26 +120,6 @@ def _onednn_variants(variants: list[Variant]) -> list[Variant]:
     for v in variants:
         use_onednn_linears(v.model)
     return variants + [Variant("dense (aten linear)", aten, "none")]
-
-
-def _threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
-    """An ``InterpreterPolicy`` sharing ``source``'s interpreters with its own threshold."""
-    policy = InterpreterPolicy.__new__(InterpreterPolicy)
-    nn.Module.__init__(policy)
-    policy.share(source, threshold)
-    return policy
-
-
-def _controlled_variant(backbone: nn.Module, interp: InterpreterPolicy, groups: int, ratio: float,
-                        settings: BenchSettings) -> Variant:
-    policy = ControlledKeepPolicy(interp, settings.keep_schedule)
-    lo, hi = max(ratio - settings.keep_spread, 0.01), min(ratio + settings.keep_spread, 1.0)
-
-    def setup(batch: int, gen: torch.Generator) -> None:
-        policy.set_ratios(lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64))
-
-    return Variant(f"iared@keep={ratio:g}±{settings.keep_spread:g}", IARED(backbone, policy, groups), "interpreter",
-                   keep_target=ratio, setup=setup)
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -546,4 +469,4 @@ def dense_of(model: IARED) -> IARED:
 
 def with_threshold(model: IARED, threshold: float) -> IARED:
     """The same backbone and interpreters with another threshold (no copy of weights)."""
-    return IARED(model.backbone, _threshold_policy(model.policy, threshold), model.num_groups).eval()
+    return IARED(model.backbone, threshold_policy(model.policy, threshold), model.num_groups).eval()

@@ -51,6 +51,8 @@ def debug_requested(argv: Sequence[str]) -> bool:
 
 def one_line(exc: BaseException) -> str:
     """``exc``'s message on one line: a ``head:`` line then indented items become ``head: a; b``."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"  # not "[Errno 2] No such file or directory: '...'"
     parts = [part.strip() for part in str(exc).splitlines() if part.strip()]
     if not parts:
         return type(exc).__name__

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from iared_video.datasets.bad_data import SampleError
 from iared_video.interpret.heatmap import UPSAMPLE_MODES, keep_masks, policy_heatmaps
 from iared_video.utils.cli import InputError
 from iared_video.visualization.figure import FigureData, animation_frames, figure_to_array, heatmap_figure
@@ -295,7 +295,11 @@ def _vis_options(cfg) -> VisOptions:
     if v.UPSAMPLE not in UPSAMPLE_MODES or v.ANIMATION not in ANIMATION_FORMATS or not 0 <= v.ALPHA <= 1:
         raise ValueError(f"VISUALIZE.UPSAMPLE must be in {UPSAMPLE_MODES}, VISUALIZE.ANIMATION in "
                          f"{ANIMATION_FORMATS}, VISUALIZE.ALPHA in [0, 1]; got {v.UPSAMPLE!r}, {v.ANIMATION!r}, {v.ALPHA}")
-    threshold = float(cfg.IARED.THRESHOLD) if cfg.IARED.POLICY == "interpreter" else None
+    from iared_video.methods import method_for_cfg
+    from iared_video.models.policies import InterpreterPolicy
+
+    thresholded = issubclass(method_for_cfg(cfg).policy_type, InterpreterPolicy)  # its scores meet a threshold
+    threshold = float(cfg.IARED.THRESHOLD) if thresholded else None
     return VisOptions(v.UPSAMPLE, float(v.ALPHA), v.ANIMATION, float(v.FPS), threshold)
 
 
@@ -312,14 +316,24 @@ def _stem(path: str, index: int) -> str:
     return f"{index:04d}_{base}"
 
 
-def _try_load(path: str, spec: InputSpec, failures: list[str]) -> tuple[Tensor, list[int] | None] | None:
-    """``_load`` that logs and records a failure (None) instead of raising."""
+def _try_load(path: str, spec: InputSpec, failures: list[str], log: bool) -> tuple[Tensor, list[int] | None] | None:
+    """``_load`` that records a failure (and logs it when ``log``) and returns None instead of raising."""
     try:
         return _load(path, spec)
     except (ValueError, OSError, RuntimeError) as exc:  # SampleError/DecodeError are RuntimeErrors
-        logger.warning("cannot visualise %s: %s", path, exc)
-        failures.append(f"{path}: {exc}")
+        reason = exc.reason if isinstance(exc, SampleError) else str(exc)
+        if log:
+            logger.warning("cannot visualise %s: %s", path, reason)
+        failures.append(f"{path}: {reason}")
         return None
+
+
+def _no_results_message(failures: list[str]) -> str:
+    """One line for "nothing could be visualised": the reason itself for a single input."""
+    if len(failures) == 1:
+        return f"cannot visualise {failures[0]}"
+    first = failures[0] if failures else "no inputs given"
+    return f"no input could be visualised: {first}" + (f" (and {len(failures) - 1} more)" if failures else "")
 
 
 def run_visualize(cfg, model: nn.Module | None = None, weights: str | None = None) -> list[dict[str, Any]]:
@@ -328,10 +342,12 @@ def run_visualize(cfg, model: nn.Module | None = None, weights: str | None = Non
     Args:
         cfg: the config.
         model: the model to visualise (default ``build_vis_model(cfg)``).
-        weights: what ``model`` holds, for the figure titles (default ``describe_weights(cfg)``).
+        weights: what ``model`` holds, for the figure titles (default: ``describe_weights(cfg)`` when the
+            model is built here, else nothing).
 
     Unreadable inputs are logged and skipped; if none can be visualised an ``InputError`` (a RuntimeError)
-    says why. Returns the per-input summaries (also written as json next to the images).
+    says why (a single unreadable input is not logged as well). Returns the per-input summaries (also
+    written as json next to the images).
     """
     opts, spec = _vis_options(cfg), input_spec(cfg)
     source = cfg.VISUALIZE.INPUT or _default_source(cfg)
@@ -344,14 +360,13 @@ def run_visualize(cfg, model: nn.Module | None = None, weights: str | None = Non
     out_dir = os.path.join(cfg.OUTPUT_DIR, "vis")
     results, failures = [], []
     for i, path in enumerate(files):
-        loaded = _try_load(path, spec, failures)
+        loaded = _try_load(path, spec, failures, log=len(files) > 1)
         if loaded is None:
             continue
         stem = os.path.join(out_dir, _stem(path, i))
         results.append(visualize_input(model, loaded[0], spec, names, stem, opts, path, weights, loaded[1]))
         logger.info("visualised %s -> %s", path, results[-1]["files"])
     if not results:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise InputError(f"no input could be visualised: {failures[0] if failures else 'none given'}{more}")
+        raise InputError(_no_results_message(failures))
     save_json(results, os.path.join(out_dir, "summary.json"))
     return results

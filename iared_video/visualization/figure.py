@@ -16,11 +16,12 @@ footnote says what grey means, and the title holds the prediction and the weight
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
@@ -28,9 +29,11 @@ from matplotlib.figure import Figure
 
 from iared_video.visualization.overlay import grey_dropped, overlay_heatmap
 
-__all__ = ["COLORBAR_LABEL", "FigureData", "panel_labels", "heatmap_figure", "figure_to_array", "animation_frames"]
+__all__ = ["COLORBAR_LABEL", "COLORBAR_AXES", "FigureData", "panel_labels", "heatmap_figure", "figure_to_array",
+           "animation_frames"]
 
 COLORBAR_LABEL = "informative score"
+COLORBAR_AXES = "colorbar"  # the label (``Axes.get_label``) of the colour bar's axes; panels are "panel <p> <t>"
 _PANEL_INCHES = 1.9
 _BAR_INCHES, _LEFT_INCHES, _RIGHT_INCHES = 0.14, 0.55, 0.75
 _TOP_INCHES, _BOTTOM_INCHES = 1.0, 0.4
@@ -50,6 +53,8 @@ class FigureData:
         weights: which weights the model holds (file + sha256, or random initialisation).
         threshold: the drop threshold on the scores, if the policy has one.
         source: the input's name, for the title.
+        alpha: opacity of the score colormap over the input.
+        cmap: Matplotlib colormap of the scores (and of the colour bar).
     """
 
     frames: np.ndarray
@@ -62,7 +67,7 @@ class FigureData:
     threshold: float | None = None
     source: str = ""
     alpha: float = 0.5
-    cmap: str = field(default="jet")
+    cmap: str = "jet"
 
     def frame(self, t: int) -> "FigureData":
         """The same figure restricted to frame ``t`` (one step of an animation)."""
@@ -93,7 +98,7 @@ def _layout(num_frames: int, num_panels: int) -> tuple[int, int]:
     return (1, num_panels) if num_frames == 1 else (num_panels, num_frames)
 
 
-def _new_figure(rows: int, cols: int) -> tuple[Figure, list[list], object]:
+def _new_figure(rows: int, cols: int) -> tuple[Figure, list[list[Axes]], Axes]:
     """A figure with a ``rows x cols`` grid of image axes and a colour-bar axis, fixed margins."""
     width = _LEFT_INCHES + cols * _PANEL_INCHES + _RIGHT_INCHES + _BAR_INCHES
     height = _TOP_INCHES + rows * _PANEL_INCHES + _BOTTOM_INCHES
@@ -104,16 +109,17 @@ def _new_figure(rows: int, cols: int) -> tuple[Figure, list[list], object]:
                             top=1 - _TOP_INCHES / height,
                             bottom=_BOTTOM_INCHES / height)
     axes = [[fig.add_subplot(grid[r, c]) for c in range(cols)] for r in range(rows)]
-    bar_rows = slice(0, rows) if rows == 1 else slice(1, rows - 1) if rows > 2 else slice(0, rows)
-    return fig, axes, fig.add_subplot(grid[bar_rows, cols])
+    bar_rows = slice(1, rows - 1) if rows > 2 else slice(0, rows)
+    return fig, axes, fig.add_subplot(grid[bar_rows, cols], label=COLORBAR_AXES)
 
 
-def _draw_panels(axes: list[list], data: FigureData, labels: list[str]) -> None:
+def _draw_panels(axes: list[list[Axes]], data: FigureData, labels: list[str]) -> None:
     """Show the panels and label every row and column."""
     single = data.frames.shape[0] == 1
     for t in range(data.frames.shape[0]):
         for p, image in enumerate(_panel_images(data, t)):
             ax = axes[0][p] if single else axes[p][t]
+            ax.set_label(f"panel {p} {t}")
             ax.imshow(image, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -125,7 +131,7 @@ def _draw_panels(axes: list[list], data: FigureData, labels: list[str]) -> None:
         row[0].set_ylabel(data.frame_labels[0] if single else labels[r], fontsize=9)
 
 
-def _draw_colorbar(fig: Figure, cax: object, data: FigureData) -> None:
+def _draw_colorbar(fig: Figure, cax: Axes, data: FigureData) -> None:
     """One colour bar for every overlay, the threshold drawn on it."""
     bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), colormaps[data.cmap]), cax=cax)
     bar.set_label(COLORBAR_LABEL, fontsize=9)
@@ -136,6 +142,7 @@ def _draw_colorbar(fig: Figure, cax: object, data: FigureData) -> None:
 
 
 def _titles(fig: Figure, data: FigureData) -> None:
+    """The title (input, prediction, weights) and the footnote saying what colour and grey mean."""
     head = " · ".join(x for x in (data.source, f"predicted {data.prediction}" if data.prediction else "") if x)
     fig.suptitle(head + (f"\nweights: {data.weights}" if data.weights else ""), fontsize=10)
     notes = ["colour: score of a patch entering the group", "grey: dropped earlier"]

@@ -1,0 +1,211 @@
+"""The ``Method`` interface: everything the engine, FLOP counter, benchmark and tools need from a method.
+
+A method module subclasses ``Method``, overrides what differs from the defaults (cross-entropy training in
+one ``"train"`` stage, SOLVER.* optimiser, no policy cost, no benchmark variant) and registers an instance:
+
+    class ToMe(Method):
+        name, policy_type = "tome", ToMeReducer
+        def build(self, cfg, backbone): ...
+
+    register(ToMe())
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.engine.curriculum import Stage
+from iared_video.engine.steps import StepArgs, ce_step
+
+__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
+
+#: Table order of the built-in methods (others follow by name).
+ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
+Count = int | float | Tensor
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a training schedule is built from (IARED.NUM_GROUPS, SOLVER.MAX_EPOCH, IARED.*_EPOCHS, ...)."""
+
+    num_groups: int
+    max_epoch: int
+    interpreter_epochs: int = 0
+    backbone_epochs: int = 0
+    first_group: int = 0
+
+    @classmethod
+    def from_cfg(cls, cfg: CfgNode) -> "StagePlan":
+        i = cfg.IARED
+        return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The config key that sets a method's cost, for matching methods at equal GMACs.
+
+    Attributes:
+        key: the config key (``"TOME.R"``).
+        low, high: the range searched.
+        integer: whether the value is an integer.
+        cost_rises: whether GMACs grow with the value (keep rate) or fall (drop ratio, merged tokens).
+    """
+
+    key: str
+    low: float
+    high: float
+    integer: bool = False
+    cost_rises: bool = False
+
+
+@dataclass
+class Variant:
+    """One model to time in the benchmark: a name, the wrapped model and how to prepare a batch."""
+
+    name: str
+    model: nn.Module
+    policy: str
+    keep_target: float | None = None
+    threshold: float | None = None
+    setup: Callable[[int, torch.Generator], None] = lambda batch, gen: None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchContext:
+    """What benchmark variants are built from: one backbone shared by every variant (same weights).
+
+    Attributes:
+        cfg: the model config.
+        settings: the ``BenchSettings``.
+        backbone: the shared backbone.
+        shared: modules a method builds once and reuses across its variants (e.g. trained interpreters).
+    """
+
+    cfg: CfgNode
+    settings: Any
+    backbone: nn.Module
+    shared: dict[str, nn.Module] = field(default_factory=dict)
+
+    @property
+    def num_groups(self) -> int:
+        return self.cfg.IARED.NUM_GROUPS
+
+
+class Method:
+    """A token-reduction method. Class attributes describe it; methods are the hooks the package calls.
+
+    Attributes:
+        name: the registry key.
+        label: its name in tables and output folders (default ``name``).
+        policy_key: the ``IARED.POLICY`` value that selects it (default ``name``).
+        flag: a bool config key refining ``policy_key`` (``IARED.GUMBEL`` selects the Gumbel variant).
+        policy_type: the class of the ``policy`` its models carry (``method_of(model)`` matches on it).
+        needs_video: only for video models (it reads frames).
+        joint_attention_only: not implemented for divided space-time attention.
+        has_scores: its models' ``scores`` are informative (heatmaps are scored).
+        training_free: it works on dense weights off the shelf (fine-tuning optional).
+        synthetic_config: the ``configs/Synthetic/{tsf,deit}_tiny_<name>.yaml`` it starts from.
+        knob: the key that sets its cost (None: as configured).
+    """
+
+    name: str = ""
+    label: str = ""
+    policy_key: str = ""
+    flag: str = ""
+    policy_type: type = type(None)
+    needs_video: bool = False
+    joint_attention_only: bool = False
+    has_scores: bool = True
+    training_free: bool = False
+    synthetic_config: str = "dense"
+    knob: Knob | None = None
+
+    def __init__(self) -> None:
+        self.label = self.label or self.name
+        self.policy_key = self.policy_key or self.name
+
+    def __repr__(self) -> str:
+        return f"<method {self.name}>"
+
+    # ------------------------------------------------------------------ model and config
+    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+        """The wrapped model (``model(x)`` logits, ``model(x, return_policy=True)`` a ``PolicyOutput``)."""
+        raise NotImplementedError
+
+    def config_opts(self) -> list[str]:
+        """``KEY VALUE`` options that select this method over a config of another method."""
+        opts = ["IARED.POLICY", self.policy_key]
+        return opts + ([self.flag, "True"] if self.flag else [])
+
+    def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
+        """Problems with this method's config section (``selected``: the config runs this method)."""
+        return []
+
+    def requirement_errors(self, cfg: CfgNode) -> list[str]:
+        """Why the selected method cannot run on ``cfg``'s model (video only, joint attention only)."""
+        errors = []
+        if self.needs_video and cfg.MODEL.MODEL_NAME != "timesformer":
+            errors.append(f"IARED.POLICY {self.policy_key} needs a video model (MODEL.MODEL_NAME timesformer)")
+        if self.joint_attention_only and cfg.MODEL.ATTENTION_TYPE == "divided_space_time":
+            errors.append(f"IARED.POLICY {self.policy_key} is implemented for joint space-time attention only; use "
+                          "MODEL.ATTENTION_TYPE joint_space_time or another policy")
+        return errors
+
+    def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
+        """Options that make this method remove about ``drop_ratio`` of the patch tokens (``[]``: as configured)."""
+        return []
+
+    # ------------------------------------------------------------------ training
+    def stages(self, plan: StagePlan) -> list[Stage]:
+        """The training schedule: by default one ``"train"`` stage of ``max_epoch`` epochs."""
+        return [Stage("train", 0, plan.max_epoch)] if plan.max_epoch > 0 else []
+
+    def step(self, run: Any, x: Tensor, y: Tensor, ctx: Any) -> tuple[Tensor, dict]:
+        """Loss and statistics of one batch of ``run`` (a trainer ``StageRun``; ``ctx`` its ``EpochContext``)."""
+        return ce_step(run.net, x, y, run.modes, ctx.args)
+
+    def step_options(self, cfg: CfgNode) -> dict[str, Any]:
+        """``StepArgs`` fields this method reads from the config."""
+        return {}
+
+    def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
+        """Adjust ``requires_grad`` after the curriculum set it for ``stage`` (e.g. frozen embeddings)."""
+
+    def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
+        """The optimiser of ``stage``: SOLVER.* over every parameter."""
+        from iared_video.engine.optim import build_optimizer
+
+        s = cfg.SOLVER
+        return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
+                               s.NESTEROV)
+
+    def base_lr(self, cfg: CfgNode, stage: Stage) -> float:
+        """The schedule's peak learning rate in ``stage``."""
+        return cfg.SOLVER.BASE_LR
+
+    def teacher(self, cfg: CfgNode, model: nn.Module) -> nn.Module | None:
+        """A frozen model the loss distils from, made from the initial weights (None: no distillation)."""
+        return None
+
+    # ------------------------------------------------------------------ FLOPs
+    def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
+        """MACs per sample of the policy at ``group``'s entry scoring ``num_scored`` patch tokens."""
+        return 0
+
+    def gmacs_per_sample(self, model: nn.Module, tokens: Any, num_patches: int | None,
+                         modes: Sequence[str] | None) -> Tensor:
+        """``(B,)`` GMACs per sample (``models.flops.model_gmacs_per_sample`` documents the arguments)."""
+        from iared_video.models.flops import group_gmacs_per_sample
+
+        return group_gmacs_per_sample(model, tokens, num_patches, modes, self.policy_macs)
+
+    # ------------------------------------------------------------------ benchmark
+    def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
+        """Variants to time on ``bench.backbone``: as configured (``keep_ratio`` None) or at a keep target."""
+        return []

@@ -1,0 +1,30 @@
+"""The dense model (``IARED.POLICY none``): every token through every block, the reference of every table."""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from iared_video.methods import register
+from iared_video.methods.base import BenchContext, Method, Variant
+from iared_video.models.iared import IARED
+from iared_video.models.policies import NoDropPolicy
+
+__all__ = ["Dense"]
+
+
+class Dense(Method):
+    """No token reduction; one ``"train"`` stage with cross-entropy."""
+
+    name, label, policy_type, has_scores = "none", "dense", NoDropPolicy, False
+
+    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+        return IARED(backbone, NoDropPolicy(), cfg.IARED.NUM_GROUPS)
+
+    def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
+        if keep_ratio is not None:
+            return []
+        return [Variant("dense", IARED(bench.backbone, NoDropPolicy(), bench.num_groups), self.name)]
+
+
+register(Dense())

@@ -1,0 +1,119 @@
+"""DynamicViT (Rao et al., NeurIPS 2021): prediction modules keep the top ``floor(rho^s N)`` tokens at stage s.
+
+Model: ``models.dynamicvit.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
+one ``"train"`` stage with ``models.losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
+from a frozen copy of the initial dense model), the official recipe's frozen embeddings
+(``DYNAMICVIT.FROZEN_PARAMS``) and backbone learning-rate rule (``DYNAMICVIT.BACKBONE_*``). FLOPs: every
+LayerNorm and linear layer of a prediction module on the tokens it scores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.engine.curriculum import Stage, freeze_parameters
+from iared_video.engine.logging import get_logger
+from iared_video.engine.steps import StepArgs, autocast, top1_err
+from iared_video.methods import register
+from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.models.dynamicvit import DynamicViT, DynamicViTPolicy, make_teacher
+from iared_video.models.losses import LossWeights, dynamicvit_loss
+from iared_video.models.token_ops import dense_forward
+
+__all__ = ["DynamicViTMethod", "dynamicvit_step"]
+
+logger = get_logger(__name__)
+
+
+def dynamicvit_step(net: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
+    """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
+    with autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True)
+        with torch.no_grad():
+            trace = dense_forward(teacher, x)
+    loss, terms = dynamicvit_loss(out, y, trace.logits, trace.patch_tokens, args.dynamicvit)
+    return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                  "keep_ratio": out.masks[-1].mean().item(), "top1_err": top1_err(out.logits, y)}
+
+
+def _predictor_label(name: str) -> str:
+    """DynamicViT parameter groups: ``"predictor"`` (``policy.*``) or ``"backbone"``."""
+    return "predictor" if name.startswith("policy.") else "backbone"
+
+
+class DynamicViTMethod(Method):
+    """DynamicViT on the IA-RED^2 backbones (joint space-time attention)."""
+
+    name, policy_type, synthetic_config, joint_attention_only = "dynamicvit", DynamicViTPolicy, "dynamicvit", True
+    knob = Knob("DYNAMICVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
+
+    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+        d = cfg.DYNAMICVIT
+        return DynamicViT(backbone, d.PRUNE_LOCATIONS, d.KEEP_RATE, d.GUMBEL_TAU)
+
+    def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
+        d, errors = cfg.DYNAMICVIT, []
+        locs = list(d.PRUNE_LOCATIONS)
+        if selected and (not locs or locs != sorted(set(locs)) or locs[0] <= 0 or locs[-1] >= depth):
+            errors.append(f"DYNAMICVIT.PRUNE_LOCATIONS must increase strictly within (0, {depth}), got {locs}")
+        if not 0.0 < d.KEEP_RATE <= 1.0:
+            errors.append(f"DYNAMICVIT.KEEP_RATE must lie in (0, 1], got {d.KEEP_RATE}")
+        if d.GUMBEL_TAU <= 0:
+            errors.append(f"DYNAMICVIT.GUMBEL_TAU must be > 0, got {d.GUMBEL_TAU}")
+        for key in ("BACKBONE_LR_SCALE", "BACKBONE_HOLD_EPOCHS"):
+            if not 0.0 <= d[key] < math.inf:
+                errors.append(f"DYNAMICVIT.{key} must be a finite number >= 0, got {d[key]}")
+        if not all(isinstance(name, str) and name for name in d.FROZEN_PARAMS):
+            errors.append(f"DYNAMICVIT.FROZEN_PARAMS must list parameter names, got {list(d.FROZEN_PARAMS)}")
+        return errors
+
+    def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
+        return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args)
+
+    def step_options(self, cfg: CfgNode) -> dict:
+        d = cfg.DYNAMICVIT
+        return {"dynamicvit": LossWeights(d.KEEP_RATE, d.RATIO_WEIGHT, d.DISTILL_WEIGHT, d.TOKEN_DISTILL_WEIGHT)}
+
+    def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
+        frozen = freeze_parameters(model, cfg.DYNAMICVIT.FROZEN_PARAMS)
+        logger.info("DynamicViT: %s stay frozen (DYNAMICVIT.FROZEN_PARAMS)", ", ".join(frozen) or "nothing")
+
+    def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
+        """Prediction modules (``policy.*``) at SOLVER.BASE_LR; the backbone held at 0 for
+        ``BACKBONE_HOLD_EPOCHS``, then at ``BACKBONE_LR_SCALE`` by ``BACKBONE_LR_RULE`` (see ``optim.group_lr``)."""
+        from iared_video.engine.optim import build_optimizer
+
+        s, d = cfg.SOLVER, cfg.DYNAMICVIT
+        scale = d.BACKBONE_LR_SCALE
+        optimizer = build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY,
+                                    s.MOMENTUM, s.NESTEROV, lambda n: 1.0 if n.startswith("policy.") else scale,
+                                    _predictor_label)
+        for group in optimizer.param_groups:
+            if group.get("label") == "backbone":
+                group["hold_steps"] = int(round(d.BACKBONE_HOLD_EPOCHS * steps_per_epoch))
+                if d.BACKBONE_LR_RULE == "capped":
+                    group["lr_cap"] = scale * s.BASE_LR
+        return optimizer
+
+    def teacher(self, cfg: CfgNode, model: nn.Module) -> nn.Module:
+        return make_teacher(model.backbone)
+
+    def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
+        from iared_video.models.flops import predictor_macs
+
+        return predictor_macs(model.policy.predictors[group - 1], num_scored)  # group s >= 1 opens with predictor s
+
+    def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
+        """At a keep target r: untrained predictors (same cost) at rho = r^(1/S) over the configured locations."""
+        if keep_ratio is None:
+            return []
+        locs = list(bench.cfg.DYNAMICVIT.PRUNE_LOCATIONS)
+        model = DynamicViT(bench.backbone, locs, keep_ratio ** (1.0 / len(locs)))
+        return [Variant(f"{self.name}@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio)]
+
+
+register(DynamicViTMethod())

@@ -1,0 +1,147 @@
+"""EViT (Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via Token
+Reorganizations", ICLR 2022), written from the paper (conventions checked against youweiliang/evit).
+
+At the blocks in ``EVIT.LOCATIONS``, between attention and MLP, the non-class tokens are reorganised:
+
+* attentiveness of token i: the class token's attention to it in this block, averaged over heads
+  (``a_i``, the softmax row of the class query over every key, class token included);
+* the ``ceil(kappa * n)`` most attentive of the ``n`` non-class tokens are kept (``kappa``: the keep rate);
+* the others are fused into one token ``x_fused = sum_i a_i x_i`` over the inattentive tokens (the paper's
+  "weighted average" by attentiveness; the weights are the attention values themselves, which sum to less
+  than 1, as in the official code). In later reorganisations the fused token is a token like the others.
+
+With ``EVIT.FUSE_TOKEN False`` the inattentive tokens are dropped instead (the paper's ablation). EViT adds
+no parameters: it runs off the shelf on dense weights and is fine-tuned with cross-entropy in one
+``"train"`` stage (the paper fine-tunes with the reorganisation in place).
+
+Scores (heatmaps): the attentiveness of each patch still a token of its own at a reorganising block.
+FLOPs: attention half on the tokens entering the block, MLP half on the tokens left, plus the class-query
+logits ``L C`` and the fusion ``(n - k) C``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.methods import register
+from iared_video.methods.base import BenchContext, Knob, Method, Variant
+from iared_video.models.reduction import ReducerState, ReducingViT, TokenReducer, reducing_gmacs_per_sample
+from iared_video.models.token_ops import Attended
+
+__all__ = ["EViT", "EViTReducer", "attentive_count", "reorganize"]
+
+
+def attentive_count(keep_rate: float, num_tokens: int) -> int:
+    """Tokens kept at a reorganisation: ``ceil(kappa * n)`` of the ``n`` non-class tokens (at least 1)."""
+    return max(1, min(int(num_tokens), math.ceil(keep_rate * int(num_tokens))))
+
+
+def reorganize(x: Tensor, attentiveness: Tensor, keep: int, fuse: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Keep the ``keep`` most attentive tokens (in their order) and fuse the rest.
+
+    Args:
+        x: ``(B, n, C)`` non-class tokens.
+        attentiveness: ``(B, n)`` class attention ``a_i``.
+        keep: k.
+        fuse: append ``sum_i a_i x_i`` over the inattentive tokens (else drop them).
+
+    Returns:
+        the ``(B, k [+ 1], C)`` tokens, the ``(B, k)`` indices kept and the ``(B, n - k)`` indices fused.
+    """
+    order = attentiveness.argsort(dim=1, descending=True, stable=True)
+    kept, rest = order[:, :keep].sort(dim=1).values, order[:, keep:].sort(dim=1).values
+    expand = (-1, -1, x.shape[-1])
+    tokens = x.gather(1, kept[..., None].expand(*expand))
+    if fuse and rest.shape[1]:
+        inattentive = x.gather(1, rest[..., None].expand(*expand))
+        fused = torch.einsum("bn,bnc->bc", attentiveness.gather(1, rest).to(x.dtype), inattentive)
+        tokens = torch.cat([tokens, fused[:, None]], dim=1)
+    return tokens, kept, rest
+
+
+class EViTReducer(TokenReducer):
+    """EViT's token reorganisation at ``locations`` with keep rate ``keep_rate``.
+
+    Args:
+        keep_rate: kappa in (0, 1] (1: nothing changes).
+        locations: 0-based blocks that reorganise.
+        fuse: fuse the inattentive tokens into one (else drop them).
+    """
+
+    needs_class_attention = True
+
+    def __init__(self, keep_rate: float, locations: Sequence[int], fuse: bool = True) -> None:
+        super().__init__()
+        if not 0.0 < keep_rate <= 1.0:
+            raise ValueError(f"EViT keep rate must lie in (0, 1], got {keep_rate}")
+        self.keep_rate, self.locations, self.fuse = float(keep_rate), sorted(int(i) for i in locations), fuse
+
+    def acts_on(self, layer: int) -> bool:
+        return self.keep_rate < 1.0 and layer in self.locations
+
+    def reduce(self, layer: int, state: ReducerState, attended: Attended) -> Tensor:
+        attentiveness = attended.class_attention.mean(dim=1)[:, state.num_prefix:]  # head-averaged a_i
+        scores = state.scatter(attentiveness)
+        num = attentiveness.shape[1]
+        keep = attentive_count(self.keep_rate, num)
+        if keep == num:
+            return scores
+        tokens, kept, rest = reorganize(state.patches, attentiveness, keep, self.fuse)
+        origin, size = state.origin.gather(1, kept), state.size.gather(1, kept)
+        if tokens.shape[1] > keep:  # the fused token stands for no single patch
+            origin = torch.cat([origin, origin.new_full((origin.shape[0], 1), -1)], dim=1)
+            size = torch.cat([size, state.size.gather(1, rest).sum(1, keepdim=True)], dim=1)
+        state.set_patches(tokens, origin, size)
+        return scores
+
+    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: nn.Module) -> Tensor:
+        """Class-query logits over every key (``(n + P) C``) and the fusion (``(n - k) C``)."""
+        dim = block.attn.qkv.in_features
+        kept = torch.clamp(torch.minimum(torch.ceil(self.keep_rate * num_tokens), num_tokens), min=1)
+        fused = (num_tokens - kept) * dim if self.fuse else torch.zeros_like(num_tokens)
+        return (num_tokens + num_prefix) * dim + fused
+
+
+class EViT(Method):
+    """Keep the top-k tokens by class attention, fuse the rest, at a few blocks."""
+
+    name, policy_type, training_free, joint_attention_only = "evit", EViTReducer, True, True
+    knob = Knob("EVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
+
+    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+        e = cfg.EVIT
+        return ReducingViT(backbone, EViTReducer(e.KEEP_RATE, e.LOCATIONS, e.FUSE_TOKEN))
+
+    def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
+        e, errors = cfg.EVIT, []
+        locs = list(e.LOCATIONS)
+        if not 0.0 < e.KEEP_RATE <= 1.0:
+            errors.append(f"EVIT.KEEP_RATE must lie in (0, 1], got {e.KEEP_RATE}")
+        if selected and (not locs or locs != sorted(set(locs)) or locs[0] < 0 or locs[-1] >= depth):
+            errors.append(f"EVIT.LOCATIONS must increase strictly within [0, {depth}), got {locs}")
+        return errors
+
+    def gmacs_per_sample(self, model, tokens, num_patches, modes) -> Tensor:
+        return reducing_gmacs_per_sample(model, tokens, num_patches, modes)
+
+    def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
+        """The keep rate whose reorganisations remove about ``drop_ratio`` of the patch tokens in all."""
+        rate = max(1.0 - drop_ratio, 1e-3) ** (1.0 / len(cfg.EVIT.LOCATIONS))
+        return ["EVIT.KEEP_RATE", repr(round(rate, 4))]
+
+    def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
+        if keep_ratio is None:
+            return []
+        e = bench.cfg.EVIT
+        rate = keep_ratio ** (1.0 / len(e.LOCATIONS))
+        model = ReducingViT(bench.backbone, EViTReducer(rate, e.LOCATIONS, e.FUSE_TOKEN))
+        return [Variant(f"evit@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio,
+                        info={"keep_rate": rate})]
+
+
+register(EViT())

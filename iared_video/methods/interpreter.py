@@ -1,0 +1,177 @@
+"""IA-RED^2 (Pan et al., NeurIPS 2021): multi-head interpreters drop patch tokens at each group's entry.
+
+Policy: ``models.policies.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
+interpreter stage (self-critical REINFORCE, ``reinforce_step``) then a backbone stage (cross-entropy).
+FLOPs: the interpreter's ``F_q`` on the scored tokens, ``F_k`` on the policy token and the per-head dot
+products. Benchmark: the trained threshold rule, and ``ControlledKeepPolicy`` (the same interpreters keeping
+a set fraction of tokens per sample) at each keep target.
+"""
+
+from __future__ import annotations
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor, nn
+
+from iared_video.engine.curriculum import Stage
+from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
+from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
+from iared_video.methods import register
+from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant
+from iared_video.models.iared import IARED
+from iared_video.models.policies import GroupInput, InterpreterPolicy
+
+__all__ = ["IARED2", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
+
+
+def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, modes: list[str], group: int,
+                   args: StepArgs) -> tuple[Tensor, dict]:
+    """Self-critical REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
+
+    ``net`` samples at ``group``; ``greedy_net`` (same weights, no DDP) gives the baseline ``u_hat``.
+    """
+    greedy_modes = ["greedy" if m == "sample" else m for m in modes]
+    with autocast(x.device, args.amp_dtype):
+        out = net(x, return_policy=True, modes=modes)
+        with torch.no_grad():
+            base = greedy_net(x, return_policy=True, modes=greedy_modes)
+    norm_sample = reward_denominator(out.keep, group, args.reward_normalizer)
+    norm_greedy = reward_denominator(base.keep, group, args.reward_normalizer)
+    r_sample = reward(out.keep[group].sum(1), norm_sample, out.logits.argmax(1) == y, args.tau, args.reward_kind)
+    r_greedy = reward(base.keep[group].sum(1), norm_greedy, base.logits.argmax(1) == y, args.tau, args.reward_kind)
+    advantage = self_critical_advantage(r_sample, r_greedy)
+    loss = policy_gradient_loss(advantage, out.log_probs[group].float())
+    return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
+                  "advantage": advantage.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
+                  "greedy_keep_ratio": base.keep_ratio.mean().item(), "top1_err": top1_err(out.logits, y)}
+
+
+def threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
+    """An ``InterpreterPolicy`` sharing ``source``'s interpreters with its own threshold."""
+    policy = InterpreterPolicy.__new__(InterpreterPolicy)
+    nn.Module.__init__(policy)
+    policy.share(source, threshold)
+    return policy
+
+
+class ControlledKeepPolicy(InterpreterPolicy):
+    """The real interpreters (same cost), but each sample keeps the top-k scored tokens, k set per sample.
+
+    ``set_ratios(r)`` fixes the final keep ratio of each sample. With ``schedule="geometric"`` the j-th group
+    that drops (of D' that do, from ``first_group`` on) keeps a cumulative ``r ** (j / D')`` of the patches
+    (hierarchical, as a trained IA-RED^2); with ``"first"`` every drop happens at the first group that drops.
+    """
+
+    def __init__(self, source: InterpreterPolicy, schedule: str = "geometric") -> None:
+        nn.Module.__init__(self)
+        if schedule not in ("geometric", "first"):
+            raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
+        self.share(source, source.threshold)
+        self.schedule = schedule
+        self.ratios: Tensor | None = None
+
+    def set_ratios(self, ratios: Tensor) -> None:
+        """Final keep ratio per sample, ``(B,)`` in (0, 1]."""
+        self.ratios = ratios.clamp(1e-6, 1.0).double().cpu()
+
+    def target_counts(self, group: int, num_groups: int, num_patches: int) -> Tensor:
+        """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
+        acting = num_groups - self.first_group
+        power = (group - self.first_group + 1) / acting if self.schedule == "geometric" else 1.0
+        return (self.ratios ** power * num_patches).round().clamp_min(1).long()
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode != "greedy":
+            return super().keep(inp, scores, mode)
+        if self.ratios is None or self.ratios.numel() != inp.batch:
+            raise ValueError("call set_ratios() with one ratio per sample before the forward")
+        num_groups = len(self.interpreters)
+        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group > self.first_group
+                   else torch.full((inp.batch,), inp.num_patches, dtype=torch.long))
+        wanted = torch.minimum(self.target_counts(inp.group, num_groups, inp.num_patches), present)
+        return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
+
+
+def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
+    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
+    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
+    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
+    order = key.argsort()
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
+    return rank < k[sample]
+
+
+class IARED2(Method):
+    """IA-RED^2: the interpreter policy, Alg. 1's curriculum, REINFORCE."""
+
+    name, label, policy_type, synthetic_config = "interpreter", "iared", InterpreterPolicy, "iared"
+
+    def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
+        p = cfg.IARED
+        return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
+                                 p.FIRST_DROP_GROUP - 1)
+
+    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+        return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+
+    def stages(self, plan: StagePlan) -> list[Stage]:
+        stages = []
+        for group in range(plan.first_group, plan.num_groups):
+            stages += [Stage("interpreter", group, plan.interpreter_epochs),
+                       Stage("backbone", group, plan.backbone_epochs)]
+        return [s for s in stages if s.epochs > 0]
+
+    def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
+        if run.stage.kind == "interpreter":
+            return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
+        return ce_step(run.net, x, y, run.modes, ctx.args)
+
+    def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
+        """Interpreter stages: IARED.INTERPRETER_* settings; backbone stages: SOLVER.*."""
+        from iared_video.engine.optim import build_optimizer
+
+        if stage.kind != "interpreter":
+            return super().optimizer(cfg, model, stage, steps_per_epoch)
+        s, i = cfg.SOLVER, cfg.IARED
+        return build_optimizer(model.named_parameters(), i.INTERPRETER_OPTIMIZER or s.OPTIMIZING_METHOD,
+                               i.INTERPRETER_LR, i.INTERPRETER_WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+
+    def base_lr(self, cfg: CfgNode, stage: Stage) -> float:
+        return cfg.IARED.INTERPRETER_LR if stage.kind == "interpreter" else cfg.SOLVER.BASE_LR
+
+    def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
+        from iared_video.models.flops import interpreter_macs
+
+        return interpreter_macs(model.policy.interpreters[group], num_scored)
+
+    def shared_interpreters(self, bench: BenchContext) -> InterpreterPolicy:
+        """The benchmark's interpreters (built once; ``MODEL.PRETRAINED`` loaded over backbone and them)."""
+        if "interpreter" not in bench.shared:
+            from iared_video.models.weights import load_pretrained
+
+            policy = self.build_policy(bench.cfg, bench.backbone.embed_dim)
+            if bench.cfg.MODEL.PRETRAINED:
+                load_pretrained(IARED(bench.backbone, policy, bench.num_groups), bench.cfg.MODEL.PRETRAINED)
+            bench.shared["interpreter"] = policy
+        return bench.shared["interpreter"]
+
+    def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
+        """As configured: one variant per ``settings.thresholds``; at a keep target: controlled keep."""
+        interp, groups = self.shared_interpreters(bench), bench.num_groups
+        if keep_ratio is None:
+            return [Variant(f"iared@t={t:g}", IARED(bench.backbone, threshold_policy(interp, float(t)), groups),
+                            self.name, threshold=float(t)) for t in bench.settings.thresholds]
+        s = bench.settings
+        policy = ControlledKeepPolicy(interp, s.keep_schedule)
+        lo, hi = max(keep_ratio - s.keep_spread, 0.01), min(keep_ratio + s.keep_spread, 1.0)
+
+        def setup(batch: int, gen: torch.Generator) -> None:
+            policy.set_ratios(lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64))
+
+        return [Variant(f"iared@keep={keep_ratio:g}±{s.keep_spread:g}", IARED(bench.backbone, policy, groups),
+                        self.name, keep_target=keep_ratio, setup=setup)]
+
+
+register(IARED2())

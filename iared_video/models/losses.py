@@ -1,0 +1,80 @@
+"""Training objectives of the methods (PySlowFast keeps its losses here too).
+
+* ``F.cross_entropy``: dense, fixed-ratio baselines, IA-RED^2's backbone stages, ToMe and EViT fine-tuning;
+* ``policy_gradient_loss`` (``engine/reinforce.py``): IA-RED^2's self-critical REINFORCE on an interpreter;
+* ``dynamicvit_loss``: DynamicViT's cross-entropy + keep-ratio MSE + KL and token distillation;
+* ``gumbel_loss``: the straight-through Gumbel IA-RED^2 variant's cross-entropy + keep-ratio MSE.
+
+Every function takes tensors (or a method's output dataclass) and plain numbers, never a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["LossWeights", "ratio_loss", "token_distill_loss", "dynamicvit_loss", "gumbel_loss"]
+
+
+@dataclass
+class LossWeights:
+    """Weights and target of the DynamicViT objective."""
+
+    keep_rate: float = 0.7
+    ratio: float = 2.0
+    distill: float = 0.5
+    token_distill: float = 0.5
+
+
+def ratio_loss(masks: Sequence[Tensor], keep_rate: float) -> Tensor:
+    """Mean over stages s of the batch mean of ``(kept_fraction_b - rho^s)^2``."""
+    terms = [((m.mean(dim=1) - keep_rate ** (s + 1)) ** 2).mean() for s, m in enumerate(masks)]
+    return torch.stack(terms).mean()
+
+
+def token_distill_loss(student: Tensor, teacher: Tensor, keep: Tensor) -> Tensor:
+    """MSE between ``(B, N, C)`` student and teacher tokens over the kept tokens (``keep`` ``(B, N)``)."""
+    w = (keep.detach() > 0.5).to(student.dtype).unsqueeze(-1)
+    sq = ((student - teacher) ** 2 * w).sum()
+    return sq / (w.sum() * student.shape[-1]).clamp_min(1.0)
+
+
+def dynamicvit_loss(out: Any, labels: Tensor, teacher_logits: Tensor, teacher_tokens: Tensor,
+                    weights: LossWeights) -> tuple[Tensor, dict[str, Tensor]]:
+    """CE + ratio MSE + KL(teacher || student) + token distillation, weighted; returns total and terms.
+
+    Args:
+        out: a ``DynamicViTOutput`` (``logits``, ``masks``, ``patch_tokens``).
+        labels: ``(B,)`` classes.
+        teacher_logits, teacher_tokens: the frozen dense teacher's logits and final patch tokens.
+        weights: the loss weights and keep-rate target.
+    """
+    terms = {
+        "ce": F.cross_entropy(out.logits.float(), labels),
+        "ratio": ratio_loss(out.masks, weights.keep_rate),
+        "kl": F.kl_div(out.logits.float().log_softmax(-1), teacher_logits.float().log_softmax(-1),
+                       reduction="batchmean", log_target=True),
+        "token": token_distill_loss(out.patch_tokens.float(), teacher_tokens.float(), out.masks[-1]),
+    }
+    total = (terms["ce"] + weights.ratio * terms["ratio"] + weights.distill * terms["kl"]
+             + weights.token_distill * terms["token"])
+    return total, terms
+
+
+def gumbel_loss(out: Any, labels: Tensor, keep_rate: float, ratio_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j).
+
+    Args:
+        out: a ``GumbelOutput`` (``logits`` and the ``(B, N)`` straight-through ``gates`` of sampled groups).
+        labels: ``(B,)`` classes.
+        keep_rate: rho.
+        ratio_weight: weight of the keep-ratio term (0: cross-entropy alone).
+    """
+    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
+    no_gates = out.logits.new_zeros((), dtype=torch.float32)
+    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
+    return terms["ce"] + ratio_weight * terms["ratio"], terms

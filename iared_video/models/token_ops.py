@@ -1,0 +1,275 @@
+"""The token-ops layer: one attention primitive and one block forward over timm ``Attention`` / ``Block``.
+
+Every place that runs a timm attention on its own terms goes through ``attention``: the packed
+variable-length blocks of IA-RED^2 (and of the reducers ToMe and EViT on the same stack), the divided
+space-time blocks, DynamicViT's masked training forward, the interpretability baselines (attention
+probabilities), the raw-attention policy (the class-token row only) and the dense teacher.
+
+Token layouts:
+    packed: ``(T, C)`` tokens of every sample plus ``PackedSeqs`` (see ``packed.py``);
+    batched: ``(B, L, C)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
+
+__all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKED_SOFTMAX_EPS", "block_forward",
+           "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path", "DenseTrace",
+           "dense_forward", "class_attention"]
+
+MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
+
+
+@dataclass
+class Attended:
+    """What ``attention`` returns.
+
+    Attributes:
+        out: the attention branch (after ``norm``, ``proj``, ``proj_drop``) in the input's layout; None when
+            ``output=False``.
+        probs: ``(B, H, L, L)`` attention probabilities (batched input with ``probs=True``).
+        class_attention: ``(B, H, L)`` softmax row of each sample's first (class) token over its keys, 0 on
+            padding (``class_row=True``; with ``key_bias`` added to the logits like the output's).
+        keys: keys after ``k_norm``, ``(T, H, d)`` packed or ``(B, L, H, d)`` batched (``keys=True``).
+    """
+
+    out: Tensor | None = None
+    probs: Tensor | None = None
+    class_attention: Tensor | None = None
+    keys: Tensor | None = None
+
+
+def _qkv(attn: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(..., L, C)`` -> q, k, v of shape ``(..., L, H, d)``, ``q_norm`` / ``k_norm`` applied."""
+    q, k, v = attn.qkv(x).unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
+    return attn.q_norm(q), attn.k_norm(k), v
+
+
+def attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs | None = None, *, keep: Tensor | None = None,
+              key_bias: Tensor | None = None, output: bool = True, probs: bool = False, class_row: bool = False,
+              keys: bool = False) -> Attended:
+    """A timm ``Attention`` on packed or batched tokens: the one attention primitive of the package.
+
+    Args:
+        attn: the timm attention module (its ``qkv``, norms, ``proj`` and dropouts are used).
+        x: ``(T, C)`` packed tokens with ``seqs``, or ``(B, L, C)`` batched tokens without.
+        seqs: sequence boundaries of packed tokens.
+        keep: ``(B, L)`` key keep mask for DynamicViT's masked softmax (batched only).
+        key_bias: additive per-key logit bias, ``(T,)`` packed or ``(B, L)`` batched (ToMe's ``log s``).
+        output: compute the attention output (False: only what else is asked for, e.g. the class row).
+        probs: return the probabilities (explicit softmax instead of the fused kernel; batched only).
+        class_row: return each sample's class-token attention row.
+        keys: return the keys.
+    """
+    q, k, v = _qkv(attn, x)
+    res = Attended(keys=k if keys else None)
+    if class_row:
+        res.class_attention = _class_row(q, k, attn.scale, seqs, key_bias)
+    if not output:
+        return res
+    if keep is not None or probs:
+        if seqs is not None:
+            raise ValueError("explicit attention probabilities and key masks need batched (B, L, C) tokens")
+        y, res.probs = _explicit(attn, q, k, v, keep, key_bias)
+    else:
+        y = _fused(attn, q, k, v, seqs, key_bias)
+    res.out = attn.proj_drop(attn.proj(attn.norm(y)))
+    if not probs:
+        res.probs = None
+    return res
+
+
+def packed_attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+    """The attention branch of ``attn`` on packed tokens ``(T, C)``."""
+    return attention(attn, x, seqs).out
+
+
+def _dropout_p(attn: nn.Module) -> float:
+    return attn.attn_drop.p if attn.training else 0.0
+
+
+def _fused(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | None,
+           key_bias: Tensor | None) -> Tensor:
+    """Fused SDPA: block-diagonal over packed sequences, or one call on a batch; ``(..., L, H * d)``."""
+    if seqs is not None:
+        out = block_diagonal_sdpa(q, k, v, seqs, dropout_p=_dropout_p(attn), scale=attn.scale, key_bias=key_bias)
+        return out.flatten(-2)
+    mask = None if key_bias is None else key_bias[:, None, None, :].to(q.dtype)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                         dropout_p=_dropout_p(attn), scale=attn.scale)
+    return out.transpose(1, 2).flatten(-2)
+
+
+def _explicit(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None,
+              key_bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Softmax written out (probabilities kept, DynamicViT's masked softmax): ``(B, L, H * d)`` and probs."""
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
+    logits = (q * attn.scale) @ k.transpose(-2, -1)
+    if key_bias is not None:
+        logits = logits + key_bias[:, None, None, :].to(logits.dtype)
+    probs = masked_softmax(logits, keep) if keep is not None else logits.softmax(dim=-1)
+    out = attn.attn_drop(probs) @ v
+    return out.transpose(1, 2).flatten(-2), probs
+
+
+def _class_row(q: Tensor, k: Tensor, scale: float, seqs: PackedSeqs | None, key_bias: Tensor | None) -> Tensor:
+    """``(B, H, L)`` softmax of each sample's first query against its keys (padded keys get 0)."""
+    valid = None
+    if seqs is not None and seqs.uniform_length is not None:
+        shape = (seqs.batch_size, seqs.uniform_length)
+        q, k = q.view(*shape, *q.shape[1:]), k.view(*shape, *k.shape[1:])
+        key_bias = None if key_bias is None else key_bias.view(shape)
+    elif seqs is not None:
+        q, k, valid = seqs.pad(q), seqs.pad(k), seqs.key_mask[:, 0]  # (B, 1, Lmax)
+        key_bias = None if key_bias is None else seqs.pad(key_bias)
+    logits = torch.einsum("bqhd,bkhd->bhqk", q[:, :1] * scale, k)[:, :, 0]  # (B, H, L): L * C MACs per sample
+    if key_bias is not None:
+        logits = logits + key_bias[:, None, :].to(logits.dtype)
+    if valid is not None:
+        logits = logits.masked_fill(~valid, float("-inf"))
+    return logits.softmax(dim=-1)
+
+
+def masked_softmax(logits: Tensor, keep: Tensor, eps: float = MASKED_SOFTMAX_EPS) -> Tensor:
+    """Softmax over the last axis restricted to kept keys plus the diagonal, computed in float32.
+
+    As the official DynamicViT code: ``(w + eps / L) / (sum(w) + eps)`` with ``w = exp(logit - max) * allowed``,
+    so a row never divides by zero; the result has the dtype of ``logits``.
+
+    Args:
+        logits: ``(B, H, L, L)`` attention logits.
+        keep: ``(B, L)`` key keep mask in [0, 1] (straight-through values carry gradients).
+        eps: the stabilising epsilon.
+    """
+    length = logits.shape[-1]
+    eye = torch.eye(length, dtype=torch.float32, device=logits.device)
+    allowed = keep[:, None, None, :].float()
+    allowed = allowed + (1.0 - allowed) * eye  # a token always sees itself
+    scores = logits.float()
+    weights = (scores - scores.amax(-1, keepdim=True)).exp() * allowed
+    return ((weights + eps / length) / (weights.sum(-1, keepdim=True) + eps)).to(logits.dtype)
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+def block_forward(block: nn.Module, x: Tensor, *, keep: Tensor | None = None, probs: bool = False,
+                  drop_path: bool = True) -> tuple[Tensor, Tensor | None]:
+    """The dense forward of a pre-norm timm ``Block`` on batched ``(B, L, C)`` tokens.
+
+    Args:
+        block: the timm block.
+        x: tokens.
+        keep: ``(B, L)`` key keep mask (DynamicViT training: dropped keys are masked out of attention).
+        probs: also return the block's ``(B, H, L, L)`` attention probabilities.
+        drop_path: apply the block's stochastic depth in training mode (False: deterministic, for scores).
+    """
+    att = attention(block.attn, block.norm1(x), keep=keep, probs=probs)
+    x = x + _maybe(block.drop_path1, drop_path)(block.ls1(att.out))
+    x = x + _maybe(block.drop_path2, drop_path)(block.ls2(block.mlp(block.norm2(x))))
+    return x, att.probs
+
+
+def _maybe(module: nn.Module, use: bool) -> nn.Module:
+    return module if use else nn.Identity()
+
+
+def packed_drop_path(x: Tensor, drop_prob: float, training: bool, seqs: PackedSeqs) -> Tensor:
+    """Stochastic depth with one keep/drop draw per sample, broadcast to its tokens."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    per_sample = x.new_empty(seqs.batch_size).bernoulli_(keep_prob) / keep_prob
+    return x * per_sample[seqs.sample_ids()].unsqueeze(-1)
+
+
+def _drop_prob(module: nn.Module) -> float:
+    return float(getattr(module, "drop_prob", 0.0))
+
+
+def packed_attention_residual(block: nn.Module, x: Tensor, seqs: PackedSeqs, *, key_bias: Tensor | None = None,
+                              keys: bool = False, class_row: bool = False) -> tuple[Tensor, Attended]:
+    """``x + ls1(Attn(norm1(x)))`` of a timm ``Block`` on packed tokens, and what the attention returned."""
+    att = attention(block.attn, block.norm1(x), seqs, key_bias=key_bias, keys=keys, class_row=class_row)
+    return x + packed_drop_path(block.ls1(att.out), _drop_prob(block.drop_path1), block.training, seqs), att
+
+
+def packed_mlp_residual(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+    """``x + ls2(MLP(norm2(x)))`` of a timm ``Block`` on packed tokens."""
+    y = block.ls2(block.mlp(block.norm2(x)))
+    return x + packed_drop_path(y, _drop_prob(block.drop_path2), block.training, seqs)
+
+
+def packed_block(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+    """A pre-norm timm ``Block`` (attention + MLP, LayerScale, drop-path) on packed tokens."""
+    return packed_mlp_residual(block, packed_attention_residual(block, x, seqs)[0], seqs)
+
+
+# ----------------------------------------------------------------------------- whole backbones
+
+
+@dataclass
+class DenseTrace:
+    """Output of ``dense_forward``: logits, per-block attention ``(B, heads, L, L)``, token layout.
+
+    Attributes:
+        logits: ``(B, num_classes)``.
+        attentions: per block ``(B, H, L, L)`` probabilities (``probs=True``), else empty.
+        grid: ``(T, h, w)`` patch grid.
+        num_prefix: class/distillation tokens before the patches.
+        patch_tokens: ``(B, N, C)`` final patch tokens after the backbone's final norm.
+    """
+
+    logits: Tensor
+    attentions: list[Tensor] = field(default_factory=list)
+    grid: tuple[int, int, int] = (1, 1, 1)
+    num_prefix: int = 1
+    patch_tokens: Tensor | None = None
+
+
+def dense_forward(backbone: nn.Module, x: Tensor, probs: bool = False, keep_grad: bool = False) -> DenseTrace:
+    """Every token through every block of ``backbone`` (no stochastic depth), the one dense forward.
+
+    Args:
+        backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of a wrapped model).
+        x: the backbone's input.
+        probs: record each block's attention probabilities (timm blocks only).
+        keep_grad: retain the gradients of the attention maps (``attn.grad`` after ``backward``).
+    """
+    emb = backbone.embed(x)
+    tokens = torch.cat([emb.prefix, emb.patches], dim=1)
+    trace = DenseTrace(logits=x.new_empty(0), grid=emb.grid, num_prefix=emb.prefix.shape[1])
+    for block in backbone.blocks:
+        if hasattr(block, "temporal_attn"):  # divided space-time: the block's own (packed) forward
+            if probs:
+                raise ValueError("divided space-time blocks have no single (L, L) attention map")
+            tokens = block(tokens, emb.grid)
+            continue
+        tokens, p = block_forward(block, tokens, probs=probs, drop_path=False)
+        if p is not None and keep_grad and p.requires_grad:
+            p.retain_grad()
+        if p is not None:
+            trace.attentions.append(p)
+    trace.logits = backbone.forward_head(tokens[:, :trace.num_prefix])
+    trace.patch_tokens = backbone.norm(tokens[:, trace.num_prefix:])
+    return trace
+
+
+def class_attention(blocks: nn.ModuleList, tokens: Tensor, block: int) -> Tensor:
+    """``(B, L)`` head-averaged class-token attention of ``blocks[block]`` after the earlier blocks, densely.
+
+    Only ``norm1``, ``qkv`` and the class query's logits of ``blocks[block]`` run (no output branch).
+    """
+    if not 0 <= block < len(blocks):
+        raise ValueError(f"attention block {block} does not exist in a {len(blocks)}-block backbone")
+    for earlier in blocks[:block]:
+        tokens = block_forward(earlier, tokens, drop_path=False)[0]
+    target = blocks[block]
+    return attention(target.attn, target.norm1(tokens), output=False, class_row=True).class_attention.mean(1)

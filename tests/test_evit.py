@@ -1,0 +1,111 @@
+"""EViT worked by hand: the kept set is the top-k of head-averaged class attention, the fused token the
+attention-weighted sum of the rest; keep rate 1 is the dense model; counts and FLOPs per location."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from iared_video.config import ConfigError, load_config
+from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.models.backbones import Embedded
+from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.reduction import ReducerState, ReducingViT
+from iared_video.models.token_ops import Attended
+
+X = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 4.0], [3.0, 1.0], [5.0, 5.0]]])  # 5 non-class tokens
+# Class attention of two heads over [class, t0..t4]; head-averaged over the patches: 0.1, 0.4, 0.05, 0.3, 0.15
+HEADS = torch.tensor([[[0.0, 0.2, 0.3, 0.0, 0.4, 0.1],
+                       [0.0, 0.0, 0.5, 0.1, 0.2, 0.2]]])
+
+
+def test_reorganize_keeps_the_top_k_and_fuses_the_rest_by_hand() -> None:
+    attentiveness = torch.tensor([[0.1, 0.4, 0.05, 0.3, 0.15]])
+    tokens, kept, rest = reorganize(X, attentiveness, keep=3)
+    assert kept.tolist() == [[1, 3, 4]] and rest.tolist() == [[0, 2]]  # top-3: 0.4, 0.3, 0.15 (order kept)
+    fused = 0.1 * X[0, 0] + 0.05 * X[0, 2]  # sum over the inattentive tokens of a_i x_i = (0.1, 0.2)
+    torch.testing.assert_close(tokens[0], torch.stack([X[0, 1], X[0, 3], X[0, 4], fused]))
+    dropped, _, _ = reorganize(X, attentiveness, keep=3, fuse=False)
+    torch.testing.assert_close(dropped[0], X[0, [1, 3, 4]])
+    assert attentive_count(0.5, 5) == 3 and attentive_count(0.7, 196) == 138 == math.ceil(0.7 * 196)
+
+
+def test_reducer_averages_heads_and_marks_the_fused_token() -> None:
+    state = ReducerState(Embedded(torch.zeros(1, 1, 2), X.clone(), X.clone(), (1, 1, 5)))
+    scores = EViTReducer(0.5, [0]).reduce(0, state, Attended(class_attention=HEADS))
+    torch.testing.assert_close(scores, torch.tensor([[0.1, 0.4, 0.05, 0.3, 0.15]]))  # mean of the two heads
+    assert state.patches.shape == (1, 4, 2) and state.origin.tolist() == [[1, 3, 4, -1]]
+    torch.testing.assert_close(state.patches[0, -1], torch.tensor([0.1, 0.2]))
+    assert state.size.tolist() == [[1.0, 1.0, 1.0, 2.0]] and state.keep_mask().tolist() == [[0, 1, 0, 1, 1]]
+
+
+def _timm_class_attention(block: nn.Module, tokens: Tensor) -> Tensor:
+    """timm's own explicit-softmax attention of ``block``, its probabilities caught by a hook: ``(B, L)``."""
+    seen: dict[str, Tensor] = {}
+    block.attn.fused_attn = False
+    handle = block.attn.attn_drop.register_forward_hook(lambda m, i, o: seen.update(probs=o))
+    try:
+        block(tokens)
+    finally:
+        handle.remove()
+        block.attn.fused_attn = True
+    return seen["probs"].mean(dim=1)[:, 0]
+
+
+def _tiny_vit() -> TimmViT:
+    torch.manual_seed(0)
+    return TimmViT("test_vit", num_classes=5, img_size=64).eval()  # 16 patches at 64 px
+
+
+def test_kept_set_is_the_top_k_of_timms_class_attention_in_that_block() -> None:
+    backbone = _tiny_vit()
+    model = ReducingViT(backbone, EViTReducer(0.5, [1])).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+        emb = backbone.embed(x)
+        entering = backbone.blocks[0](torch.cat([emb.prefix, emb.patches], dim=1))
+        attentive = _timm_class_attention(backbone.blocks[1], entering)[:, 1:]
+    top = attentive.topk(8, dim=1).indices
+    want = torch.zeros(2, 16, dtype=torch.bool).scatter_(1, top, True)
+    assert torch.equal(out.keep[1], want) and out.keep[0].all()
+    torch.testing.assert_close(out.scores[1], attentive, atol=1e-6, rtol=1e-5)
+    assert [t.tolist() for t in out.tokens] == [[16, 16], [9, 9]] + [[9, 9]] * 4  # 8 kept + the fused token
+
+
+@pytest.mark.parametrize("case", ["image", "video"])
+def test_keep_rate_one_is_the_dense_model_bitwise(case: str) -> None:
+    torch.manual_seed(0)
+    backbone = _tiny_vit() if case == "image" else TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=8,
+                                                                embed_dim=32, depth=4, num_heads=2).eval()
+    x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    model = ReducingViT(backbone, EViTReducer(1.0, [0, 1, 2])).eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), IARED(backbone, NoDropPolicy(), 1).eval()(x))
+
+
+def test_counts_per_location_and_gmacs_match_fvcore() -> None:
+    """16 patches, kappa 0.7 at blocks 1, 3, 4: ceil(11.2) + 1 = 13, ceil(9.1) + 1 = 11, ceil(7.7) + 1 = 9."""
+    model = ReducingViT(_tiny_vit(), EViTReducer(0.7, [1, 3, 4])).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x, return_policy=True)
+    assert [int(t) for t in out.tokens] == [16, 13, 13, 11, 9, 9]
+    gmacs = model_gmacs_per_sample(model, out).item()
+    assert gmacs == pytest.approx(fvcore_gflops(model, x), rel=1e-6)
+    assert gmacs < dense_gmacs(IARED(model.backbone, NoDropPolicy(), 1), 16)
+
+
+def test_config_builds_evit_and_rejects_bad_locations() -> None:
+    tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
+            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "evit"]
+    model = build_model(load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5"]))
+    assert isinstance(model.policy, EViTReducer) and model.policy.locations == [1, 2] and model.policy.keep_rate == 0.5
+    with pytest.raises(ConfigError, match=r"EVIT.LOCATIONS must increase strictly within \[0, 4\)"):
+        load_config(None, tiny)  # the default [3, 6, 9] does not fit 4 blocks
+    with pytest.raises(ConfigError, match=r"EVIT.KEEP_RATE must lie in \(0, 1\]"):
+        load_config(None, [*tiny, "EVIT.LOCATIONS", "[1]", "EVIT.KEEP_RATE", "0.0"])
