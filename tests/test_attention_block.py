@@ -16,23 +16,12 @@ from iared_video.models import IARED, TimeSformer, TimmViT, build_model
 from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
 from iared_video.models.policies import AttentionPolicy
 
+from timm_reference import timm_class_attention
+
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 DROP_RATIO = 0.25
 NUM_PATCHES = 16  # 64x64 image / 16x16 patches; video: 2 frames of 32x32 / 8x8 patches
 KEPT = 12  # by hand: 16 - floor(0.25 * 16 + 0.5) = 16 - 4
-
-
-def _timm_class_attention(block: nn.Module, tokens: Tensor) -> Tensor:
-    """timm's own ``Block`` forward (explicit-softmax path), its attention probabilities caught by a hook."""
-    seen: dict[str, Tensor] = {}
-    block.attn.fused_attn = False  # timm then runs softmax -> attn_drop, where the hook reads the probabilities
-    handle = block.attn.attn_drop.register_forward_hook(lambda m, i, o: seen.update(probs=o))
-    try:
-        block(tokens)
-    finally:
-        handle.remove()
-        block.attn.fused_attn = True
-    return seen["probs"].mean(dim=1)[:, 0]  # (B, L): head-averaged class-token row
 
 
 def _image_tokens(backbone: TimmViT, x: Tensor) -> Tensor:
@@ -46,7 +35,7 @@ def _reference_keep(blocks: nn.ModuleList, tokens: Tensor, num_prefix: int, bloc
     with torch.no_grad():
         for earlier in blocks[:block]:
             tokens = earlier(tokens)
-        scores = _timm_class_attention(blocks[block], tokens)[:, num_prefix:]
+        scores = timm_class_attention(blocks[block], tokens)[:, num_prefix:]
     top = scores.topk(KEPT, dim=1).indices
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
 
@@ -109,8 +98,8 @@ def test_raw_attention_heatmap_reads_the_chosen_block() -> None:
     prefix = backbone.num_prefix_tokens
     with torch.no_grad():
         after_0 = backbone.blocks[0](tokens)
-        want_1 = _timm_class_attention(backbone.blocks[1], after_0)[:, prefix:]
-        want_0 = _timm_class_attention(backbone.blocks[0], tokens)[:, prefix:]
+        want_1 = timm_class_attention(backbone.blocks[1], after_0)[:, prefix:]
+        want_0 = timm_class_attention(backbone.blocks[0], tokens)[:, prefix:]
     torch.testing.assert_close(raw_attention(backbone, x), want_1, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(raw_attention(backbone, x, block=0), want_0, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="does not exist"):

@@ -17,6 +17,8 @@ from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended
 
+from timm_reference import timm_class_attention
+
 X = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 4.0], [3.0, 1.0], [5.0, 5.0]]])  # 5 non-class tokens
 # Class attention of two heads over [class, t0..t4]; head-averaged over the patches: 0.1, 0.4, 0.05, 0.3, 0.15
 HEADS = torch.tensor([[[0.0, 0.2, 0.3, 0.0, 0.4, 0.1],
@@ -43,19 +45,6 @@ def test_reducer_averages_heads_and_marks_the_fused_token() -> None:
     assert state.size.tolist() == [[1.0, 1.0, 1.0, 2.0]] and state.keep_mask().tolist() == [[0, 1, 0, 1, 1]]
 
 
-def _timm_class_attention(block: nn.Module, tokens: Tensor) -> Tensor:
-    """timm's own explicit-softmax attention of ``block``, its probabilities caught by a hook: ``(B, L)``."""
-    seen: dict[str, Tensor] = {}
-    block.attn.fused_attn = False
-    handle = block.attn.attn_drop.register_forward_hook(lambda m, i, o: seen.update(probs=o))
-    try:
-        block(tokens)
-    finally:
-        handle.remove()
-        block.attn.fused_attn = True
-    return seen["probs"].mean(dim=1)[:, 0]
-
-
 def _tiny_vit() -> TimmViT:
     torch.manual_seed(0)
     return TimmViT("test_vit", num_classes=5, img_size=64).eval()  # 16 patches at 64 px
@@ -69,7 +58,7 @@ def test_kept_set_is_the_top_k_of_timms_class_attention_in_that_block() -> None:
         out = model(x, return_policy=True)
         emb = backbone.embed(x)
         entering = backbone.blocks[0](torch.cat([emb.prefix, emb.patches], dim=1))
-        attentive = _timm_class_attention(backbone.blocks[1], entering)[:, 1:]
+        attentive = timm_class_attention(backbone.blocks[1], entering)[:, 1:]
     top = attentive.topk(8, dim=1).indices
     want = torch.zeros(2, 16, dtype=torch.bool).scatter_(1, top, True)
     assert torch.equal(out.keep[1], want) and out.keep[0].all()

@@ -135,8 +135,11 @@ class Method:
 
     # ------------------------------------------------------------------ model and config
     def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
-        """The wrapped model (``model(x)`` logits, ``model(x, return_policy=True)`` a ``PolicyOutput``)."""
-        raise NotImplementedError
+        """The wrapped model (``model(x)`` logits, ``model(x, return_policy=True)`` a ``PolicyOutput``).
+
+        The base class stands for policies no method registers (``method_of``): it counts costs but builds nothing.
+        """
+        raise TypeError(f"{self!r} builds no model: register a Method subclass that defines build()")
 
     def config_opts(self) -> list[str]:
         """``KEY VALUE`` options that select this method over a config of another method."""
