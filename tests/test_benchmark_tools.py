@@ -126,7 +126,7 @@ def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
 
 def test_benchmark_inputs_from_a_real_split(tmp_path: Path) -> None:
     """Real decoded clips (keep counts vary as in use): batches carry inputs and labels, invalid views dropped."""
-    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.synthetic import generate_video_dataset
     from iared_video.utils.benchmark import data_input, eval_batches
 
     meta = generate_video_dataset(str(tmp_path), num_videos=12, seed=0, num_classes=2)

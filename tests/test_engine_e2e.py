@@ -57,7 +57,7 @@ def test_image_curriculum_through_trainer_and_tester(tmp_path):
 
 @pytest.mark.slow
 def test_video_run_net_on_synthetic(tmp_path):
-    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.synthetic import generate_video_dataset
 
     data = tmp_path / "data"
     generate_video_dataset(str(data), num_videos=48, seed=0)  # >= 1 test video per class

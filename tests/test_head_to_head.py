@@ -40,7 +40,7 @@ def test_head_to_head_pieces(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_quick_run_end_to_end_then_no_train_reads_the_same(tmp_path) -> None:
-    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.synthetic import generate_video_dataset
 
     h2h, data, out = _h2h(), tmp_path / "data", tmp_path / "out"
     generate_video_dataset(str(data), num_videos=12, seed=0, num_classes=2)

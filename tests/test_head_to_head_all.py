@@ -45,7 +45,7 @@ def _fake_run(h2h, run: str, data: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def image_set(tmp_path_factory) -> str:
-    from iared_video.datasets.synthetic import generate_image_dataset
+    from iared_video.synthetic import generate_image_dataset
 
     data = tmp_path_factory.mktemp("images")
     generate_image_dataset(str(data), num_images=10, seed=0, num_classes=2, min_short_side=64, max_short_side=80)

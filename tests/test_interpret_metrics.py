@@ -87,7 +87,7 @@ def test_eval_heatmaps_tool_on_synthetic_video(tmp_path):
     import os
     import sys
 
-    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.synthetic import generate_video_dataset
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.join(root, "tools"))

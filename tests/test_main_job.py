@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from iared_video.datasets.synthetic import generate_image_dataset
+from iared_video.synthetic import generate_image_dataset
 from iared_video.engine import main_job
 
 

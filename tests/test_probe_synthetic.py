@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.datasets.synthetic import generate_video_dataset
+from iared_video.synthetic import generate_video_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import probe_synthetic  # noqa: E402

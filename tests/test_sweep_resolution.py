@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iared_video.datasets.synthetic import generate_image_dataset
+from iared_video.synthetic import generate_image_dataset
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 PATCH, DIM, DEPTH, CLASSES = 16, 192, 12, 2  # vit_tiny_patch16_224

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iared_video.datasets import synthetic as S
+from iared_video import synthetic as S
 from iared_video.datasets.imagenet import find_classes
+from iared_video.synthetic.images import _fill_marks
 
 # Tiny, fast geometry for generated sets.
 TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
@@ -356,12 +357,12 @@ def test_fill_marks_cover_the_area_fractions_worked_by_hand() -> None:
     u, v = np.meshgrid((np.arange(4000) + 0.5) / 400, (np.arange(4000) + 0.5) / 400)  # 10 x 10 periods
     expected = {"solid": 0.0, "striped": 0.5, "dotted": math.pi * 0.09, "checkered": 0.5, "gridded": 1 - 0.72 ** 2}
     for pattern, fraction in expected.items():
-        assert S._fill_marks(pattern, u, v).mean() == pytest.approx(fraction, abs=2e-3), pattern
+        assert _fill_marks(pattern, u, v).mean() == pytest.approx(fraction, abs=2e-3), pattern
     # striped varies along u only, checkered flips with every period along either axis
-    stripes = S._fill_marks("striped", u, v)
+    stripes = _fill_marks("striped", u, v)
     assert (stripes == stripes[:1]).all()
-    checks = S._fill_marks("checkered", u, v)
+    checks = _fill_marks("checkered", u, v)
     assert checks[0, 0] != checks[0, 400] and checks[0, 0] != checks[400, 0] and checks[0, 0] == checks[400, 400]
     with pytest.raises(ValueError, match="unknown fill pattern"):
-        S._fill_marks("wavy", u, v)
+        _fill_marks("wavy", u, v)
 

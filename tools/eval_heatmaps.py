@@ -50,7 +50,7 @@ def video_samples(cfg, split: str) -> Iterator[Sample]:
     """Centre clip, centre crop, and the masks of the decoded frames (same transform)."""
     from iared_video.datasets.decoder import decode_clip
     from iared_video.datasets.kinetics import read_split_csv
-    from iared_video.datasets.synthetic import load_masks
+    from iared_video.datasets.masks import load_masks
     from iared_video.datasets.transforms import frames_to_video, video_test_transform
     from iared_video.datasets.video_sampling import clip_indices
 
@@ -75,7 +75,7 @@ def video_samples(cfg, split: str) -> Iterator[Sample]:
 def image_samples(cfg, split: str) -> Iterator[Sample]:
     """Eval-transformed images and their masks (short side to crop / crop_pct, nearest; centre crop)."""
     from iared_video.datasets.imagenet import find_classes, load_rgb_image, scan_image_folder
-    from iared_video.datasets.synthetic import load_image_mask
+    from iared_video.datasets.masks import load_image_mask
     from iared_video.datasets.transforms import image_transform
 
     d, root = cfg.DATA, os.path.join(cfg.DATA.PATH_TO_DATA_DIR, split)

@@ -7,7 +7,7 @@ Examples:
     python tools/make_synthetic.py --out /tmp/hard --difficulty hard --set noise=8 \\
         --set actor_size=[0.04,0.06]
 
-See datasets/SYNTHETIC.md for the layout and every knob.
+See docs/datasets/SYNTHETIC.md for the layout and every knob.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any, Optional, Sequence
 
-from iared_video.datasets import synthetic
+from iared_video import synthetic
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from iared_video.datasets.synthetic import SPLITS, generate_video_dataset  # noqa: E402
+from iared_video.synthetic import SPLITS, generate_video_dataset  # noqa: E402
 
 
 def load_split_tensors(root: str, num_frames: int, size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -62,7 +62,7 @@ _C.MODEL.DROP_PATH_RATE = 0.0
 _C.MODEL.ATTENTION_TYPE = "joint_space_time"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
-# content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see datasets/SYNTHETIC.md).
+# content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see docs/datasets/SYNTHETIC.md).
 # Drawn with timm's trunc_normal_, which cuts at +-2 (so stds above 1 are clipped hard).
 _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
@@ -85,7 +85,7 @@ _C.IARED.POLICY = "interpreter"
 _C.IARED.NUM_GROUPS = 1
 # First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
 # interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
-# tell object from background linearly (see datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
+# tell object from background linearly (see docs/datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
 _C.IARED.FIRST_DROP_GROUP = 1
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5

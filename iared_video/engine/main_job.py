@@ -104,7 +104,7 @@ FROM_SCRATCH_OPTS = {
 
 def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
     """Whether ``data_dir/meta.json`` was written by the generator with ``seed`` and ``kwargs``."""
-    from iared_video.datasets.synthetic import GENERATOR_NAME, GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
+    from iared_video.synthetic import GENERATOR_NAME, GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
 
     try:
         with open(os.path.join(data_dir, "meta.json")) as f:
@@ -137,7 +137,7 @@ def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
         logger.warning("the synthetic %s set in %s was made with another recipe: deleting and regenerating it",
                        kind, data_dir)
         shutil.rmtree(data_dir)  # only generated sets get here (see _meta_matches); stale class folders would stay
-    from iared_video.datasets.synthetic import generate_image_dataset, generate_video_dataset
+    from iared_video.synthetic import generate_image_dataset, generate_video_dataset
 
     logger.info("generating the synthetic %s set in %s (%s)", kind, data_dir, kwargs)
     (generate_image_dataset if image else generate_video_dataset)(data_dir, seed=seed, num_workers=2, **kwargs)

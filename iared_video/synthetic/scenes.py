@@ -1,0 +1,128 @@
+"""Scenes and rendering: every random draw of one video, made before its label is used, then the frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from iared_video.synthetic.backgrounds import Band, make_background, sample_bands
+from iared_video.synthetic.knobs import VIDEO_CLASSES, VideoKnobs, make_knobs
+from iared_video.synthetic.sprites import TRAJECTORIES, Actor, Motion, Sprite, sample_actor, sample_sprites
+from iared_video.synthetic.streams import sample_size
+
+__all__ = ["Scene", "sample_noise", "add_noise", "sample_video_spec", "sample_scene", "render_scene", "render_video"]
+
+
+@dataclass
+class Scene:
+    """Everything random about one video, drawn before the label is used."""
+
+    fps: int
+    num_frames: int
+    background: np.ndarray
+    bands: list[Band]
+    sprites: list[Sprite]
+    actor: Actor
+    motion: Motion
+    noise: Optional[np.ndarray] = None
+    noise_offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+
+
+def sample_noise(rng: np.random.Generator, h: int, w: int, t: int,
+                  sigma: float) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """A padded noise pool and per-frame crop offsets (cheap temporal noise)."""
+    offsets = rng.integers(0, 9, size=(t, 2))
+    if sigma <= 0:
+        return None, offsets
+    pool = rng.standard_normal((h + 8, w + 8, 3), dtype=np.float32) * np.float32(sigma)
+    return np.round(pool).astype(np.int16), offsets
+
+
+def add_noise(frame: np.ndarray, pool: Optional[np.ndarray], offset: np.ndarray) -> np.ndarray:
+    """Adds a crop of the noise pool to a uint8 frame."""
+    if pool is None:
+        return frame
+    h, w = frame.shape[:2]
+    crop = pool[offset[0]:offset[0] + h, offset[1]:offset[1] + w]
+    return np.clip(frame.astype(np.int16) + crop, 0, 255).astype(np.uint8)
+
+
+def sample_video_spec(rng: np.random.Generator,
+                      knobs: Optional[VideoKnobs] = None) -> tuple[int, int, int, int]:
+    """Draws a video's (height, width, num_frames, fps).
+
+    These are the first draws of every video, so
+    ``sample_video_spec(video_rng(seed, i), knobs)`` predicts the geometry of
+    video ``i`` of a generated set without rendering it.
+    """
+    knobs = knobs or VideoKnobs()
+    h, w = sample_size(rng, knobs)
+    t = int(rng.integers(knobs.min_frames, knobs.max_frames + 1))
+    rate = int(knobs.fps_choices[int(rng.integers(len(knobs.fps_choices)))])
+    return h, w, t, rate
+
+
+def sample_scene(rng: np.random.Generator, knobs: VideoKnobs, height: Optional[int],
+                  width: Optional[int], num_frames: Optional[int], fps: Optional[int]) -> Scene:
+    """Draws one video's scene; given sizes/length/fps override the draws."""
+    h, w, t, rate = sample_video_spec(rng, knobs)
+    h, w, t, rate = height or h, width or w, num_frames or t, fps or rate
+    if h % 2 or w % 2 or t < 1:
+        raise ValueError(f"need even height/width and >= 1 frame, got {h}x{w}, {t} frames")
+    background = make_background(rng, h, w, knobs.clutter)
+    bands, sprites = sample_bands(rng, h, w, knobs), sample_sprites(rng, h, w, knobs)
+    actor, motion = sample_actor(rng, h, w, knobs)
+    noise, offsets = sample_noise(rng, h, w, t, knobs.noise)
+    return Scene(rate, t, background, bands, sprites, actor, motion, noise, offsets)
+
+
+def render_scene(scene: Scene, class_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Renders frames (T, H, W, 3) uint8 and actor masks (T, H, W) bool."""
+    t, (h, w) = scene.num_frames, scene.background.shape[:2]
+    frames = np.empty((t, h, w, 3), dtype=np.uint8)
+    masks = np.zeros((t, h, w), dtype=bool)
+    trajectory = TRAJECTORIES[class_name]
+    for i in range(t):
+        u = i / (t - 1) if t > 1 else 0.0
+        frame = scene.background.copy()
+        for band in scene.bands:
+            band.paint(frame, u)
+        for sprite in scene.sprites:
+            sprite.paint(frame, u)
+        scene.actor.paint(frame, masks[i], *trajectory(scene.motion, u))
+        frames[i] = add_noise(frame, scene.noise, scene.noise_offsets[i])
+    return frames, masks
+
+
+def render_video(rng: np.random.Generator, label: int, *, height: Optional[int] = None,
+                 width: Optional[int] = None, num_frames: Optional[int] = None,
+                 fps: Optional[int] = None, difficulty: str = "medium",
+                 **knobs: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Renders one synthetic action video in memory.
+
+    All randomness is drawn from ``rng`` before ``label`` is used, so two
+    calls with the same rng state and different labels differ only in the
+    actor's trajectory (their first frames are identical).
+
+    Args:
+        rng: Source of randomness (e.g. :func:`video_rng`).
+        label: Class id, an index into :data:`VIDEO_CLASSES`.
+        height: Frame height (even); drawn from the knobs if None.
+        width: Frame width (even); drawn from the knobs if None.
+        num_frames: Frame count; drawn from the knobs if None.
+        fps: Frame rate; drawn from ``fps_choices`` if None.
+        difficulty: Knob preset (``easy``, ``medium``, ``hard``).
+        **knobs: :class:`VideoKnobs` overrides.
+
+    Returns:
+        ``(frames, masks, fps)``: uint8 (T, H, W, 3) RGB frames, bool
+        (T, H, W) actor masks and the integer frame rate.
+    """
+    if not 0 <= label < len(VIDEO_CLASSES):
+        raise ValueError(f"label must be in [0, {len(VIDEO_CLASSES)}), got {label}")
+    scene = sample_scene(rng, make_knobs(VideoKnobs, difficulty, **knobs), height, width,
+                          num_frames, fps)
+    frames, masks = render_scene(scene, VIDEO_CLASSES[label])
+    return frames, masks, scene.fps
