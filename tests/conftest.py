@@ -44,23 +44,21 @@ def write_video() -> Callable[..., str]:
 
 @pytest.fixture
 def small_cfg() -> Callable[..., object]:
-    """``make(data_dir, {"SECTION.KEY": value, ...})``: default cfg with small, fast data settings."""
-    from iared_video.config import get_cfg
+    """``make(data_dir, {"SECTION.KEY": value, ...})``: a config with small, fast data settings.
+
+    Built by ``load_config`` like every user config (merged over the defaults, validated, frozen), so a test
+    cannot run a config a user could not.
+    """
+    from iared_video.config import load_config
 
     def make(data_dir: str, overrides: dict | None = None):
-        cfg = get_cfg()
         small = {
             "DATA.PATH_TO_DATA_DIR": str(data_dir), "DATA.NUM_FRAMES": 4, "DATA.SAMPLING_RATE": 2,
             "DATA.TARGET_FPS": 25, "DATA.TRAIN_JITTER_SCALES": [40, 48], "DATA.TRAIN_CROP_SIZE": 32,
             "DATA.TEST_CROP_SIZE": 32, "DATA.MEAN": [0.0, 0.0, 0.0], "DATA.STD": [1.0, 1.0, 1.0],
             "DATA_LOADER.NUM_WORKERS": 0, "MODEL.NUM_CLASSES": 10, "TRAIN.BATCH_SIZE": 2, "TEST.BATCH_SIZE": 2,
         }
-        for key, value in {**small, **(overrides or {})}.items():
-            *sections, name = key.split(".")
-            node = cfg
-            for section in sections:
-                node = node[section]
-            node[name] = value
-        return cfg
+        opts = [item for key, value in {**small, **(overrides or {})}.items() for item in (key, value)]
+        return load_config(None, opts)
 
     return make

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +16,6 @@ from iared_video.models.policies import AttentionPolicy
 
 from timm_reference import timm_class_attention
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 DROP_RATIO = 0.25
 NUM_PATCHES = 16  # 64x64 image / 16x16 patches; video: 2 frames of 32x32 / 8x8 patches
 KEPT = 12  # by hand: 16 - floor(0.25 * 16 + 0.5) = 16 - 4
@@ -107,9 +104,7 @@ def test_raw_attention_heatmap_reads_the_chosen_block() -> None:
 
 
 def _eval_heatmaps():
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    return importlib.import_module("eval_heatmaps")
+    return importlib.import_module("iared_video.experiments.heatmaps")
 
 
 def test_eval_heatmaps_block_sweep_methods() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from iared_video.datasets import build_dataset, construct_loader
-from iared_video.datasets import kinetics as kinetics_module
+from iared_video.datasets import views as views_module
 from iared_video.datasets.bad_data import substitute_index
 
 LOGGERS = "iared_video.datasets"
@@ -44,13 +44,13 @@ def bad_dir(tmp_path, write_video):
 
 def count_decodes(monkeypatch) -> list[str]:
     calls: list[str] = []
-    real = kinetics_module.decode_clip
+    real = views_module.decode_clip
 
     def counting(path, *args, **kwargs):
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(kinetics_module, "decode_clip", counting)
+    monkeypatch.setattr(views_module, "decode_clip", counting)
     return calls
 
 

@@ -4,6 +4,7 @@ import glob
 import os
 
 import pytest
+import yaml
 
 from iared_video.config import ConfigError, flat_keys, get_cfg, load_config
 
@@ -66,5 +67,55 @@ def test_float_key_accepts_int_and_config_is_frozen() -> None:
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)))
 def test_shipped_configs_load(path: str) -> None:
-    cfg = load_config(path)
-    assert set(flat_keys(cfg)) == set(flat_keys(get_cfg()))
+    """Every key the yaml sets holds the yaml's value (read here with PyYAML); every other key keeps its default."""
+    cfg, defaults = flat_keys(load_config(path)), flat_keys(get_cfg())
+    with open(path) as f:
+        written = flat_keys(yaml.safe_load(f) or {})
+    assert written and set(written) <= set(defaults)
+    for key, default in defaults.items():
+        want = written.get(key, default)
+        assert cfg[key] == (list(want) if isinstance(want, tuple) else want), key
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["TRAIN.AMP_DTYPE", "bf16"], r"TRAIN.AMP_DTYPE must be one of \['bfloat16', 'float16'\], got 'bf16'"),
+    (["BENCHMARK.KEEP_SCHEDULE", "geometrc"], r"BENCHMARK.KEEP_SCHEDULE .*got 'geometrc'; nearest: 'geometric'"),
+    (["BENCHMARK.CPU_LINEAR", "mkldnn"], r"BENCHMARK.CPU_LINEAR must be one of \['aten', 'onednn'\]"),
+    (["BENCHMARK.PRECISIONS", "['fp32', 'fp61']"], r"BENCHMARK.PRECISIONS items .*got 'fp61'; nearest: 'fp16'"),
+    (["BENCHMARK.FIXED_POLICIES", "['random', 'interpreter']"], r"BENCHMARK.FIXED_POLICIES items .*'interpreter'"),
+    (["DATA.IMAGE_INTERPOLATION", "bicubc"], r"DATA.IMAGE_INTERPOLATION .*nearest: 'bicubic'"),
+    (["IARED.INTERPRETER_OPTIMIZER", "adamw2"], r"IARED.INTERPRETER_OPTIMIZER must be one of"),
+    (["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_smal_patch16_224"],
+     r"MODEL.ARCH 'deit_smal_patch16_224' is not a timm model.*nearest: \['deit_small_patch16_224'"),
+])
+def test_every_choice_key_fails_in_the_one_validation_pass(opts: list, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, opts)
+
+
+def test_validation_builds_no_model(monkeypatch) -> None:
+    """Depth and patch of standard timm names come from the arch tables: ``timm.create_model`` is never called."""
+    import timm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("config validation built a model")
+
+    monkeypatch.setattr(timm, "create_model", refuse)
+    with pytest.raises(ConfigError, match="must divide the model depth 24"):
+        load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_large_patch16_224", "IARED.NUM_GROUPS", "5"])
+    with pytest.raises(ConfigError, match="not divisible by the patch size 32"):
+        load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_base_patch32_224",
+                           "DATA.TRAIN_CROP_SIZE", "48"])
+    assert load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_micro_patch16"]).MODEL.ARCH
+
+
+def test_is_video_and_device_are_decided_in_one_place() -> None:
+    import torch
+
+    from iared_video.config import device_of, is_video
+
+    assert is_video(load_config()) and not is_video(load_config(None, ["MODEL.MODEL_NAME", "deit"]))
+    assert device_of(load_config(None, ["DEVICE", "cpu"])) == torch.device("cpu")
+    assert device_of(load_config(None, ["DEVICE", "cuda"]), local_rank=1) == torch.device("cuda", 1)
+    auto = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert device_of(load_config(None, ["DEVICE", "auto"])) == auto

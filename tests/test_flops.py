@@ -65,8 +65,14 @@ def test_sdpa_handle_counts_both_matmuls():
             return F.scaled_dot_product_attention(q, k, v)
 
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
-    assert fvcore_gflops(Attend(), (q, k, v)) * 1e9 == pytest.approx(2 * 2 * 3 * 5 * 7 * 8)
-    assert sdpa_flop_jit  # the handle fvcore_gflops registers
+    by_hand = 2 * 2 * 3 * 5 * 7 * 8  # QK^T and AV: B * H * Lq * Lk * d multiply-adds each
+    assert fvcore_gflops(Attend(), (q, k, v)) * 1e9 == pytest.approx(by_hand)
+    from fvcore.nn import FlopCountAnalysis
+
+    bare = FlopCountAnalysis(Attend(), (q, k, v)).unsupported_ops_warnings(False)
+    assert bare.total() == 0  # fvcore alone counts fused attention as nothing: the handle is what counts it
+    handled = FlopCountAnalysis(Attend(), (q, k, v)).unsupported_ops_warnings(False)
+    assert handled.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit).total() == by_hand
 
 
 # ---------------------------------------------------------------------------

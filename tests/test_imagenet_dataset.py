@@ -58,14 +58,14 @@ def test_eval_transform_and_odd_modes_become_rgb(image_dir, small_cfg):
 
 def test_eval_resizes_by_crop_pct_then_centre_crops(tmp_path, small_cfg):
     (tmp_path / "val" / "a").mkdir(parents=True)
-    ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (64, 64, 3)).copy()
+    ramp = np.broadcast_to(np.arange(128, dtype=np.uint8)[None, :, None] * 2, (128, 128, 3)).copy()
     Image.fromarray(ramp).save(tmp_path / "val" / "a" / "ramp.png")
-    cfg = cfg_for(small_cfg, tmp_path, **{"DATA.TEST_CROP_SIZE": 28, "DATA.IMAGE_CROP_PCT": 0.875})
+    cfg = cfg_for(small_cfg, tmp_path, **{"DATA.TEST_CROP_SIZE": 48, "DATA.IMAGE_CROP_PCT": 0.75})
     inputs = build_dataset("imagenet", cfg, "val")[0]["inputs"]
-    # 64 -> resize to 32 (= 28 / 0.875), centre crop 28 keeps columns 2..29 of 32, i.e. ~4..59 of the ramp
+    # 128 -> resize to 64 (= 48 / 0.75): column j ~ 2 * (2j + 0.5); centre crop 48 keeps columns 8..55 of 64
     profile = inputs[0].mean(dim=0).numpy() * 255
-    assert inputs.shape == (3, 28, 28)
-    assert profile[0] == pytest.approx(4 * 4.5, abs=6) and profile[-1] == pytest.approx(4 * 58.5, abs=6)
+    assert inputs.shape == (3, 48, 48)
+    assert profile[0] == pytest.approx(4 * 8 + 1, abs=6) and profile[-1] == pytest.approx(4 * 55 + 1, abs=6)
 
 
 def test_train_transform_and_broken_images(image_dir, small_cfg, caplog):

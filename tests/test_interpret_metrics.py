@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,12 +83,25 @@ def test_imagenet_seg_reader_v5(tmp_path):
     assert image.shape == (4, 6, 3) and mask.all()
 
 
-def test_eval_heatmaps_tool_on_synthetic_video(tmp_path):
+def _miou_by_hand(heat: np.ndarray, mask: np.ndarray) -> float:
+    """Mean over foreground and background of intersection / union, the map binarised above its own mean."""
+    fg, mask = heat > heat.mean(), mask.astype(bool)
+    ious = [(a & b).sum() / (a | b).sum() for a, b in ((fg, mask), (~fg, ~mask))]
+    return float(np.mean(ious))
+
+
+def test_eval_heatmaps_tool_on_synthetic_video(tmp_path, monkeypatch):
+    """The tool's rollout mIoU equals the one worked by hand from the same model, sample and rollout map."""
     import json
     import os
     import sys
 
+    from iared_video.config import load_config
+    from iared_video.experiments.heatmaps import video_samples
+    from iared_video.interpret.baselines import BASELINES
+    from iared_video.interpret.heatmap import policy_heatmaps
     from iared_video.synthetic import generate_video_dataset
+    from iared_video.visualization import build_vis_model
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.join(root, "tools"))
@@ -95,20 +109,25 @@ def test_eval_heatmaps_tool_on_synthetic_video(tmp_path):
 
     data = tmp_path / "v"
     generate_video_dataset(str(data), num_videos=6, seed=0, num_classes=2)
-    cfg = eval_heatmaps.load_config(None, [
-        "MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2", "MODEL.NUM_CLASSES", "2",
-        "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-        "DATA.PATH_TO_DATA_DIR", str(data)])
-    x, mask, _, _ = next(eval_heatmaps.video_samples(cfg, "val"))
+    opts = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2", "MODEL.NUM_CLASSES", "2",
+            "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+            "DATA.PATH_TO_DATA_DIR", str(data), "DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path)]
+    cfg_path = os.path.join(root, "configs/Synthetic/tsf_tiny_iared.yaml")
+    cfg = load_config(cfg_path, opts)
+    x, mask, _, _ = next(video_samples(cfg, "val"))
     assert x.shape == (3, 4, 32, 32) and mask.shape == (4, 32, 32) and mask.dtype == torch.bool and mask.any()
+    torch.manual_seed(0)
+    model = build_vis_model(cfg)
+    monkeypatch.setattr(eval_heatmaps, "build_vis_model", lambda _: model)
     out = tmp_path / "eval.json"
-    rc = eval_heatmaps.main(["--cfg", os.path.join(root, "configs/Synthetic/tsf_tiny_iared.yaml"), "--max-samples",
-                             "1", "--faithfulness", "--steps", "2", "--methods", "iared_g1", "rollout",
-                             "--out", str(out), "MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2",
-                             "MODEL.NUM_CLASSES", "2", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
-                             "DATA.TEST_CROP_SIZE", "32", "DATA.PATH_TO_DATA_DIR", str(data), "DEVICE", "cpu",
-                             "OUTPUT_DIR", str(tmp_path)])
+    rc = eval_heatmaps.main(["--cfg", cfg_path, "--max-samples", "1", "--faithfulness", "--steps", "2",
+                             "--methods", "iared_g1", "rollout", "--out", str(out), *opts])
     assert rc == 0
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"iared_g1", "rollout"} and results["rollout"]["num_samples"] == 1
-    assert 0 <= results["rollout"]["miou"] <= 1 and "deletion_auc" in results["iared_g1"]
+    assert "deletion_auc" in results["iared_g1"]
+    with torch.no_grad():
+        pred = model(x[None], modes=["keep_all"] * model.num_groups).argmax(-1)
+    scores = BASELINES["rollout"](model.backbone, x[None], pred).float()
+    heat = policy_heatmaps([scores], model.backbone.embed(x[None]).grid, x.shape[-2:], cfg.VISUALIZE.UPSAMPLE)[0, 0]
+    assert results["rollout"]["miou"] == pytest.approx(_miou_by_hand(heat.numpy(), mask.numpy()), abs=1e-6)

@@ -84,7 +84,7 @@ def test_target_fps_scales_the_window(counter_dir, small_cfg):
 def test_three_test_crops_take_start_centre_end_of_long_side(tmp_path, write_video, small_cfg, height, width, axis):
     write_video(tmp_path / "g.mp4", gradient_video(height, width, axis))
     write_split(tmp_path, "test", [("g.mp4", 0)])
-    dataset = build_dataset("kinetics", small_cfg(tmp_path, {"DATA.TEST_CROP_SIZE": 24}), "test")
+    dataset = build_dataset("kinetics", small_cfg(tmp_path, {"DATA.TEST_CROP_SIZE": 24, "MODEL.PATCH_SIZE": 8}), "test")
     crops = [dataset[i]["inputs"] for i in range(3)]
     # short side 24 stays 24, long side 64: crops cover [0, 24), [20, 44), [40, 64) of the ramp
     for crop, first in zip(crops, (0, 20, 40)):
@@ -164,7 +164,8 @@ def test_distributed_sampler_and_pin_memory_rules(counter_dir, small_cfg, tmp_pa
     from iared_video.datasets.loader import uses_cuda
 
     assert not uses_cuda(small_cfg(counter_dir, {"DEVICE": "cpu"}))
-    assert not uses_cuda(small_cfg(counter_dir, {"NUM_GPUS": 0}))
+    assert uses_cuda(small_cfg(counter_dir, {"DEVICE": "cuda"}))  # asked for: pinned even before CUDA is checked
+    assert uses_cuda(small_cfg(counter_dir, {"DEVICE": "auto"})) == torch.cuda.is_available()
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         train, test = construct_loader(small_cfg(counter_dir), "train"), construct_loader(small_cfg(counter_dir), "test")

@@ -319,7 +319,7 @@ def load_trained(cfg) -> torch.nn.Module:
 
 def heatmap_scores(model, cfg, kind: str, max_samples: int) -> dict:
     """Segmentation scores of the model's last-stage policy scores (dense: uniform map) against the masks."""
-    from eval_heatmaps import image_samples, video_samples
+    from iared_video.experiments.heatmaps import image_samples, video_samples
 
     from iared_video.interpret.heatmap import policy_heatmaps
     from iared_video.interpret.metrics import SegmentationMeter

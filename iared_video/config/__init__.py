@@ -9,30 +9,12 @@ from typing import Any, Iterable, Sequence
 import yaml
 from fvcore.common.config import CfgNode
 
+from iared_video.config.choices import CHOICES, LIST_CHOICES
 from iared_video.config.defaults import get_defaults
+from iared_video.config.runtime import device_of, is_video, resolve_device
 
-__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "choices"]
-
-# Keys whose value must be one of a fixed set (IARED.POLICY: one per registered method, see ``choices``).
-CHOICES: dict[str, tuple] = {
-    "MODEL.MODEL_NAME": ("timesformer", "deit"),
-    "MODEL.ATTENTION_TYPE": ("joint_space_time", "divided_space_time"),
-    "IARED.REWARD": ("square", "linear"),
-    "IARED.REWARD_NORMALIZER": ("original", "entering"),
-    "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
-    "DATA.DATASET": ("kinetics", "imagenet"),
-    "DATA.DECODING_BACKEND": ("decord", "pyav"),
-    "SOLVER.OPTIMIZING_METHOD": ("sgd", "adam", "adamw"),
-    "SOLVER.LR_POLICY": ("cosine", "constant"),
-    "TEST.NUM_SPATIAL_CROPS": (1, 3),
-    "DIST_BACKEND": ("auto", "nccl", "gloo"),
-    "DEVICE": ("auto", "cpu", "cuda"),
-    "LOG_LEVEL": ("DEBUG", "INFO", "WARNING", "ERROR"),
-    "VISUALIZE.UPSAMPLE": ("nearest", "bilinear"),
-    "VISUALIZE.ANIMATION": ("gif", "mp4", "none"),
-    "VISUALIZE.BINARIZE": ("mean", "fixed", "otsu"),
-}
-
+__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "choices", "list_choices", "is_video",
+           "device_of", "resolve_device", "model_depth_and_patch"]
 
 class ConfigError(ValueError):
     """A config that cannot run; the message lists every problem found."""
@@ -134,22 +116,44 @@ def _opts_to_dict(opts: Sequence[str]) -> dict[str, Any]:
 
 
 def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
-    """Depth and patch size of the configured backbone (timm arch read on the meta device)."""
-    if cfg.MODEL.MODEL_NAME == "timesformer":
-        return cfg.MODEL.DEPTH, cfg.MODEL.PATCH_SIZE
+    """Depth and patch size of the configured backbone, from the tables of ``models.archs`` (nothing is built).
+
+    Only a timm name the tables do not cover (neither a standard ``vit_<size>_patch<p>_<res>`` name nor a listed
+    one) is instantiated, on the meta device (no weights, no memory), to read its shape.
+    """
+    shape = _known_depth_and_patch(cfg)
+    if shape is not None:
+        return shape
     import timm
     import torch
 
     from iared_video.models.archs import resolve_arch
 
-    base, shape = resolve_arch(cfg.MODEL.ARCH)
-    try:
-        with torch.device("meta"):
-            net = timm.create_model(base, pretrained=False, **shape)
-    except RuntimeError as exc:
-        near = difflib.get_close_matches(cfg.MODEL.ARCH, timm.list_models("*vit*") + timm.list_models("deit*"), n=3)
-        raise ConfigError(f"MODEL.ARCH {cfg.MODEL.ARCH!r} is not a timm model; nearest: {near}") from exc
+    base, overrides = resolve_arch(cfg.MODEL.ARCH)
+    with torch.device("meta"):
+        net = timm.create_model(base, pretrained=False, **overrides)
     return len(net.blocks), net.patch_embed.patch_size[0]
+
+
+def _known_depth_and_patch(cfg: CfgNode) -> tuple[int, int] | None:
+    """Depth and patch size from the config (TimeSformer) or the arch tables (``models.archs``); no model built."""
+    if is_video(cfg):
+        return cfg.MODEL.DEPTH, cfg.MODEL.PATCH_SIZE
+    from iared_video.models.archs import arch_depth_and_patch
+
+    return arch_depth_and_patch(cfg.MODEL.ARCH)
+
+
+def _arch_errors(cfg: CfgNode) -> list[str]:
+    """``MODEL.ARCH`` of an image model must be a project shape or a timm name (looked up, not built)."""
+    if is_video(cfg):
+        return []
+    from iared_video.models.archs import is_known_arch, nearest_archs
+
+    if is_known_arch(cfg.MODEL.ARCH):
+        return []
+    return [f"MODEL.ARCH {cfg.MODEL.ARCH!r} is not a timm model or a project shape; nearest: "
+            f"{nearest_archs(cfg.MODEL.ARCH)}"]
 
 
 def choices() -> dict[str, tuple]:
@@ -159,14 +163,38 @@ def choices() -> dict[str, tuple]:
     return {**CHOICES, "IARED.POLICY": policy_choices()}
 
 
+def list_choices() -> dict[str, tuple]:
+    """``LIST_CHOICES`` plus ``BENCHMARK.FIXED_POLICIES``: the methods with a variant at a keep target."""
+    from iared_video.methods import registered_methods
+
+    at_keep = tuple(m.name for m in registered_methods() if m.knob is not None)
+    return {**LIST_CHOICES, "BENCHMARK.FIXED_POLICIES": at_keep}
+
+
+def _choice_errors(flat: dict[str, Any]) -> list[str]:
+    """Every choice-valued key (and every item of a list-valued one) outside its values, with the nearest."""
+    errors = []
+    for key, options in choices().items():
+        if flat[key] not in options:
+            errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{_nearest(flat[key], options)}")
+    for key, options in list_choices().items():
+        for item in flat[key]:
+            if item not in options:
+                errors.append(f"{key} items must be in {list(options)}, got {item!r}{_nearest(item, options)}")
+    return errors
+
+
+def _nearest(value: Any, options: Sequence[Any]) -> str:
+    """``"; nearest: x"`` for a string close to one of string ``options``, else ""."""
+    names = [o for o in options if isinstance(o, str)]
+    near = difflib.get_close_matches(value, names, n=2, cutoff=0.5) if isinstance(value, str) else []
+    return f"; nearest: {', '.join(repr(n) for n in near)}" if near else ""
+
+
 def validate(cfg: CfgNode) -> None:
     """Check choices, ranges and cross-key constraints; raise one ConfigError listing all problems."""
     flat = flat_keys(cfg)
-    errors = [
-        f"{key} must be one of {list(options)}, got {flat[key]!r}"
-        for key, options in choices().items()
-        if flat[key] not in options
-    ]
+    errors = _choice_errors(flat)
     if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
         errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {cfg.IARED.THRESHOLD}")
     if not 0.0 <= cfg.VISUALIZE.ALPHA <= 1.0:
@@ -179,28 +207,36 @@ def validate(cfg: CfgNode) -> None:
             errors.append(f"{key} must be >= 1, got {flat[key]}")
     if cfg.MODEL.EMBED_DIM % cfg.MODEL.NUM_HEADS:
         errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")
+    errors += _arch_errors(cfg)
     if errors:  # the cross-key checks below need sane basic values
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     depth, patch = model_depth_and_patch(cfg)
-    if depth % cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
-    if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
-                      f"{cfg.IARED.NUM_GROUPS}]")
-    if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:
-        errors.append(f"IARED.ATTENTION_BLOCK={cfg.IARED.ATTENTION_BLOCK} must index a block in [0, {depth})")
-    for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
-        if flat[key] % patch:
-            errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
+    errors += _shape_errors(cfg, flat, depth, patch)
     errors += _divided_errors(cfg)
     errors += method_config_errors(cfg, depth)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
+def _shape_errors(cfg: CfgNode, flat: dict[str, Any], depth: int, patch: int) -> list[str]:
+    """Group count, first drop group, attention block and crop sizes against the backbone's depth and patch."""
+    errors = []
+    if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
+        errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
+                      f"{cfg.IARED.NUM_GROUPS}]")
+    if depth % cfg.IARED.NUM_GROUPS:
+        errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
+    if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:
+        errors.append(f"IARED.ATTENTION_BLOCK={cfg.IARED.ATTENTION_BLOCK} must index a block in [0, {depth})")
+    for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
+        if flat[key] % patch:
+            errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
+    return errors
+
+
 def _divided_errors(cfg: CfgNode) -> list[str]:
     """Settings that do not exist for MODEL.ATTENTION_TYPE divided_space_time (methods check their own)."""
-    if cfg.MODEL.ATTENTION_TYPE == "divided_space_time" and cfg.MODEL.MODEL_NAME != "timesformer":
+    if cfg.MODEL.ATTENTION_TYPE == "divided_space_time" and not is_video(cfg):
         return [f"MODEL.ATTENTION_TYPE divided_space_time needs MODEL.MODEL_NAME timesformer, got "
                 f"{cfg.MODEL.MODEL_NAME!r}"]
     return []

@@ -32,6 +32,7 @@ from typing import Callable
 import av
 import numpy as np
 
+from iared_video.config.choices import DECODING_BACKENDS
 from iared_video.datasets.bad_data import SampleError, check_file
 
 try:
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["BACKENDS", "DecodeError", "DecodedClip", "IndexFn", "decode_clip", "decode_with_decord", "decode_with_pyav",
            "failed_before"]
 
-BACKENDS = ("decord", "pyav")
+BACKENDS = DECODING_BACKENDS  # listed once, with the config keys
 # (video_frames, video_fps) -> int64 frame indices to decode.
 IndexFn = Callable[[int, float], np.ndarray]
 # (backend, file version) pairs where that backend failed and the other one decoded, in this process.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -14,9 +13,8 @@ from iopath.common.file_io import g_pathmgr
 
 from iared_video.datasets.bad_data import DataSplitError, RobustDataset
 from iared_video.datasets.build import DATASET_REGISTRY
-from iared_video.datasets.decoder import decode_clip
-from iared_video.datasets.transforms import apply_video_transform, video_test_transform, video_train_transform
-from iared_video.datasets.video_sampling import clip_indices
+from iared_video.datasets.transforms import apply_video_transform, video_train_transform
+from iared_video.datasets.views import decode_view, video_view_transform, view_spec
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +129,7 @@ class Kinetics(RobustDataset):
         self.backend, self.fallback, self.threads = data.DECODING_BACKEND, data.DECODING_FALLBACK, data.DECODING_THREADS
         self.num_retries, self.max_substitutions, self.seed = data.NUM_RETRIES, data.MAX_SUBSTITUTIONS, cfg.RNG_SEED
         self.crop_size = data.TRAIN_CROP_SIZE if split == "train" else data.TEST_CROP_SIZE
+        self.view = view_spec(cfg)  # decoding (every split) and the val/test transforms
         self._transforms = self._build_transforms(data)
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None  # last decoded test clip
         self._init_failures()
@@ -148,8 +147,7 @@ class Kinetics(RobustDataset):
             return {-1: video_train_transform(data.TRAIN_JITTER_SCALES, data.TRAIN_CROP_SIZE, data.RANDOM_FLIP,
                                               data.MEAN, data.STD)}
         positions = [1] if self.num_spatial_crops == 1 else list(range(self.num_spatial_crops))
-        return {i: video_test_transform(data.TEST_CROP_SIZE, pos, data.MEAN, data.STD)
-                for i, pos in enumerate(positions)}
+        return {i: video_view_transform(self.view, pos) for i, pos in enumerate(positions)}
 
     @property
     def num_videos(self) -> int:
@@ -170,11 +168,7 @@ class Kinetics(RobustDataset):
         key = (item, temporal_index)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        index_fn = functools.partial(
-            clip_indices, num_frames=self.num_frames, sampling_rate=self.sampling_rate, target_fps=self.target_fps,
-            clip_idx=temporal_index, num_clips=self.num_temporal_views,
-        )
-        clip = decode_clip(self.paths[item], index_fn, self.backend, self.fallback, self.threads)
+        clip = decode_view(self.paths[item], self.view, temporal_index, self.num_temporal_views)
         self._decoder_fallbacks += int(clip.backend != self.backend)
         frames = clip.frames
         if self.mode == "test":  # the spatial crops of one temporal view share the decoded clip

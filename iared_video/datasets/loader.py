@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from iared_video.config import device_of
 from iared_video.datasets.build import build_dataset, split_mode
 
 __all__ = ["construct_loader", "shuffle_dataset", "worker_init_fn", "uses_cuda"]
@@ -16,9 +17,7 @@ __all__ = ["construct_loader", "shuffle_dataset", "worker_init_fn", "uses_cuda"]
 
 def uses_cuda(cfg) -> bool:
     """Whether this run puts batches on a GPU (decides ``pin_memory``)."""
-    if cfg.NUM_GPUS < 1 or cfg.DEVICE == "cpu":
-        return False
-    return cfg.DEVICE == "cuda" or torch.cuda.is_available()
+    return device_of(cfg).type == "cuda"
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["UPSAMPLE_MODES", "tokens_to_grid", "upsample_grid", "policy_heatmaps", "keep_masks"]
+from iared_video.config.choices import UPSAMPLE_MODES  # listed once, with the config keys
 
-UPSAMPLE_MODES = ("nearest", "bilinear")
+__all__ = ["UPSAMPLE_MODES", "tokens_to_grid", "upsample_grid", "policy_heatmaps", "keep_masks"]
 
 
 def tokens_to_grid(values: Tensor, grid: Sequence[int]) -> Tensor:

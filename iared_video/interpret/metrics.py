@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from iared_video.config.choices import BINARIZE_RULES  # listed once, with the config keys
+
 __all__ = ["BINARIZE_RULES", "binarize", "otsu_threshold", "average_precision", "confusion", "SegmentationMeter",
            "segmentation_scores"]
-
-BINARIZE_RULES = ("mean", "fixed", "otsu")
 
 
 def _minmax(values: Tensor) -> Tensor:

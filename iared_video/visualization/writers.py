@@ -10,9 +10,9 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["ANIMATION_FORMATS", "save_png", "save_gif", "save_mp4", "save_animation", "save_json"]
+from iared_video.config.choices import ANIMATION_FORMATS  # listed once, with the config keys
 
-ANIMATION_FORMATS = ("gif", "mp4", "none")
+__all__ = ["ANIMATION_FORMATS", "save_png", "save_gif", "save_mp4", "save_animation", "save_json"]
 
 
 def _ensure_dir(path: str) -> None:

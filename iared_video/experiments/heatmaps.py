@@ -1,0 +1,159 @@
+"""Heatmap evaluation: IA-RED^2 informative scores and attribution baselines scored against ground-truth masks.
+
+``raw_attention`` is the class-token attention of block ``IARED.ATTENTION_BLOCK`` (default 1, the paper's
+Block_1); ``raw_attention_b<k>`` that of block k (the paper's Table 5 block sweep).
+
+Data: the synthetic sets, through the test-view layer (``iared_video.datasets.views``). Video
+(``DATA.DATASET kinetics``): ``<split>.csv`` videos with per-frame masks ``masks/<stem>.npz``; the centre
+clip is decoded with the same index rule as val/test and the masks are taken at the same frame indices and
+resized/cropped jointly with the frames (nearest for masks). Images (``DATA.DATASET imagenet``):
+``<split>/<class>/<name>`` with ``masks/<split>/<class>/<name>.png``, resized (nearest) and centre-cropped as
+timm's eval transform. Binarisation: ``VISUALIZE.BINARIZE`` / ``VISUALIZE.BINARIZE_THRESHOLD`` (see
+``interpret.metrics``). Faithfulness adds deletion/insertion areas (mean probability of the predicted class
+as patch tokens are removed/added in heatmap order); it needs no masks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import torch
+
+from iared_video.config import is_video
+from iared_video.datasets.masks import image_mask_path, video_mask_path
+from iared_video.datasets.views import load_image_view_with_mask, load_video_view_with_masks, view_spec
+from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_attention
+from iared_video.interpret.heatmap import policy_heatmaps
+from iared_video.interpret.metrics import SegmentationMeter
+from iared_video.models.policies import PAPER_ATTENTION_BLOCK
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Sample", "video_samples", "image_samples", "samples_for", "BLOCK_METHOD", "attention_block_of",
+           "is_known_method", "method_scores", "evaluate", "method_list", "format_table"]
+
+Sample = tuple[torch.Tensor, torch.Tensor, int, str]  # input, mask (T, H, W) bool, label, path
+
+
+def video_samples(cfg, split: str) -> Iterator[Sample]:
+    """Centre clip, centre crop, and the masks of the decoded frames (same transform); videos without masks are
+    skipped with a warning."""
+    from iared_video.datasets.kinetics import read_split_csv
+
+    d, spec = cfg.DATA, view_spec(cfg)
+    paths, labels = read_split_csv(os.path.join(d.PATH_TO_DATA_DIR, f"{split}.csv"), d.PATH_LABEL_SEPARATOR,
+                                   d.PATH_PREFIX, d.PATH_TO_DATA_DIR)
+    for path, label in zip(paths, labels):
+        mask_path = video_mask_path(d.PATH_TO_DATA_DIR, path)
+        if not os.path.isfile(mask_path):
+            logger.warning("no mask %s for %s: skipped", mask_path, path)
+            continue
+        video, mask = load_video_view_with_masks(path, mask_path, spec)
+        yield video, mask, label, path
+
+
+def image_samples(cfg, split: str) -> Iterator[Sample]:
+    """Eval-transformed images and their masks (short side to crop / crop_pct, nearest; centre crop); images
+    without masks are skipped with a warning."""
+    from iared_video.datasets.imagenet import find_classes, scan_image_folder
+
+    data_dir, spec = cfg.DATA.PATH_TO_DATA_DIR, view_spec(cfg)
+    root = os.path.join(data_dir, split)
+    paths, labels = scan_image_folder(root, find_classes(root))
+    for path, label in zip(paths, labels):
+        mask_path = image_mask_path(data_dir, split, path)
+        if not os.path.isfile(mask_path):
+            logger.warning("no mask %s for %s: skipped", mask_path, path)
+            continue
+        image, mask = load_image_view_with_mask(path, mask_path, spec)
+        yield image, mask, label, path
+
+
+def samples_for(cfg, split: str) -> Iterator[Sample]:
+    """``video_samples`` for a video model, ``image_samples`` for an image model."""
+    return (video_samples if is_video(cfg) else image_samples)(cfg, split)
+
+
+BLOCK_METHOD = "raw_attention_b"  # raw_attention_b<k>: class-token attention of block k
+
+
+def attention_block_of(name: str) -> int | None:
+    """Block index k of a ``raw_attention_b<k>`` method name, else None."""
+    suffix = name[len(BLOCK_METHOD):] if name.startswith(BLOCK_METHOD) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def is_known_method(name: str) -> bool:
+    """``iared_g<j>``, ``random``, ``raw_attention_b<k>`` or a ``BASELINES`` key."""
+    return name.startswith("iared_g") or name == "random" or name in BASELINES or attention_block_of(name) is not None
+
+
+def method_scores(model, name: str, x: torch.Tensor, target: torch.Tensor,
+                  attention_block: int = PAPER_ATTENTION_BLOCK) -> torch.Tensor:
+    """``(B, N)`` patch scores of method ``name`` (see ``is_known_method``); ``raw_attention`` reads block
+    ``attention_block``."""
+    if name.startswith("iared_g"):
+        with torch.no_grad():
+            return model(x, return_policy=True).scores[int(name[len("iared_g"):]) - 1]
+    if name == "random":
+        emb = model.backbone.embed(x)
+        return torch.rand(emb.patches.shape[:2], device=x.device)
+    block = attention_block_of(name)
+    if block is not None:
+        return raw_attention(model.backbone, x, target, block=block)
+    if name == "raw_attention":
+        return raw_attention(model.backbone, x, target, block=attention_block)
+    return BASELINES[name](model.backbone, x, target)
+
+
+def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samples: int,
+             faithfulness: bool, steps: int) -> dict[str, dict[str, float]]:
+    """Segmentation scores (and with ``faithfulness`` deletion/insertion areas) of each method's heatmaps over
+    the first ``max_samples`` samples; each method explains the model's own prediction (all tokens kept)."""
+    meters = {m: SegmentationMeter(cfg.VISUALIZE.BINARIZE, cfg.VISUALIZE.BINARIZE_THRESHOLD) for m in methods}
+    faith = {m: {"deletion": [], "insertion": []} for m in methods}
+    device = next(model.parameters()).device
+    for count, (x, mask, _, path) in enumerate(samples):
+        if count >= max_samples:
+            break
+        x = x[None].to(device)
+        with torch.no_grad():
+            pred = model(x, modes=["keep_all"] * model.num_groups).argmax(-1)
+        grid = model.backbone.embed(x).grid
+        for name in methods:
+            scores = method_scores(model, name, x, pred, cfg.IARED.ATTENTION_BLOCK).float()
+            heat = policy_heatmaps([scores], grid, x.shape[-2:], cfg.VISUALIZE.UPSAMPLE)[0, 0]
+            meters[name].update(heat.cpu(), mask.reshape(heat.shape))
+            if faithfulness:
+                curves = deletion_insertion(model.backbone, x, scores, pred, steps)
+                for key in ("deletion", "insertion"):
+                    faith[name][key].append(float(curves[key].mean()))
+        logger.info("scored %s", path)
+    results = {}
+    for name in methods:
+        results[name] = meters[name].compute()
+        for key, values in faith[name].items():
+            if values:
+                results[name][f"{key}_auc"] = sum(values) / len(values)
+    return results
+
+
+def method_list(requested: list[str] | None, attention_blocks: list[int], num_groups: int,
+                depth: int) -> tuple[list[str], list[str]]:
+    """Methods to score (``requested`` or all, plus ``raw_attention_b<k>`` per attention block) and the unknown ones
+    (names no method has, or blocks the backbone does not have)."""
+    methods = requested or [f"iared_g{j + 1}" for j in range(num_groups)] + ["random", *BASELINES]
+    methods = methods + [f"{BLOCK_METHOD}{k}" for k in attention_blocks if f"{BLOCK_METHOD}{k}" not in methods]
+    unknown = [m for m in methods if not is_known_method(m) or (attention_block_of(m) or 0) >= depth]
+    return methods, unknown
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """One row per method, one column per metric."""
+    keys = [k for k in next(iter(results.values())) if k != "num_samples"]
+    lines = ["method".ljust(16) + "".join(k[:14].rjust(16) for k in keys)]
+    for name, row in results.items():
+        lines.append(name.ljust(16) + "".join(f"{row[k]:16.4f}" for k in keys))
+    return "\n".join(lines)
