@@ -9,8 +9,9 @@
 Block_1); ``raw_attention_b<k>`` that of block k. ``--attention-blocks 0 1 2`` adds one such row per block:
 the paper's Table 5 block sweep.
 
-The logic is ``iared_video.experiments.heatmaps``. Data: the synthetic sets. Video (``DATA.DATASET kinetics``): ``<split>.csv`` videos with per-frame
-masks ``masks/<stem>.npz``; the centre clip is decoded with the same index rule as val/test and the
+The logic is ``iared_video.experiments.heatmaps``. Data: the synthetic sets. Video
+(``DATA.DATASET kinetics``): ``<split>.csv`` videos with per-frame masks ``masks/<stem>.npz``; the centre
+clip is decoded with the same index rule as val/test and the
 masks are taken at the same frame indices and resized/cropped jointly with the frames (nearest
 for masks). Images (``DATA.DATASET imagenet``): ``<split>/<class>/<name>`` with
 ``masks/<split>/<class>/<name>.png``, resized (nearest) and centre-cropped as timm's eval transform.
