@@ -13,7 +13,7 @@ real interpreters (same cost) and keeps the top-scored tokens of each sample, a 
 uniformly in ``[r - spread, r + spread]``; the other methods are set to the keep target by their own knob.
 
 This is the harness of the ``BENCHMARK.ENABLE`` stage of ``tools/run_net.py`` (part of the runtime);
-``tools/benchmark.py``'s presets and the trade-off studies built on it live in ``iared_video.experiments``.
+``tools/benchmark.py``'s presets and the trade-off studies built on it live in the experiments package.
 """
 
 from __future__ import annotations
