@@ -310,7 +310,8 @@ def test_config_choices_and_refused_combinations() -> None:
 
 
 def test_benchmark_runs_divst_with_controlled_keep() -> None:
-    from iared_video.utils.benchmark import PRESETS, BenchSettings, run_benchmark
+    from iared_video.engine.benchmark import BenchSettings, run_benchmark
+    from iared_video.experiments.benchmark import PRESETS
 
     assert load_config(None, PRESETS["tsf_divst"]).MODEL.ATTENTION_TYPE == "divided_space_time"
     cfg = load_config(None, PRESETS["tsf_divst"] + [

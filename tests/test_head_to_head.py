@@ -16,10 +16,7 @@ TINY = ["MODEL.NUM_CLASSES", "2", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2
 
 
 def _h2h():
-    spec = importlib.util.spec_from_file_location("head_to_head", os.path.join(ROOT, "tools", "head_to_head.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("iared_video.experiments.head_to_head")
 
 
 def test_head_to_head_pieces(tmp_path) -> None:

@@ -21,10 +21,7 @@ TRAINED = ("dense", "iared", "random", "attention")  # what a main-job folder ho
 
 
 def _h2h():
-    spec = importlib.util.spec_from_file_location("head_to_head", os.path.join(ROOT, "tools", "head_to_head.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("iared_video.experiments.head_to_head")
 
 
 def _fake_run(h2h, run: str, data: str) -> dict[str, str]:

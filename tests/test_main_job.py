@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from iared_video.synthetic import generate_image_dataset
-from iared_video.engine import main_job
+from iared_video.experiments import main_job
 
 
 def _classes(root) -> list[str]:

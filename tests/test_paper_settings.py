@@ -77,7 +77,7 @@ def _tool(name: str):
     tools = str(ROOT / "tools")
     if tools not in sys.path:
         sys.path.insert(0, tools)
-    return importlib.import_module(name)
+    return importlib.import_module(f"iared_video.experiments.{name}")
 
 
 def test_sweep_threshold_sweeps_one_trained_model_per_tau(tmp_path: Path) -> None:

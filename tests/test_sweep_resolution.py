@@ -22,7 +22,7 @@ FAST = ["--batch-size", "2", "--num-batches", "1", "--iters", "1", "--resolution
 def sweep_resolution():
     if str(TOOLS) not in sys.path:
         sys.path.insert(0, str(TOOLS))
-    return importlib.import_module("sweep_resolution")
+    return importlib.import_module("iared_video.experiments.sweep_resolution")
 
 
 def dense_gmacs(size: int) -> float:

@@ -12,12 +12,11 @@ only the fallback backend can read are listed too: the data loader reads them, m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from iared_video.datasets.bad_data import check_file
 from iared_video.datasets.decoder import BACKENDS, DecodeError, decode_with_decord, decode_with_pyav
 from iared_video.datasets.kinetics import load_class_names, read_split_csv
+from iared_video.utils.results import format_table, save_json
 
 DECODERS = {"decord": decode_with_decord, "pyav": decode_with_pyav}
 
@@ -77,14 +77,6 @@ def run_checks(paths: Sequence[str], backend: str, num_frames: int, workers: int
         yield from pool.map(_check_star, jobs, chunksize=4)
 
 
-def format_table(rows: Iterable[tuple[str, str]], headers: tuple[str, str]) -> str:
-    """Two-column plain-text table."""
-    rows = list(rows)
-    width = max(len(headers[0]), *(len(r[0]) for r in rows)) if rows else len(headers[0])
-    lines = [f"{headers[0]:<{width}}  {headers[1]}", f"{'-' * width}  {'-' * len(headers[1])}"]
-    return "\n".join(lines + [f"{a:<{width}}  {b}" for a, b in rows])
-
-
 def summarize(reports: Sequence[Report], backend: str) -> str:
     """Tables of unreadable and fallback-only videos, then counts and frame/fps ranges."""
     bad = [r for r in reports if not r.ok]
@@ -92,10 +84,11 @@ def summarize(reports: Sequence[Report], backend: str) -> str:
     good = [r for r in reports if r.ok]
     parts = []
     if bad:
-        parts += [f"\nUnreadable videos ({len(bad)}):", format_table(((r.path, r.reason) for r in bad), ("path", "reason"))]
+        parts += [f"\nUnreadable videos ({len(bad)}):",
+                  format_table([{"path": r.path, "reason": r.reason} for r in bad])]
     if fallback:
         parts += [f"\nReadable only by the fallback backend ({len(fallback)}):",
-                  format_table(((r.path, f"{r.backend} ok; {r.reason}") for r in fallback), ("path", "detail"))]
+                  format_table([{"path": r.path, "detail": f"{r.backend} ok; {r.reason}"} for r in fallback])]
     parts.append(f"\n{len(reports)} videos: {len(good)} readable ({len(fallback)} only by fallback), {len(bad)} unreadable")
     if good:
         frames, fps = np.array([r.frames for r in good]), np.array([r.fps for r in good])
@@ -136,8 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = list(tqdm(checks, total=len(paths), desc="checking", unit="video"))
     print(summarize(reports, args.backend))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump([asdict(r) for r in reports], f, indent=1)
+        save_json([asdict(r) for r in reports], args.out)
     bad = sum(not r.ok for r in reports)
     return 1 if bad and not args.allow_bad else 0
 

@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from iared_video.engine.main_job import run_main_job
+from iared_video.experiments.main_job import run_main_job
 
 
 def main(argv: list[str] | None = None) -> int:

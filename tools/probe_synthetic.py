@@ -28,9 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from iared_video.synthetic import SPLITS, generate_video_dataset  # noqa: E402
+from iared_video.synthetic import SPLITS, generate_video_dataset
+from iared_video.utils.results import save_json
 
 
 def load_split_tensors(root: str, num_frames: int, size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -152,8 +151,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     print(f"chance accuracy: {1 / num_classes:.3f}")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "num_classes": num_classes, "curve": curve}, f, indent=1)
+        save_json({"args": vars(args), "num_classes": num_classes, "curve": curve}, args.out)
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from iared_video.config import load_config
-from iared_video.engine.main_job import launch, parse_args
+from iared_video.engine.launch import launch, parse_args
 from iared_video.utils.cli import run_tool
 
 

@@ -24,7 +24,8 @@ import torch
 from iared_video.engine.logging import get_logger
 
 __all__ = ["checkpoint_dir", "checkpoint_name", "list_checkpoints", "save_checkpoint", "load_checkpoint",
-           "load_newest_valid", "position_of", "rng_state", "set_rng_state", "CheckpointError", "TrainPosition"]
+           "load_newest_valid", "newest_checkpoint", "position_of", "rng_state", "set_rng_state", "CheckpointError",
+           "TrainPosition"]
 
 logger = get_logger(__name__)
 _PATTERN = re.compile(r"^checkpoint_epoch_(\d{5})(?:_iter_(\d{6}))?\.pyth$")
@@ -142,6 +143,14 @@ def load_newest_valid(output_dir: str, map_location: str | torch.device = "cpu")
         except CheckpointError as exc:
             logger.error("refusing checkpoint: %s; falling back to the previous one", exc)
     return None
+
+
+def newest_checkpoint(output_dir: str) -> str:
+    """Path of the newest valid checkpoint of ``output_dir``; FileNotFoundError when there is none."""
+    found = load_newest_valid(output_dir)
+    if found is None:
+        raise FileNotFoundError(f"no valid checkpoint in {output_dir}/checkpoints")
+    return found[0]
 
 
 def position_of(payload: dict[str, Any]) -> TrainPosition:

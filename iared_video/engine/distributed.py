@@ -119,22 +119,25 @@ def _spawned(local_rank: int, func: Callable, num_local: int, shard_id: int, num
         destroy()
 
 
-def launch_job(func: Callable[..., None], num_local: int, args: tuple = (), init_method: str = "tcp://localhost:9999",
-               shard_id: int = 0, num_shards: int = 1, backend: str = "gloo") -> None:
+def launch_job(func: Callable[..., Any], num_local: int, args: tuple = (), init_method: str = "tcp://localhost:9999",
+               shard_id: int = 0, num_shards: int = 1, backend: str = "gloo") -> Any:
     """Run ``func(DistInfo, *args)`` in every process of the job.
 
     Under torchrun the current process is one rank already; otherwise ``num_local``
     processes are spawned here (none when the whole job is a single process).
+
+    Returns:
+        what ``func`` returned in this process, or None when the work ran in spawned processes.
     """
     if under_torchrun():
         info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
         init_process_group(info, "env://", backend)
         try:
-            func(info, *args)
+            return func(info, *args)
         finally:
             destroy()
     elif num_local * num_shards > 1:
         mp.spawn(_spawned, nprocs=num_local,
                  args=(func, num_local, shard_id, num_shards, init_method, backend, args), daemon=False)
-    else:
-        func(DistInfo(0, 1, 0), *args)
+        return None
+    return func(DistInfo(0, 1, 0), *args)

@@ -6,8 +6,11 @@ Metric code is pure (tensors in, numbers out); the meters only collect.
 from __future__ import annotations
 
 from collections import defaultdict
+
 import torch
 from torch import Tensor
+
+from iared_video.utils.results import ValResults
 
 __all__ = ["TrainMeter", "ValMeter", "TestMeter", "topk_errors", "aggregate_views"]
 
@@ -73,13 +76,13 @@ class ValMeter:
         return torch.cat(self.logits), torch.cat(self.labels), torch.cat(self.keep)
 
     @staticmethod
-    def summarize(logits: Tensor, labels: Tensor, keep: Tensor) -> dict[str, float]:
+    def summarize(logits: Tensor, labels: Tensor, keep: Tensor) -> ValResults:
+        """Top-1/top-5 error, the mean keep ratio after each group and after the last."""
         errors = topk_errors(logits, labels)
-        out = {"top1_err": errors[1], "top5_err": errors[5], "num_samples": int(labels.numel())}
+        out = ValResults(errors[1], errors[5], int(labels.numel()))
         if keep.numel():
-            for j, ratio in enumerate(keep.mean(0).tolist()):
-                out[f"keep_ratio_g{j + 1}"] = ratio
-            out["keep_ratio"] = keep[:, -1].mean().item()
+            out.keep_ratio_per_group = keep.mean(0).tolist()
+            out.keep_ratio = keep[:, -1].mean().item()
         return out
 
 

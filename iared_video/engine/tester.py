@@ -1,8 +1,8 @@
 """Multi-view testing: clip-1 / video-1 error for video, top-1 / top-5 for images, with cost statistics.
 
-Writes ``OUTPUT_DIR/test_results.json`` and per-video (per-image) predictions in
-``OUTPUT_DIR/test_predictions.csv``. Predictions of every rank are gathered
-before the metrics are computed.
+``test`` returns a :class:`~iared_video.utils.results.TestResults` (what later stages use) and writes it to
+``OUTPUT_DIR/test_results.json``, with per-video (per-image) predictions in ``OUTPUT_DIR/test_predictions.csv``.
+Predictions of every rank are gathered before the metrics are computed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import time
 from typing import Any, Callable, Iterable
 
-import simplejson
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
@@ -21,11 +20,12 @@ from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TestMeter
-from iared_video.engine.trainer import LoaderFn, _autocast, _keep_ratios, amp_dtype_of, \
-    build_initial_model, resolve_device
+from iared_video.engine.steps import autocast, keep_ratios
+from iared_video.engine.trainer import LoaderFn, amp_dtype_of, build_initial_model, resolve_device
 from iared_video.methods import method_for_cfg
 from iared_video.models.flops import model_gmacs_per_sample
 from iared_video.models.weights import load_pretrained
+from iared_video.utils.results import TestResults, save_json
 
 __all__ = ["test", "run_test_pass", "load_test_weights"]
 
@@ -75,14 +75,14 @@ def run_test_pass(model: nn.Module, loader: Iterable[dict], meter: TestMeter, de
             continue
         x = batch["inputs"][valid].to(device, non_blocking=True)
         tic = _sync_time(device)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             out = model(x, return_policy=True)
         seconds += _sync_time(device) - tic
         views += x.shape[0]
         macs = gmacs(model, out) if gmacs is not None else None
         meter.update(out.logits, batch["label"][valid], _field(batch, "video_index", "index", valid),
                      _field(batch, "temporal_index", "temporal_index", valid),
-                     _field(batch, "spatial_index", "spatial_index", valid), _keep_ratios(out),
+                     _field(batch, "spatial_index", "spatial_index", valid), keep_ratios(out),
                      torch.as_tensor(macs) if macs is not None else None)
     return seconds, views, unreadable
 
@@ -105,13 +105,13 @@ def _empty_rows(num_groups: int) -> dict[str, Tensor]:
             "spatial_index": long, "keep": torch.empty(0, num_groups)}
 
 
-def _write_predictions(path: str, results: dict, rows: dict[str, Tensor], video: bool) -> None:
+def _write_predictions(path: str, results: TestResults, rows: dict[str, Tensor], video: bool) -> None:
     """Per-video (video) or per-image (image) predictions as CSV."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label", "prediction", "probability"])
         if video:
-            for p in results["video_predictions"]:
+            for p in results.video_predictions or []:
                 writer.writerow([p["video_index"], p["label"], p["prediction"], f"{p['probability']:.6f}"])
             return
         probs = rows["logits"].softmax(-1)
@@ -122,18 +122,14 @@ def _write_predictions(path: str, results: dict, rows: dict[str, Tensor], video:
                 writer.writerow([index, label, int(prob.argmax()), f"{float(prob.max()):.6f}"])
 
 
-def _write_results(output_dir: str, results: dict, rows: dict[str, Tensor], video: bool) -> None:
+def _write_results(output_dir: str, results: TestResults, rows: dict[str, Tensor], video: bool) -> None:
     os.makedirs(output_dir, exist_ok=True)
     _write_predictions(os.path.join(output_dir, "test_predictions.csv"), results, rows, video)
-    summary = {k: v for k, v in results.items() if k != "video_predictions"}
-    tmp = os.path.join(output_dir, "test_results.json.tmp")
-    with open(tmp, "w") as f:
-        simplejson.dump(summary, f, indent=2, ignore_nan=True)
-    os.replace(tmp, os.path.join(output_dir, "test_results.json"))
+    save_json(results.summary(), os.path.join(output_dir, "test_results.json"))
 
 
 def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None,
-         model: nn.Module | None = None) -> dict:
+         model: nn.Module | None = None) -> TestResults:
     """Test ``cfg``'s model on the test split; returns (and on the master writes) the results."""
     device = resolve_device(cfg.DEVICE, info.local_rank)
     if model is None:
@@ -150,18 +146,18 @@ def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Load
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
                                                amp_dtype_of(cfg, device), model_gmacs_per_sample)
     rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(model.num_groups), device)
-    results = TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video)
     unreadable_all = set().union(*du.all_gather_objects(unreadable))
-    results.update(_cost_stats(seconds, views, video))
-    results.update({"num_videos_unreadable": len(unreadable_all), "checkpoint": source, "policy": cfg.IARED.POLICY,
-                    "method": method_for_cfg(cfg).name, "num_processes": du.get_world_size()})
-    if results.get("num_videos_missing_views"):
-        logger.warning("%d videos miss views (left out of video-1): %s", results["num_videos_missing_views"],
-                       results["videos_missing_views"][:10])
+    results = TestResults(**TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video),
+                          **_cost_stats(seconds, views, video), num_videos_unreadable=len(unreadable_all),
+                          checkpoint=source, policy=cfg.IARED.POLICY, method=method_for_cfg(cfg).name,
+                          num_processes=du.get_world_size())
+    if results.num_videos_missing_views:
+        logger.warning("%d videos miss views (left out of video-1): %s", results.num_videos_missing_views,
+                       (results.videos_missing_views or [])[:10])
     if du.is_master():
         _write_results(cfg.OUTPUT_DIR, results, rows, video)
-        log_json_stats({"_type": "test", **{k: v for k, v in results.items()
-                                            if k not in ("video_predictions", "videos_missing_views")}})
+        log_json_stats({"_type": "test", **{k: v for k, v in results.summary().items()
+                                            if k != "videos_missing_views"}})
     return results
 
 

@@ -36,6 +36,7 @@ from iared_video.engine.steps import StepArgs, ce_step
 from iared_video.engine.steps import autocast as _autocast
 from iared_video.engine.steps import keep_ratios as _keep_ratios
 from iared_video.methods import method_for_cfg
+from iared_video.utils.results import ValResults
 
 __all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
            "train_epoch", "eval_epoch", "stages_of",
@@ -295,7 +296,7 @@ def _save(run: StageRun, epoch: int, iteration: int, epoch_done: bool, ctx: Epoc
 
 @torch.no_grad()
 def eval_epoch(model: nn.Module, loader: Iterable[dict], modes: list[str], device: torch.device,
-               amp_dtype: torch.dtype | None = None) -> dict:
+               amp_dtype: torch.dtype | None = None) -> ValResults:
     """Top-1/top-5 error and keep ratios on ``loader`` (gathered from every rank)."""
     model.eval()
     meter = ValMeter()
@@ -397,7 +398,7 @@ def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dic
                              ctx.args.amp_dtype)
             log_json_stats({"_type": "val_epoch", "stage": run.stage.name,
                             "epoch": f"{epoch + 1}/{run.stage.epochs}",
-                            "global_epoch": run.global_epoch_offset + epoch + 1, **val})
+                            "global_epoch": run.global_epoch_offset + epoch + 1, **val.to_dict()})
 
 
 def _default_loader_fn() -> LoaderFn:

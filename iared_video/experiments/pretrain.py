@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from iared_video.engine.logging import get_logger
+from iared_video.utils.results import save_json
 
 __all__ = ["PretrainRecipe", "DEFAULT_RECIPE", "export_weights", "sha256_of", "run_pretraining", "read_sidecar"]
 
@@ -81,9 +82,7 @@ def export_weights(checkpoint: str, weights: str, record: dict) -> dict:
     save_checkpoint(weights, {"model_state": state, "cfg": payload.get("cfg", "")})
     record = {**record, "source_checkpoint": os.path.basename(checkpoint), "sha256": sha256_of(weights),
               "num_parameters": sum(v.numel() for v in state.values())}
-    with open(sidecar_path(weights), "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-        f.write("\n")
+    save_json(record, sidecar_path(weights), sort_keys=True)
     return record
 
 
@@ -115,16 +114,15 @@ def run_pretraining(recipe: PretrainRecipe = DEFAULT_RECIPE, data_dir: str = "./
                     init_method: str = "tcp://localhost:9999") -> dict:
     """Generate the data, pre-train through ``run_net``'s stages, export ``recipe.weights``; return the record."""
     from iared_video.config import load_config
-    from iared_video.engine.main_job import launch, newest_checkpoint
+    from iared_video.engine.checkpoint import newest_checkpoint
+    from iared_video.experiments.main_job import run_stage
     from iared_video.synthetic.formula import GENERATOR_NAME, GENERATOR_VERSION
 
     _ensure_formula_set(recipe, data_dir)
     opts: Sequence[str] = ["DATA.PATH_TO_DATA_DIR", data_dir, "OUTPUT_DIR", output_dir,
                            "MODEL.NUM_CLASSES", str(recipe.num_classes), "RNG_SEED", str(recipe.seed), *recipe.opts]
     cfg = load_config(recipe.config, list(opts))
-    launch(cfg, init_method)
-    with open(os.path.join(output_dir, "test_results.json")) as f:
-        results = json.load(f)
+    results = run_stage(cfg, init_method)
     record = {"command": command, "recipe": asdict(recipe), "generator": GENERATOR_NAME,
               "generator_version": GENERATOR_VERSION, "torch": torch.__version__,
               "val_top1_err": results.get("top1_err"), "val_top5_err": results.get("top5_err")}

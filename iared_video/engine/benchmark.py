@@ -11,12 +11,14 @@ Each method declares its variants (``Method.benchmark_variants`` in ``iared_vide
 keep: an untrained interpreter cannot be steered by its threshold, so ``ControlledKeepPolicy`` runs the
 real interpreters (same cost) and keeps the top-scored tokens of each sample, a per-sample keep ratio drawn
 uniformly in ``[r - spread, r + spread]``; the other methods are set to the keep target by their own knob.
+
+This is the harness of the ``BENCHMARK.ENABLE`` stage of ``tools/run_net.py`` (part of the runtime);
+``tools/benchmark.py``'s presets and the trade-off studies built on it live in the experiments package.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -37,30 +39,20 @@ from torch.utils._pytree import tree_leaves
 from iared_video.methods import get_method, registered_methods
 from iared_video.methods.base import BenchContext, Variant
 from iared_video.methods.fixed_ratio import FixedRatio
-from iared_video.methods.interpreter import ControlledKeepPolicy, threshold_policy, topk_per_sample
 from iared_video.models.build import build_backbone
 from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import NoDropPolicy
 from iared_video.models.weights import load_pretrained
+from iared_video.utils.results import BenchmarkResults, format_table, save_json
 
-__all__ = ["ControlledKeepPolicy", "Variant", "BenchSettings", "build_variants", "time_interleaved",
-           "summarize_times", "peak_memory_mb", "LiveTensorBytes", "make_input", "run_benchmark",
-           "run_benchmark_from_cfg", "benchmark", "format_table", "save_json", "autocast_context", "PRESETS",
-           "eval_batches", "evaluate", "throughput", "dense_of", "with_threshold", "topk_per_sample",
-           "keep_target_methods"]
+__all__ = ["Variant", "BenchSettings", "build_variants", "time_interleaved", "summarize_times", "peak_memory_mb",
+           "LiveTensorBytes", "make_input", "data_input", "split_batches", "run_benchmark", "run_benchmark_from_cfg",
+           "benchmark_table", "autocast_context", "keep_target_methods", "FIXED_POLICIES"]
 
 logger = logging.getLogger(__name__)
 
-PRESETS: dict[str, list[str]] = {
-    "deit_s": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_small_patch16_224", "MODEL.NUM_CLASSES", "1000",
-               "IARED.NUM_GROUPS", "3", "DATA.TRAIN_CROP_SIZE", "224", "DATA.TEST_CROP_SIZE", "224"],
-    "deit_b": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_base_patch16_224", "MODEL.NUM_CLASSES", "1000",
-               "IARED.NUM_GROUPS", "3"],
-    "tsf": [],  # the defaults: JointST TimeSformer-B, 8x224, K400
-    "tsf_divst": ["MODEL.ATTENTION_TYPE", "divided_space_time"],  # divST TimeSformer-B 8x224 (released checkpoints)
-}
 #: The fixed-ratio baselines' policy classes by method name (from the registry).
 FIXED_POLICIES = {m.name: m.policy_type for m in registered_methods() if isinstance(m, FixedRatio)}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -311,8 +303,8 @@ def _ratios(dense: Sequence[float], mine: Sequence[float], dense_gmacs_: float, 
             "speedup_q3": q[2], "ideal_speedup": ideal, "efficiency": speedup / ideal}
 
 
-def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | str | None = None) -> dict:
-    """Benchmark every variant of ``cfg`` at every batch size and precision; returns a results dict.
+def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | str | None = None) -> BenchmarkResults:
+    """Benchmark every variant of ``cfg`` at every batch size and precision.
 
     Args:
         cfg: the model config (``MODEL``, ``IARED``, ``DATA`` sections are read).
@@ -338,9 +330,9 @@ def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | 
         for precision in settings.precisions:
             logger.info("benchmark: batch %d, %s, %d variants", batch, precision, len(variants))
             rows.extend(_bench_one(variants, x, precision, settings, unit, gen))
-    return {"rows": rows, "unit": unit, "environment": _environment(device), "settings": vars(settings).copy(),
-            "model": {"name": cfg.MODEL.MODEL_NAME, "arch": cfg.MODEL.ARCH, "groups": cfg.IARED.NUM_GROUPS,
-                      "crop": cfg.DATA.TEST_CROP_SIZE, "frames": cfg.DATA.NUM_FRAMES}}
+    model = {"name": cfg.MODEL.MODEL_NAME, "arch": cfg.MODEL.ARCH, "groups": cfg.IARED.NUM_GROUPS,
+             "crop": cfg.DATA.TEST_CROP_SIZE, "frames": cfg.DATA.NUM_FRAMES}
+    return BenchmarkResults(rows, unit, _environment(device), vars(settings).copy(), model)
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -361,11 +353,11 @@ def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
                          cpu_linear=b.CPU_LINEAR)
 
 
-def run_benchmark_from_cfg(cfg: CfgNode) -> dict:
+def run_benchmark_from_cfg(cfg: CfgNode) -> BenchmarkResults:
     """``BENCHMARK.ENABLE`` stage: run, log the table, write ``OUTPUT_DIR/benchmark.json``."""
     device = "cpu" if cfg.DEVICE == "cpu" or not torch.cuda.is_available() else "cuda"
     results = run_benchmark(cfg, settings_from_cfg(cfg), device)
-    logger.info("benchmark results\n%s", format_table(results["rows"], results["unit"]))
+    logger.info("benchmark results\n%s", benchmark_table(results.rows, results.unit))
     save_json(results, os.path.join(cfg.OUTPUT_DIR, "benchmark.json"))
     return results
 
@@ -375,98 +367,9 @@ TABLE_COLUMNS = ("variant", "batch_size", "precision", "median_s", "q1_s", "q3_s
                  "peak_mem_mb")
 
 
-def format_table(rows: Sequence[dict], unit: str | None = None, columns: Sequence[str] | None = None) -> str:
-    """A fixed-width text table of ``rows`` (floats with 4 significant digits)."""
-    cols = list(columns or TABLE_COLUMNS)
+def benchmark_table(rows: Sequence[dict], unit: str | None = None) -> str:
+    """The benchmark's rows as a text table (``TABLE_COLUMNS``, the throughput ``unit`` after the quartiles)."""
+    cols = list(TABLE_COLUMNS)
     if unit and unit not in cols:
         cols.insert(4, unit)
-    cols = [c for c in cols if any(c in r for r in rows)]
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return "-" if value is None else str(value)
-
-    body = [[cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
-    return "\n".join(lines)
-
-
-def save_json(obj: Any, path: str) -> None:
-    """Write ``obj`` as indented JSON (creating the folder); NaN becomes null."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(_clean(obj), f, indent=2)
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-# ---------------------------------------------------------------------------
-# Shared by the trade-off tools (sweeps, pruning).
-# ---------------------------------------------------------------------------
-Batch = tuple[Tensor, Tensor | None]
-
-
-def eval_batches(cfg: CfgNode, split: str = "", num_batches: int = 2, batch: int = 8, seed: int = 0) -> list[Batch]:
-    """``(inputs, labels)`` batches: the first ``num_batches`` of ``split`` (0: all), or generated inputs
-    with ``labels=None`` (accuracy is then top-1 agreement with a reference model)."""
-    if not split:
-        gen = torch.Generator().manual_seed(seed)
-        return [(make_input(cfg, batch, gen), None) for _ in range(max(num_batches, 1))]
-    out: list[Batch] = []
-    for inputs, labels in split_batches(cfg, split, batch):
-        out.append((inputs, labels))
-        if num_batches and len(out) >= num_batches:
-            break
-    return out
-
-
-@torch.inference_mode()
-def evaluate(model: IARED, batches: Sequence[Batch], reference: Sequence[Tensor] | None = None,
-             device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Top-1 accuracy (%; against labels, else agreement with ``reference`` predictions), mean GMACs per
-    sample on the actual keep masks, mean final keep ratio, and the predictions."""
-    correct, total, gmacs, keep, preds = 0, 0, 0.0, 0.0, []
-    for i, (x, labels) in enumerate(batches):
-        out = model(x.to(device), return_policy=True)
-        pred = out.logits.argmax(-1).cpu()
-        preds.append(pred)
-        target = labels if labels is not None else (reference[i] if reference is not None else None)
-        if target is not None:
-            correct += int((pred == target.cpu()).sum())
-        total += x.shape[0]
-        gmacs += float(model_gmacs_per_sample(model, out).sum())
-        keep += float(out.keep_ratio.sum())
-    has_target = batches and (batches[0][1] is not None or reference is not None)
-    return {"accuracy": 100.0 * correct / total if has_target else None, "gmacs": gmacs / total,
-            "keep_ratio": keep / total, "predictions": preds}
-
-
-def throughput(models: Sequence[IARED], x: Tensor, warmup: int = 1, iters: int = 3,
-               precision: str = "fp32") -> list[dict[str, float]]:
-    """Interleaved timing of ``models`` on ``x``: per model median seconds, throughput and speed-up vs the first."""
-    variants = [Variant(str(i), m, "") for i, m in enumerate(models)]
-    times = time_interleaved(variants, x, precision, warmup, iters)
-    base = statistics.median(times["0"])
-    return [{"median_s": statistics.median(times[v.name]), "throughput": x.shape[0] / statistics.median(times[v.name]),
-             "speedup": base / statistics.median(times[v.name])} for v in variants]
-
-
-def dense_of(model: IARED) -> IARED:
-    """The same backbone with every token kept (the dense reference; no copy of weights)."""
-    return IARED(model.backbone, NoDropPolicy(), model.num_groups).eval()
-
-
-def with_threshold(model: IARED, threshold: float) -> IARED:
-    """The same backbone and interpreters with another threshold (no copy of weights)."""
-    return IARED(model.backbone, threshold_policy(model.policy, threshold), model.num_groups).eval()
+    return format_table(rows, cols)

@@ -1,0 +1,332 @@
+"""The README's main job: dense (pre-trained) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
+baselines at IA-RED^2's GMACs, each trained and tested, then timed interleaved in one process, one table.
+
+The recipe's pieces (``run_stage``, ``run_recipe``, ``gmacs_of``, ``knob_for_gmacs``) are what
+``experiments.head_to_head`` runs every method through. Stages hand their :class:`TestResults` over in
+memory; the JSON files are written for users.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from fvcore.common.config import CfgNode
+
+from iared_video.engine.checkpoint import newest_checkpoint
+from iared_video.engine.launch import launch
+from iared_video.engine.logging import get_logger, setup_logging
+from iared_video.methods import get_method
+from iared_video.utils.results import (MainJobResults, MainJobRow, TestResults, format_table, load_json,
+                                       save_json)
+
+__all__ = ["MAIN_JOB_CONFIGS", "SYNTHETIC_CONFIG_DIR", "BASELINES", "ensure_synthetic", "run_stage", "Recipe",
+           "run_recipe", "gmacs_of", "knob_for_gmacs", "fixed_ratio_gmacs", "matched_gmacs_drop_ratio",
+           "matched_drop_ratio", "measured_keep_ratio", "read_test_results", "wilson_interval", "table_row",
+           "measured_throughput", "run_main_job"]
+
+logger = get_logger(__name__)
+
+#: The repository's ``configs/Synthetic`` folder (configs are found from any working directory).
+SYNTHETIC_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "Synthetic"
+MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name}.yaml")
+                                for name in ("dense", "iared", "random"))
+                    for kind, prefix in (("video", "tsf"), ("image", "deit"))}
+
+#: The paper's fixed-ratio baselines run by the main job, each at IA-RED^2's GMACs (the baseline config with
+#: ``IARED.POLICY`` set to the name); temporal difference needs frames.
+BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
+
+#: Generator arguments of the main job's synthetic sets (see docs/datasets/SYNTHETIC.md): the video defaults with
+#: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
+#: 5 classes (one shape in 5 fill textures: the tiny ViT from scratch cannot tell the shapes apart).
+SYNTHETIC_KWARGS = {
+    "video": dict(num_videos=2000),
+    "image": dict(num_images=3000, num_classes=5, difficulty="easy"),
+}
+
+#: Options that turn the dense stage into the from-scratch control: no pre-trained weights, and the embedding
+#: initialisation that lets a ViT learn these sets from scratch (docs/datasets/SYNTHETIC.md).
+FROM_SCRATCH_OPTS = {
+    "video": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0", "MODEL.TIME_EMBED_INIT_STD", "1.0"],
+    "image": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0"],
+}
+
+
+def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
+    """Whether ``data_dir/meta.json`` was written by the generator with ``seed`` and ``kwargs``."""
+    from iared_video.synthetic import GENERATOR_NAME, GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
+
+    try:
+        with open(os.path.join(data_dir, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return True  # not a generated set (or no meta): use it as it is
+    if not isinstance(meta, dict) or meta.get("generator") != GENERATOR_NAME:
+        return True  # someone else's set: use it as it is, never regenerate (that deletes it)
+    kwargs = dict(kwargs)
+    count_key = "num_images" if image else "num_videos"
+    count, classes = kwargs.pop(count_key, None), kwargs.pop("num_classes", None)
+    difficulty = kwargs.pop("difficulty", "medium")
+    knobs = make_knobs(ImageKnobs if image else VideoKnobs, difficulty, **kwargs)
+    want = json.loads(json.dumps(asdict(knobs)))
+    return (meta.get("version") == GENERATOR_VERSION and meta.get("seed") == seed
+            and meta.get("difficulty") == difficulty and meta.get("knobs") == want
+            and (count is None or meta.get(count_key) == count)
+            and (classes is None or meta.get("num_classes") == classes))
+
+
+def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
+    """Generate the main job's synthetic set in ``data_dir`` unless it is there already (same recipe)."""
+    kind = "image" if image else "video"
+    kwargs = SYNTHETIC_KWARGS[kind]
+    marker = os.path.join(data_dir, "train" if image else "train.csv")
+    if os.path.exists(marker):
+        if _meta_matches(data_dir, image, seed, kwargs):
+            logger.info("using the synthetic %s set in %s", kind, data_dir)
+            return
+        logger.warning("the synthetic %s set in %s was made with another recipe: deleting and regenerating it",
+                       kind, data_dir)
+        shutil.rmtree(data_dir)  # only generated sets get here (see _meta_matches); stale class folders would stay
+    from iared_video.synthetic import generate_image_dataset, generate_video_dataset
+
+    logger.info("generating the synthetic %s set in %s (%s)", kind, data_dir, kwargs)
+    (generate_image_dataset if image else generate_video_dataset)(data_dir, seed=seed, num_workers=2, **kwargs)
+
+
+def measured_keep_ratio(cfg: CfgNode) -> float:
+    """Mean keep ratio of ``cfg``'s newest checkpoint on the val split (all groups greedy)."""
+    from iared_video.datasets import construct_loader
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.engine.trainer import eval_epoch, resolve_device
+    from iared_video.models import build_model
+
+    device = resolve_device(cfg.DEVICE)
+    model = build_model(cfg).to(device)
+    load_test_weights(model, "", cfg.OUTPUT_DIR)
+    stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)
+    return float(stats.keep_ratio)
+
+
+def matched_drop_ratio(keep_ratio: float) -> float:
+    """Drop ratio of a fixed-ratio baseline matched to IA-RED^2's keep ratio (clamped to [0, 0.95])."""
+    return min(max(1.0 - keep_ratio, 0.0), 0.95)
+
+
+def gmacs_of(cfg: CfgNode) -> float:
+    """GMACs per view of ``cfg``'s model on a generated input (the methods' token counts do not depend on it)."""
+    from iared_video.engine.benchmark import make_input
+    from iared_video.models import build_model
+    from iared_video.models.flops import model_gmacs_per_sample
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.PRETRAINED = ""
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(make_input(cfg, 1, torch.Generator().manual_seed(0)), return_policy=True)
+    return float(model_gmacs_per_sample(model, out)[0])
+
+
+def knob_for_gmacs(cfg: CfgNode, label: str, target: float, steps: int = 12) -> list[str]:
+    """``[KEY, VALUE]`` of the method's knob at which its model costs about ``target`` GMACs (not more).
+
+    Bisection: cost is monotone in the knob (``Knob.cost_rises``); integer knobs stop at adjacent integers,
+    real ones after ``steps`` halvings (a fixed-ratio drop: to one token).
+    """
+    knob = get_method(label).knob
+
+    def cost(value: float) -> float:
+        node = cfg.clone()
+        node.defrost()
+        node.merge_from_list([knob.key, int(value) if knob.integer else float(value)])
+        return gmacs_of(node)
+
+    cheap, dear = (knob.low, knob.high) if knob.cost_rises else (knob.high, knob.low)
+    if cost(cheap) > target or cost(dear) <= target:
+        best = dear if cost(dear) <= target else cheap
+        return [knob.key, repr(int(best) if knob.integer else float(best))]
+    for _ in range(steps):
+        mid = (cheap + dear) / 2
+        mid = round(mid) if knob.integer else mid
+        if mid in (cheap, dear):
+            break
+        cheap, dear = (mid, dear) if cost(mid) <= target else (cheap, mid)
+    return [knob.key, repr(int(cheap) if knob.integer else float(cheap))]
+
+
+def fixed_ratio_gmacs(cfg: CfgNode, drop_ratio: float) -> float:
+    """GMACs per view of ``cfg``'s fixed-ratio model at ``drop_ratio``."""
+    node = cfg.clone()
+    node.defrost()
+    node.IARED.DROP_RATIO = float(drop_ratio)
+    return gmacs_of(node)
+
+
+def matched_gmacs_drop_ratio(cfg: CfgNode, target_gmacs: float, steps: int = 12) -> float:
+    """Drop ratio in [0, 0.95] at which ``cfg``'s fixed-ratio baseline costs ``target_gmacs`` (not more)."""
+    return float(knob_for_gmacs(cfg, cfg.IARED.POLICY, target_gmacs, steps)[1])
+
+
+def wilson_interval(errors: float, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval (percent) of an error rate given in percent over ``total`` trials."""
+    if total <= 0:
+        return float("nan"), float("nan")
+    p = errors / 100.0
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return 100.0 * max(centre - half, 0.0), 100.0 * min(centre + half, 1.0)
+
+
+def read_test_results(cfg: CfgNode) -> TestResults:
+    """``cfg``'s ``test_results.json``: for a stage run in other processes, or by an earlier invocation."""
+    return TestResults.from_dict(load_json(os.path.join(cfg.OUTPUT_DIR, "test_results.json")))
+
+
+def run_stage(cfg: CfgNode, init_method: str) -> TestResults:
+    """Train and test ``cfg`` (``tools/run_net.py``'s stages); its test results, handed back in memory.
+
+    Only a job spawned into several processes leaves them in ``test_results.json`` alone.
+    """
+    results = launch(cfg, init_method)
+    return results if results is not None else read_test_results(cfg)
+
+
+@dataclass
+class Recipe:
+    """Dense -> the target method from the dense weights -> every other method set against the target.
+
+    Attributes:
+        dense: the dense stage's config.
+        target: the target's config, given the dense checkpoint (None: no target; the others as configured).
+        others: label -> config of that method (None: left out), given the dense checkpoint and the target's
+            ``(config, test results)`` (None without a target).
+        run: trains and tests one config; returns its test results (None: not run and none on disk).
+        dense_checkpoint: the dense stage's output folder -> the checkpoint the others start from.
+    """
+
+    dense: CfgNode
+    target: Callable[[str], CfgNode] | None
+    others: dict[str, Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode | None]]
+    run: Callable[[CfgNode], TestResults | None]
+    target_label: str = "ia-red2"
+    dense_checkpoint: Callable[[str], str] = newest_checkpoint
+    done: dict[str, tuple[CfgNode, TestResults | None]] = field(default_factory=dict)
+
+
+def run_recipe(recipe: Recipe) -> dict[str, tuple[CfgNode, TestResults | None]]:
+    """Run the recipe in order; returns label -> (config, test results), dense first, then the target."""
+    recipe.done["dense"] = (recipe.dense, recipe.run(recipe.dense))
+    dense_ckpt = recipe.dense_checkpoint(recipe.dense.OUTPUT_DIR) if recipe.target or recipe.others else ""
+    target = None
+    if recipe.target is not None:
+        cfg = recipe.target(dense_ckpt)
+        target = recipe.done[recipe.target_label] = (cfg, recipe.run(cfg))
+    for label, make in recipe.others.items():
+        cfg = make(dense_ckpt, target)
+        if cfg is not None:
+            recipe.done[label] = (cfg, recipe.run(cfg))
+    return recipe.done
+
+
+def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[str, float]]:
+    """Throughput of each cfg's trained model over the whole test split, timed interleaved in one process.
+
+    The test pass's own clips/s runs beside the loader's decoding workers and is not comparable across runs.
+    Here every test view is decoded once into memory, then for each batch the models run in rotating order
+    (``iters`` timed runs after one warm-up); a model's time is the sum over batches of its median.
+    """
+    from iared_video.engine.benchmark import Variant, time_interleaved
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.experiments.tradeoff import eval_batches
+    from iared_video.models import build_model
+
+    variants = []
+    for i, cfg in enumerate(cfgs):
+        model = build_model(cfg).eval()
+        load_test_weights(model, "", cfg.OUTPUT_DIR)
+        variants.append(Variant(str(i), model, ""))
+    batches = eval_batches(cfgs[0], cfgs[0].TEST.SPLIT, num_batches=0, batch=cfgs[0].TEST.BATCH_SIZE)
+    seconds = [0.0] * len(cfgs)
+    for inputs, _ in batches:
+        times = time_interleaved(variants, inputs, "fp32", warmup=1, iters=iters)
+        for i, v in enumerate(variants):
+            seconds[i] += statistics.median(times[v.name])
+    views = sum(len(inputs) for inputs, _ in batches)
+    return [{"throughput": views / t, "speedup": seconds[0] / t} for t in seconds]
+
+
+def _interval(error: float, count: int | None) -> str:
+    low, high = wilson_interval(error, int(count or 0))
+    return f"{low:.1f}-{high:.1f}"
+
+
+def table_row(method: str, results: TestResults, speed: dict[str, float], video: bool) -> MainJobRow:
+    """One method's row: keep ratio, GMACs, error(s) with 95% Wilson intervals, measured speed."""
+    row = MainJobRow(method, results.keep_ratio, results.gmacs_per_view, speedup=speed["speedup"])
+    if video:
+        row.clip1_err, row.video1_err = results.clip1_err, results.video1_err
+        row.clip1_ci95 = _interval(results.clip1_err, results.num_clip1_scored)
+        row.video1_ci95 = _interval(results.video1_err, results.num_videos_scored)
+        row.clips_per_s = speed["throughput"]
+    else:
+        row.top1_err, row.top1_ci95 = results.top1_err, _interval(results.top1_err, results.num_images)
+        row.images_per_s = speed["throughput"]
+    return row
+
+
+def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scratch: bool, init_method: str,
+                     drops: dict[str, float]) -> Recipe:
+    """Dense, IA-RED^2 from it, each baseline at IA-RED^2's GMACs (their drop ratios into ``drops``)."""
+    from iared_video.config import load_config
+
+    dense_path, iared_path, baseline_path = MAIN_JOB_CONFIGS[kind]
+
+    def stage(path: str, name: str, extra: Sequence[str]) -> CfgNode:
+        return load_config(path, [*common, *extra, "OUTPUT_DIR", os.path.join(output_dir, name)])
+
+    def baseline(policy: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+        def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
+            gmacs = float(target[1].gmacs_per_view)
+            probe = load_config(baseline_path, [*common, "IARED.POLICY", policy])
+            drops[policy] = matched_gmacs_drop_ratio(probe, gmacs)
+            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, gmacs, drops[policy])
+            return stage(baseline_path, policy, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.POLICY", policy,
+                                                 "IARED.DROP_RATIO", repr(drops[policy])])
+        return make
+
+    dense = stage(dense_path, "dense", FROM_SCRATCH_OPTS[kind] if from_scratch else [])
+    target = None if from_scratch else (lambda ckpt: stage(iared_path, "iared", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt]))
+    others = {} if from_scratch else {policy: baseline(policy) for policy in BASELINES[kind]}
+    return Recipe(dense, target, others, lambda cfg: run_stage(cfg, init_method))
+
+
+def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
+                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[MainJobRow]:
+    """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
+    baselines at IA-RED^2's GMACs; test all, time all interleaved in one process, one table.
+
+    Args:
+        from_scratch: the control of "pre-training helps": the dense stage alone, without pre-trained weights.
+
+    Returns the table rows; also writes ``output_dir/main_job_results.json``.
+    """
+    kind = "image" if image else "video"
+    setup_logging(output_dir)
+    ensure_synthetic(data_dir, image)
+    drops: dict[str, float] = {}
+    common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
+    runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, drops))
+    speeds = measured_throughput([cfg for cfg, _ in runs.values()])
+    rows = [table_row(method, results, speed, not image) for (method, (_, results)), speed in zip(runs.items(), speeds)]
+    setup_logging(output_dir)
+    save_json(MainJobResults(kind, from_scratch, drops, rows), os.path.join(output_dir, "main_job_results.json"))
+    logger.info("main job (%s%s):\n%s", kind, ", dense from scratch" if from_scratch else "", format_table(rows))
+    return rows
