@@ -15,7 +15,8 @@ from iared_video.datasets.views import ViewSpec
 from iared_video.interpret.heatmap import keep_masks, policy_heatmaps
 from iared_video.visualization.figure import FigureData, animation_frames, figure_to_array, heatmap_figure
 from iared_video.visualization.overlay import grey_dropped, overlay_heatmap, tile, to_uint8_frames, write_label
-from iared_video.visualization.writers import save_animation, save_json, save_png
+from iared_video.utils.results import save_json
+from iared_video.visualization.writers import save_animation, save_png
 
 __all__ = ["VisOptions", "visualize_input"]
 
