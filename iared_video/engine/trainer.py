@@ -26,6 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from iared_video.config import device_of
+from iared_video.config.choices import AMP_DTYPES
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
 from iared_video.engine.curriculum import Stage, eval_modes, model_in_train_mode, set_trainable, train_modes
@@ -40,7 +42,7 @@ from iared_video.utils.results import ValResults
 
 __all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
            "train_epoch", "eval_epoch", "stages_of",
-           "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]  # *_step: from the methods
+           "seed_everything", "build_initial_model", "LoaderFn"]  # *_step: from the methods
 
 logger = get_logger(__name__)
 LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
@@ -72,13 +74,6 @@ class StageRun:
 
 
 # ----------------------------------------------------------------------------- setup helpers
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> the local GPU when there is one, else the CPU."""
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,13 +124,12 @@ def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> i
 
 
 def amp_dtype_of(cfg: CfgNode, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype (GPU with TRAIN.MIXED_PRECISION only)."""
-    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-    if cfg.TRAIN.AMP_DTYPE not in dtypes:
-        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {cfg.TRAIN.AMP_DTYPE!r}")
+    """Autocast dtype (GPU with TRAIN.MIXED_PRECISION only); the ``AMP_DTYPES`` names are torch's dtype names."""
+    if cfg.TRAIN.AMP_DTYPE not in AMP_DTYPES:
+        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(AMP_DTYPES)}, got {cfg.TRAIN.AMP_DTYPE!r}")
     if not cfg.TRAIN.MIXED_PRECISION or device.type != "cuda":
         return None
-    return dtypes[cfg.TRAIN.AMP_DTYPE]
+    return getattr(torch, cfg.TRAIN.AMP_DTYPE)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -409,7 +403,7 @@ def _default_loader_fn() -> LoaderFn:
 
 def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None) -> nn.Module:
     """Run every training stage of ``cfg`` (resuming when a checkpoint exists); returns the trained model."""
-    device = resolve_device(cfg.DEVICE, info.local_rank)
+    device = device_of(cfg, info.local_rank)
     loader_fn = loader_fn or _default_loader_fn()
     stages = stages_of(cfg)
     stage_names = [s.name for s in stages]

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.config import device_of
 from iared_video.engine.checkpoint import newest_checkpoint
 from iared_video.engine.launch import launch
 from iared_video.engine.logging import get_logger, setup_logging
@@ -105,10 +106,10 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     """Mean keep ratio of ``cfg``'s newest checkpoint on the val split (all groups greedy)."""
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
-    from iared_video.engine.trainer import eval_epoch, resolve_device
+    from iared_video.engine.trainer import eval_epoch
     from iared_video.models import build_model
 
-    device = resolve_device(cfg.DEVICE)
+    device = device_of(cfg)
     model = build_model(cfg).to(device)
     load_test_weights(model, "", cfg.OUTPUT_DIR)
     stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)

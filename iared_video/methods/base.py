@@ -19,6 +19,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from iared_video.config import is_video
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.steps import StepArgs, ce_step
 
@@ -153,7 +154,7 @@ class Method:
     def requirement_errors(self, cfg: CfgNode) -> list[str]:
         """Why the selected method cannot run on ``cfg``'s model (video only, joint attention only)."""
         errors = []
-        if self.needs_video and cfg.MODEL.MODEL_NAME != "timesformer":
+        if self.needs_video and not is_video(cfg):
             errors.append(f"IARED.POLICY {self.policy_key} needs a video model (MODEL.MODEL_NAME timesformer)")
         if self.joint_attention_only and cfg.MODEL.ATTENTION_TYPE == "divided_space_time":
             errors.append(f"IARED.POLICY {self.policy_key} is implemented for joint space-time attention only; use "
