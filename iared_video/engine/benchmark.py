@@ -26,9 +26,10 @@ import platform
 import statistics
 import time
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from fvcore.common.config import CfgNode

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from fvcore.common.config import CfgNode
@@ -43,7 +43,8 @@ def load_test_weights(model: nn.Module, path: str, output_dir: str) -> str:
         return path
     found = ckpt.load_newest_valid(output_dir) if output_dir else None
     if found is None:
-        logger.warning("no checkpoint in %s and TEST.CHECKPOINT_FILE_PATH empty: testing the model as built", output_dir)
+        logger.warning("no checkpoint in %s and TEST.CHECKPOINT_FILE_PATH empty: testing the model as built",
+                       output_dir)
         return "model as built"
     model.load_state_dict(found[1]["model_state"])
     return found[0]
@@ -129,7 +130,7 @@ def _write_results(output_dir: str, results: TestResults, rows: dict[str, Tensor
     save_json(results.summary(), os.path.join(output_dir, "test_results.json"))
 
 
-def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None,
+def test(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderFn | None = None,
          model: nn.Module | None = None) -> TestResults:
     """Test ``cfg``'s model on the test split; returns (and on the master writes) the results."""
     device = device_of(cfg, info.local_rank)

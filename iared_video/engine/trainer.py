@@ -15,8 +15,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +41,10 @@ from iared_video.engine.steps import keep_ratios as _keep_ratios
 from iared_video.methods import method_for_cfg
 from iared_video.utils.results import ValResults
 
-__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
+# the *_step names come lazily from the methods through the module __getattr__ below (ruff cannot see them)
+__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",  # noqa: F822
            "train_epoch", "eval_epoch", "stages_of",
-           "seed_everything", "build_initial_model", "LoaderFn"]  # *_step: from the methods
+           "seed_everything", "build_initial_model", "LoaderFn"]
 
 logger = get_logger(__name__)
 LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
@@ -236,7 +238,8 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
     for it, batch in enumerate(bar, start=start_iter):
         data_time = time.perf_counter() - tic
         sync = (it + 1) % accum == 0 or it + 1 == total
-        no_sync = run.net.no_sync if isinstance(run.net, DistributedDataParallel) and not sync else contextlib.nullcontext
+        ddp = isinstance(run.net, DistributedDataParallel)
+        no_sync = run.net.no_sync if ddp and not sync else contextlib.nullcontext
         with no_sync():
             loss, stats = _step(run, batch, ctx)
             _check_finite(loss, f"stage {run.stage.name} epoch {epoch + 1} iteration {it + 1}")
@@ -401,7 +404,7 @@ def _default_loader_fn() -> LoaderFn:
     return construct_loader
 
 
-def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None) -> nn.Module:
+def train(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderFn | None = None) -> nn.Module:
     """Run every training stage of ``cfg`` (resuming when a checkpoint exists); returns the trained model."""
     device = device_of(cfg, info.local_rank)
     loader_fn = loader_fn or _default_loader_fn()

@@ -13,9 +13,9 @@ import math
 import os
 import shutil
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -25,8 +25,7 @@ from iared_video.engine.checkpoint import newest_checkpoint
 from iared_video.engine.launch import launch
 from iared_video.engine.logging import get_logger, setup_logging
 from iared_video.methods import get_method
-from iared_video.utils.results import (MainJobResults, MainJobRow, TestResults, format_table, load_json,
-                                       save_json)
+from iared_video.utils.results import MainJobResults, MainJobRow, TestResults, format_table, load_json, save_json
 
 __all__ = ["MAIN_JOB_CONFIGS", "SYNTHETIC_CONFIG_DIR", "BASELINES", "ensure_synthetic", "run_stage", "Recipe",
            "run_recipe", "gmacs_of", "knob_for_gmacs", "fixed_ratio_gmacs", "matched_gmacs_drop_ratio",

@@ -12,8 +12,9 @@ one ``"train"`` stage, SOLVER.* optimiser, no policy cost, no benchmark variant)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from fvcore.common.config import CfgNode
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from iared_video.config import is_video
 from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import StepArgs, ce_step
+from iared_video.engine.steps import ce_step
 
 __all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
@@ -41,7 +42,7 @@ class StagePlan:
     first_group: int = 0
 
     @classmethod
-    def from_cfg(cls, cfg: CfgNode) -> "StagePlan":
+    def from_cfg(cls, cfg: CfgNode) -> StagePlan:
         i = cfg.IARED
         return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1)
 

@@ -25,7 +25,7 @@ Knobs: ``TOME.R`` (tokens merged per block), ``TOME.R_PER_LAYER`` (a schedule, o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from fvcore.common.config import CfgNode
