@@ -6,6 +6,7 @@ import importlib
 
 import pytest
 import torch
+from timm_reference import timm_class_attention
 from torch import Tensor, nn
 
 from iared_video.config import ConfigError, load_config
@@ -13,8 +14,6 @@ from iared_video.interpret.baselines import raw_attention
 from iared_video.models import IARED, TimeSformer, TimmViT, build_model
 from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
 from iared_video.models.policies import AttentionPolicy
-
-from timm_reference import timm_class_attention
 
 DROP_RATIO = 0.25
 NUM_PATCHES = 16  # 64x64 image / 16x16 patches; video: 2 frames of 32x32 / 8x8 patches

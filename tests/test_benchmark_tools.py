@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from iared_video.config import load_config
-from iared_video.models import build_model
 from iared_video.engine.benchmark import BenchSettings, LiveTensorBytes, peak_memory_mb, run_benchmark
 from iared_video.engine.benchmark import benchmark_table as format_table
 from iared_video.methods.interpreter import topk_per_sample
+from iared_video.models import build_model
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -127,9 +127,9 @@ def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
 
 def test_benchmark_inputs_from_a_real_split(tmp_path: Path) -> None:
     """Real decoded clips (keep counts vary as in use): batches carry inputs and labels, invalid views dropped."""
-    from iared_video.synthetic import generate_video_dataset
     from iared_video.engine.benchmark import data_input
     from iared_video.experiments.tradeoff import eval_batches
+    from iared_video.synthetic import generate_video_dataset
 
     meta = generate_video_dataset(str(tmp_path), num_videos=12, seed=0, num_classes=2)
     num_val = sum(v["split"] == "val" for v in meta["videos"])

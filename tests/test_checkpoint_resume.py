@@ -65,7 +65,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     proc = _start(script, out, 0.05)
-    name = _wait_for_mid_epoch(out, proc)
+    _wait_for_mid_epoch(out, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     newest = ckpt.list_checkpoints(str(out))[-1]

@@ -63,7 +63,8 @@ def test_gradients_reach_only_the_stage_parameters(index):
     assert got <= expected and got, f"{stage.name}: unexpected grads {got - expected}"
     assert not any(n.startswith(EMBEDDINGS) for n in got | trainable)
     if stage.kind == "backbone":
-        assert "backbone.head.weight" in got and f"backbone.blocks.{len(model.backbone.blocks) - 1}.mlp.fc2.weight" in got
+        last = len(model.backbone.blocks) - 1
+        assert "backbone.head.weight" in got and f"backbone.blocks.{last}.mlp.fc2.weight" in got
     else:
         assert f"policy.interpreters.{stage.group}.query.weight" in got
 

@@ -71,7 +71,8 @@ def test_clip_indices_properties_over_random_settings():
             if n >= size and t > 1:  # the window fits: it spans clip_size source frames
                 assert idx[-1] - idx[0] == pytest.approx(size - 1, abs=1)
         if views > 1 and n >= size and t > 1:
-            first, last = clip_indices(n, fps, t, rate, 30, 0, views), clip_indices(n, fps, t, rate, 30, views - 1, views)
+            first = clip_indices(n, fps, t, rate, 30, 0, views)
+            last = clip_indices(n, fps, t, rate, 30, views - 1, views)
             assert first[0] == 0 and last[-1] == pytest.approx(n - 1, abs=1)
 
 

@@ -15,10 +15,23 @@ from iared_video.engine.distributed import DistInfo
 from iared_video.engine.optim import cosine_warmup_lr
 from iared_video.engine.trainer import StepArgs, _start_stage, dynamicvit_step, gumbel_step, stages_of
 from iared_video.models.backbones import TimeSformer
-from iared_video.models.dynamicvit import (DynamicViT, DynamicViTOutput, GumbelIARED, GumbelInterpreterPolicy,
-                                           GumbelOutput, LossWeights, dynamicvit_loss, gumbel_bernoulli, gumbel_loss,
-                                           keep_count, make_teacher, masked_block, masked_softmax, ratio_loss,
-                                           token_distill_loss)
+from iared_video.models.dynamicvit import (
+    DynamicViT,
+    DynamicViTOutput,
+    GumbelIARED,
+    GumbelInterpreterPolicy,
+    GumbelOutput,
+    LossWeights,
+    dynamicvit_loss,
+    gumbel_bernoulli,
+    gumbel_loss,
+    keep_count,
+    make_teacher,
+    masked_block,
+    masked_softmax,
+    ratio_loss,
+    token_distill_loss,
+)
 from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

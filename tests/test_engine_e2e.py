@@ -55,6 +55,23 @@ def test_image_curriculum_through_trainer_and_tester(tmp_path):
     assert '"stage": "interpreter_g3"' in log and '"reward":' in log and '"advantage":' in log
 
 
+def kept_fraction_by_hand(cfg) -> float:
+    """Patch tokens with informative score >= IARED.THRESHOLD over all patch tokens of every test view (D=1: the
+    one interpreter's scores decide), counted from the newest checkpoint's model."""
+    from iared_video.datasets import construct_loader
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.models import build_model
+
+    model = build_model(cfg)
+    load_test_weights(model, "", cfg.OUTPUT_DIR)
+    kept = total = 0
+    with torch.no_grad():
+        for batch in construct_loader(cfg, "test"):
+            scores = model.eval()(batch["inputs"], return_policy=True).scores[0]
+            kept, total = kept + int((scores >= cfg.IARED.THRESHOLD).sum()), total + scores.numel()
+    return kept / total
+
+
 @pytest.mark.slow
 def test_video_run_net_on_synthetic(tmp_path):
     from iared_video.synthetic import generate_video_dataset
@@ -62,12 +79,16 @@ def test_video_run_net_on_synthetic(tmp_path):
     data = tmp_path / "data"
     generate_video_dataset(str(data), num_videos=48, seed=0)  # >= 1 test video per class
     out = tmp_path / "out"
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "run_net.py"), "--cfg",
-           os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_iared.yaml"), "DATA.PATH_TO_DATA_DIR", str(data),
-           "OUTPUT_DIR", str(out), "IARED.INTERPRETER_EPOCHS", "1", "IARED.BACKBONE_EPOCHS", "1",
-           "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0"]
+    cfg_path = os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_iared.yaml")
+    opts = ["DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out), "IARED.INTERPRETER_EPOCHS", "1",
+            "IARED.BACKBONE_EPOCHS", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
+            "DATA_LOADER.NUM_WORKERS", "0"]
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "run_net.py"), "--cfg", cfg_path, *opts]
     assert subprocess.run(cmd, cwd=ROOT, timeout=900).returncode == 0
     results = json.loads((out / "test_results.json").read_text())
-    assert results["num_videos"] > 0 and results["num_videos_missing_views"] == 0
-    assert 0.0 <= results["keep_ratio"] <= 1.0 and results["clips_per_s"] > 0
-    assert (out / "test_predictions.csv").exists()
+    # 48 videos over 8 classes: 6 per class, of which the test split takes 6 - round(0.85 * 6) = 1
+    assert results["num_videos"] == 8 and results["num_videos_missing_views"] == 0
+    cfg = load_config(cfg_path, opts)
+    assert cfg.IARED.NUM_GROUPS == 1
+    assert results["keep_ratio"] == pytest.approx(kept_fraction_by_hand(cfg), abs=1e-6)
+    assert results["clips_per_s"] > 0 and (out / "test_predictions.csv").exists()

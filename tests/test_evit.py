@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from torch import Tensor, nn
+from timm_reference import timm_class_attention
 
 from iared_video.config import ConfigError, load_config
 from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
@@ -16,8 +16,6 @@ from iared_video.models.backbones import Embedded
 from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended
-
-from timm_reference import timm_class_attention
 
 X = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 4.0], [3.0, 1.0], [5.0, 5.0]]])  # 5 non-class tokens
 # Class attention of two heads over [class, t0..t4]; head-averaged over the patches: 0.1, 0.4, 0.05, 0.3, 0.15

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor
 
 from iared_video.config import load_config
-from iared_video.models import IARED, build_model
 from iared_video.methods.interpreter import ControlledKeepPolicy
+from iared_video.models import IARED, build_model
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5",

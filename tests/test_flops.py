@@ -7,10 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iared_video.models import (IARED, AttentionPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
-                                TemporalDiffPolicy, TimeSformer, TimmViT)
-from iared_video.models.flops import (block_macs, dense_gmacs, fvcore_gflops, model_gmacs_per_sample,
-                                      sdpa_flop_jit)
+from iared_video.models import (
+    IARED,
+    AttentionPolicy,
+    InterpreterPolicy,
+    NoDropPolicy,
+    RandomPolicy,
+    TemporalDiffPolicy,
+    TimeSformer,
+    TimmViT,
+)
+from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, model_gmacs_per_sample, sdpa_flop_jit
+
 
 # ---------------------------------------------------------------------------
 # Dense totals of the published architectures.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -49,6 +50,21 @@ def image_set(tmp_path_factory) -> str:
     return str(data)
 
 
+def accuracy_from_predictions(path: str) -> float:
+    """100 x the fraction of ``test_predictions.csv`` rows (one per test image) whose prediction is the label."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return 100.0 * sum(r["prediction"] == r["label"] for r in rows) / len(rows)
+
+
+def foreground_fraction(cfg, count: int) -> float:
+    """Mask pixels over all pixels of the first ``count`` val images (the heatmap evaluation's views)."""
+    from iared_video.experiments.heatmaps import image_samples
+
+    masks = [mask.numpy().astype(bool) for (_, mask, _, _), _ in zip(image_samples(cfg, "val"), range(count))]
+    return sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+
+
 def test_every_method_from_checkpoints_and_off_the_shelf_matched_at_gmacs(tmp_path, image_set) -> None:
     h2h, run, out = _h2h(), str(tmp_path / "main_job_image"), str(tmp_path / "h2h")
     paths = _fake_run(h2h, run, image_set)
@@ -58,8 +74,12 @@ def test_every_method_from_checkpoints_and_off_the_shelf_matched_at_gmacs(tmp_pa
     # no checkpoint and --no-train: the Gumbel variant and DynamicViT are left out; temporal_diff needs video
     assert list(by) == ["dense", "iared", "random", "attention", "tome", "evit"]
     for row in rows:
-        assert 0.0 <= row["accuracy"] <= 100.0 and row["gmacs"] > 0 and row["throughput"] > 0, row
-        assert row["throughput_b3"] > 0 and 0.0 <= row["miou"] <= 1.0, row
+        predictions = os.path.join(out, "image", row["method"], "test_predictions.csv")
+        assert row["accuracy"] == pytest.approx(accuracy_from_predictions(predictions), abs=1e-9), row
+        assert row["gmacs"] > 0 and row["throughput"] > 0 and row["throughput_b3"] > 0, row
+    # dense scores every token 1: no pixel lies above the mean, so IoU(fg) = 0 and IoU(bg) = bg / all pixels
+    fg = foreground_fraction(h2h.method_cfg("dense", "image", out, [*TINY, "DATA.PATH_TO_DATA_DIR", image_set]), 2)
+    assert 0.0 < fg < 1.0 and by["dense"]["miou"] == pytest.approx((1.0 - fg) / 2, abs=1e-6)
     assert {m: by[m]["checkpoint"] for m in TRAINED} == paths
     assert by["tome"]["checkpoint"] == by["evit"]["checkpoint"] == paths["dense"]  # off the shelf, dense weights
     assert [by[m]["has_scores"] for m in by] == [False, True, True, True, False, True]

@@ -10,8 +10,14 @@ import torch
 
 from iared_video.config import load_config
 from iared_video.visualization import RANDOM_WEIGHTS, describe_weights, run_visualize
-from iared_video.visualization.figure import (COLORBAR_AXES, COLORBAR_LABEL, FigureData, animation_frames,
-                                              figure_to_array, heatmap_figure)
+from iared_video.visualization.figure import (
+    COLORBAR_AXES,
+    COLORBAR_LABEL,
+    FigureData,
+    animation_frames,
+    figure_to_array,
+    heatmap_figure,
+)
 
 IMAGE_OPTS = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "test_vit", "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE",
               "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "interpreter", "IARED.NUM_GROUPS", "2",

@@ -97,7 +97,8 @@ def test_more_classes_than_the_model_is_an_error(image_dir, small_cfg):
 
 
 def test_randaugment_and_random_erasing_options(image_dir, small_cfg):
-    cfg = cfg_for(small_cfg, image_dir, **{"DATA.IMAGE_AUTO_AUGMENT": "rand-m9-mstd0.5-inc1", "DATA.IMAGE_RE_PROB": 0.5})
+    cfg = cfg_for(small_cfg, image_dir,
+                  **{"DATA.IMAGE_AUTO_AUGMENT": "rand-m9-mstd0.5-inc1", "DATA.IMAGE_RE_PROB": 0.5})
     dataset = build_dataset("imagenet", cfg, "train")
     assert "RandAugment" in repr(dataset.transform) and "RandomErasing" in repr(dataset.transform)
     assert dataset[0]["inputs"].shape == (3, 32, 32)

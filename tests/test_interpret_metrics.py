@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from iared_video.interpret.metrics import (SegmentationMeter, average_precision, binarize, otsu_threshold,
-                                           segmentation_scores)
+from iared_video.interpret.metrics import (
+    SegmentationMeter,
+    average_precision,
+    binarize,
+    otsu_threshold,
+    segmentation_scores,
+)
 
 
 def _case():

@@ -168,7 +168,8 @@ def test_distributed_sampler_and_pin_memory_rules(counter_dir, small_cfg, tmp_pa
     assert uses_cuda(small_cfg(counter_dir, {"DEVICE": "auto"})) == torch.cuda.is_available()
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        train, test = construct_loader(small_cfg(counter_dir), "train"), construct_loader(small_cfg(counter_dir), "test")
+        train = construct_loader(small_cfg(counter_dir), "train")
+        test = construct_loader(small_cfg(counter_dir), "test")
         assert isinstance(train.sampler, DistributedSampler) and train.sampler.shuffle
         assert isinstance(test.sampler, DistributedSampler) and not test.sampler.shuffle
         shuffle_dataset(train, 5)

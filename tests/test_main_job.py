@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from iared_video.synthetic import generate_image_dataset
 from iared_video.experiments import main_job
+from iared_video.synthetic import generate_image_dataset
 
 
 def _classes(root) -> list[str]:
@@ -61,7 +61,8 @@ def test_matched_gmacs_drop_ratio_reproduces_the_target_cost() -> None:
     from iared_video.config import load_config
 
     opts = ["MODEL.EMBED_DIM", "48", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "3", "DATA.NUM_FRAMES", "2",
-            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random", "IARED.NUM_GROUPS", "1"]
+            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random",
+            "IARED.NUM_GROUPS", "1"]
     cfg = load_config(None, opts)
     target = main_job.fixed_ratio_gmacs(cfg, 0.4)
     ratio = main_job.matched_gmacs_drop_ratio(cfg, target)

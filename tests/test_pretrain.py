@@ -7,7 +7,6 @@ import json
 import math
 import os
 
-import pytest
 import torch
 from torch import Tensor
 

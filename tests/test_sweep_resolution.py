@@ -48,7 +48,8 @@ def test_sweep_resolution_with_labels(tmp_path: Path) -> None:
         assert rows["dense", size]["tokens"] == (size // PATCH) ** 2
         assert rows["dense", size]["gmacs"] == pytest.approx(dense_gmacs(size), rel=1e-9)
         assert rows["random", size]["keep_ratio"] == pytest.approx(0.5, abs=0.15)
-        assert all(rows[m, size]["accuracy"] in (0.0, 50.0, 100.0) for m in ("dense", "iared", "random"))  # 1 batch of 2
+        # 1 batch of 2
+        assert all(rows[m, size]["accuracy"] in (0.0, 50.0, 100.0) for m in ("dense", "iared", "random"))
         assert rows["dense", size]["speedup"] == 1.0 and rows["dense", size]["agreement"] == 100.0
     growth = rows["dense", 48]["gmacs"] / rows["dense", 32]["gmacs"]
     assert growth == pytest.approx(dense_gmacs(48) / dense_gmacs(32), rel=1e-9)

@@ -21,7 +21,8 @@ HOPPER = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_
 PAD = 2  # overlay.tile's default padding
 
 VIDEO_OPTS = ["MODEL.MODEL_NAME", "timesformer", "MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2",
-              "MODEL.NUM_CLASSES", "4", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64",
+              "MODEL.NUM_CLASSES", "4", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "64",
+              "DATA.TEST_CROP_SIZE", "64",
               "IARED.POLICY", "random", "IARED.DROP_RATIO", "0.5", "IARED.NUM_GROUPS", "1", "DEVICE", "cpu"]
 IMAGE_OPTS = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "test_vit", "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE",
               "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random", "IARED.DROP_RATIO", "0.5",

@@ -17,8 +17,13 @@ from torch import Tensor
 
 from iared_video.config import get_cfg
 from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT, build_model
-from iared_video.models.weights import (CheckpointFileError, CheckpointMismatchError, extract_state_dict,
-                                        load_checkpoint_file, load_pretrained)
+from iared_video.models.weights import (
+    CheckpointFileError,
+    CheckpointMismatchError,
+    extract_state_dict,
+    load_checkpoint_file,
+    load_pretrained,
+)
 
 DIM, HEADS, PATCH = 64, 4, 8
 
@@ -60,7 +65,7 @@ def reference_timesformer(sd: dict[str, Tensor], x: Tensor, heads: int, eps: flo
     head_dim = dim // heads
     depth = len({k.split(".")[1] for k in g if k.startswith("blocks.")})
     for i in range(depth):
-        b = lambda name: g[f"blocks.{i}.{name}"]  # noqa: E731
+        b = lambda name, i=i: g[f"blocks.{i}.{name}"]  # noqa: E731
         h = F.layer_norm(z, (dim,), b("norm1.weight"), b("norm1.bias"), eps)
         q, k, v = F.linear(h, b("attn.qkv.weight"), b("attn.qkv.bias")).view(
             batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)

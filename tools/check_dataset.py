@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -89,7 +89,8 @@ def summarize(reports: Sequence[Report], backend: str) -> str:
     if fallback:
         parts += [f"\nReadable only by the fallback backend ({len(fallback)}):",
                   format_table([{"path": r.path, "detail": f"{r.backend} ok; {r.reason}"} for r in fallback])]
-    parts.append(f"\n{len(reports)} videos: {len(good)} readable ({len(fallback)} only by fallback), {len(bad)} unreadable")
+    parts.append(f"\n{len(reports)} videos: {len(good)} readable ({len(fallback)} only by fallback), "
+                 f"{len(bad)} unreadable")
     if good:
         frames, fps = np.array([r.frames for r in good]), np.array([r.fps for r in good])
         parts.append(f"frames min/median/max {frames.min()}/{int(np.median(frames))}/{frames.max()}, "

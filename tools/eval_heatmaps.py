@@ -23,15 +23,15 @@ tokens are removed/added in heatmap order); it needs no masks.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
 from iared_video.config import load_config
-from iared_video.experiments.heatmaps import BLOCK_METHOD, evaluate, format_table, method_list, samples_for
+from iared_video.experiments.heatmaps import BLOCK_METHOD, evaluate, heatmap_table, method_list, samples_for
 from iared_video.interpret.baselines import BASELINES
 from iared_video.utils.cli import DEBUG_FLAG, run_tool
+from iared_video.utils.results import save_json
 from iared_video.visualization import build_vis_model
 
 
@@ -65,11 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     samples = samples_for(cfg, args.split)
     results = evaluate(cfg, model, methods, samples, args.max_samples, args.faithfulness, args.steps)
-    print(format_table(results))
+    print(heatmap_table(results))
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "heatmap_eval.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump({"split": args.split, "binarize": cfg.VISUALIZE.BINARIZE, "results": results}, f, indent=2)
+    save_json({"split": args.split, "binarize": cfg.VISUALIZE.BINARIZE, "results": results}, out)
     return 0
 
 

@@ -13,10 +13,11 @@ See docs/datasets/SYNTHETIC.md for the layout and every knob.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from iared_video import synthetic
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict:
     """Runs the generator; returns the meta dict."""
     args = build_parser().parse_args(argv)
     knobs = _parse_set(args.set)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ast
 import difflib
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -206,7 +207,8 @@ def validate(cfg: CfgNode) -> None:
         if flat[key] < 1:
             errors.append(f"{key} must be >= 1, got {flat[key]}")
     if cfg.MODEL.EMBED_DIM % cfg.MODEL.NUM_HEADS:
-        errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")
+        errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by "
+                      f"MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")
     errors += _arch_errors(cfg)
     if errors:  # the cross-key checks below need sane basic values
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))

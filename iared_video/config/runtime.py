@@ -21,8 +21,8 @@ def is_video(cfg: Any) -> bool:
     return cfg.MODEL.MODEL_NAME in VIDEO_MODELS
 
 
-def resolve_device(device: str, local_rank: int = 0) -> "torch.device":
-    """``"cpu"`` -> the CPU; ``"cuda"`` -> GPU ``local_rank``; ``"auto"`` -> that GPU when there is one, else the CPU."""
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"cpu"``: the CPU; ``"cuda"``: GPU ``local_rank``; ``"auto"``: that GPU when there is one, else the CPU."""
     import torch
 
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
@@ -30,6 +30,6 @@ def resolve_device(device: str, local_rank: int = 0) -> "torch.device":
     return torch.device("cuda", local_rank)
 
 
-def device_of(cfg: Any, local_rank: int = 0) -> "torch.device":
+def device_of(cfg: Any, local_rank: int = 0) -> torch.device:
     """The device ``cfg.DEVICE`` selects for this process (see ``resolve_device``)."""
     return resolve_device(cfg.DEVICE, local_rank)

@@ -70,7 +70,8 @@ def read_split_csv(
                     raise ValueError("expected 'path<sep>label'")
                 labels.append(_parse_label(parts[1].strip(), class_to_id))
             except ValueError as exc:
-                raise DataSplitError(f"{csv_path}:{number}: cannot parse {line!r} with separator {separator!r}") from exc
+                raise DataSplitError(f"{csv_path}:{number}: cannot parse {line!r} "
+                                     f"with separator {separator!r}") from exc
             paths.append(resolve_path(parts[0].strip(), prefix, data_dir))
     if not paths:
         raise DataSplitError(f"{csv_path} lists no videos")
@@ -137,7 +138,7 @@ class Kinetics(RobustDataset):
                     self.csv_path)
 
     def _check_labels(self, num_classes: int) -> None:
-        bad = [(p, l) for p, l in zip(self.paths, self.labels) if not 0 <= l < num_classes]
+        bad = [(p, label) for p, label in zip(self.paths, self.labels) if not 0 <= label < num_classes]
         if bad:
             raise DataSplitError(f"{self.csv_path}: {len(bad)} labels outside [0, {num_classes}) "
                              f"(MODEL.NUM_CLASSES), e.g. {bad[:3]}")

@@ -9,8 +9,9 @@ view decodes (``clip_indices`` over ``num_clips`` evenly spaced clips), how they
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -20,7 +21,12 @@ from torchvision.transforms import InterpolationMode
 
 from iared_video.datasets.decoder import DecodedClip, decode_clip
 from iared_video.datasets.masks import load_image_mask, load_masks
-from iared_video.datasets.transforms import apply_video_transform, frames_to_video, image_transform, video_test_transform
+from iared_video.datasets.transforms import (
+    apply_video_transform,
+    frames_to_video,
+    image_transform,
+    video_test_transform,
+)
 from iared_video.datasets.video_sampling import clip_indices
 
 __all__ = ["ViewSpec", "view_spec", "clip_index_fn", "decode_view", "video_view_transform", "image_view_transform",

@@ -26,9 +26,10 @@ import platform
 import statistics
 import time
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from fvcore.common.config import CfgNode
@@ -36,6 +37,9 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from iared_video.config import device_of, is_video, resolve_device
+from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES
+from iared_video.config.choices import PRECISIONS as PRECISION_NAMES
 from iared_video.methods import get_method, registered_methods
 from iared_video.methods.base import BenchContext, Variant
 from iared_video.methods.fixed_ratio import FixedRatio
@@ -55,7 +59,8 @@ logger = logging.getLogger(__name__)
 
 #: The fixed-ratio baselines' policy classes by method name (from the registry).
 FIXED_POLICIES = {m.name: m.policy_type for m in registered_methods() if isinstance(m, FixedRatio)}
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Autocast dtype of each precision name of ``config.choices.PRECISIONS`` (None: no autocast, fp32).
+PRECISIONS = {name: {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name) for name in PRECISION_NAMES}
 
 
 def keep_target_methods() -> list[str]:
@@ -78,12 +83,12 @@ class BenchSettings:
     thresholds: Sequence[float] = ()
     keep_ratios: Sequence[float] = (0.5, 0.7)
     keep_spread: float = 0.1
-    keep_schedule: str = "geometric"
+    keep_schedule: str = KEEP_SCHEDULES[0]
     fixed_policies: Sequence[str] = ("random",)
     data_split: str = ""
     seed: int = 0
     measure_memory: bool = True
-    cpu_linear: str = "aten"
+    cpu_linear: str = CPU_LINEARS[0]
     methods: Sequence[str] = ("none", "interpreter")
 
 
@@ -123,7 +128,7 @@ def autocast_context(precision: str, device: torch.device):
 def make_input(cfg: CfgNode, batch: int, gen: torch.Generator) -> Tensor:
     """Generated input of ``cfg``'s test shape: clips ``(B, C, T, S, S)`` or images ``(B, C, S, S)``."""
     size, chans = cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM
-    shape = (batch, chans, cfg.DATA.NUM_FRAMES, size, size) if cfg.MODEL.MODEL_NAME == "timesformer" \
+    shape = (batch, chans, cfg.DATA.NUM_FRAMES, size, size) if is_video(cfg) \
         else (batch, chans, size, size)
     return torch.randn(shape, generator=gen)
 
@@ -309,19 +314,19 @@ def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | 
     Args:
         cfg: the model config (``MODEL``, ``IARED``, ``DATA`` sections are read).
         settings: batch sizes, precisions, variants, input mode, iteration counts.
-        device: where to run (default: CUDA if available).
+        device: where to run (default: ``resolve_device("auto")``, the GPU when there is one).
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device) if device else resolve_device("auto")
     torch.manual_seed(settings.seed)
-    if settings.cpu_linear not in ("aten", "onednn"):
-        raise ValueError(f"cpu_linear must be 'aten' or 'onednn', got {settings.cpu_linear!r}")
+    if settings.cpu_linear not in CPU_LINEARS:
+        raise ValueError(f"cpu_linear must be {' or '.join(map(repr, CPU_LINEARS))}, got {settings.cpu_linear!r}")
     if settings.cpu_linear == "onednn" and (device.type != "cpu" or list(settings.precisions) != ["fp32"]):
         raise ValueError(f"cpu_linear 'onednn' is for fp32 on CPU; got device {device}, "
                          f"precisions {list(settings.precisions)}")
     variants = build_variants(cfg, settings, device)
     if settings.cpu_linear == "onednn":
         variants = _onednn_variants(variants)
-    unit = "clips_per_s" if cfg.MODEL.MODEL_NAME == "timesformer" else "images_per_s"
+    unit = "clips_per_s" if is_video(cfg) else "images_per_s"
     rows: list[dict] = []
     for batch in settings.batch_sizes:
         gen = torch.Generator().manual_seed(settings.seed + batch)
@@ -355,8 +360,7 @@ def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
 
 def run_benchmark_from_cfg(cfg: CfgNode) -> BenchmarkResults:
     """``BENCHMARK.ENABLE`` stage: run, log the table, write ``OUTPUT_DIR/benchmark.json``."""
-    device = "cpu" if cfg.DEVICE == "cpu" or not torch.cuda.is_available() else "cuda"
-    results = run_benchmark(cfg, settings_from_cfg(cfg), device)
+    results = run_benchmark(cfg, settings_from_cfg(cfg), device_of(cfg))
     logger.info("benchmark results\n%s", benchmark_table(results.rows, results.unit))
     save_json(results, os.path.join(cfg.OUTPUT_DIR, "benchmark.json"))
     return results

@@ -12,8 +12,8 @@ stage vocabulary every method's schedule is written in:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from fvcore.common.config import CfgNode
 from torch import nn

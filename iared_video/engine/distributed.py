@@ -9,8 +9,9 @@ otherwise ``launch_job`` spawns the local processes with torch.multiprocessing
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,6 +29,10 @@ class DistInfo:
     rank: int
     world_size: int
     local_rank: int
+
+
+#: The one process of a job that is not distributed (rank 0 of 1); frozen, so safe as a default argument.
+SINGLE_PROCESS = DistInfo(0, 1, 0)
 
 
 def under_torchrun() -> bool:
@@ -140,4 +145,4 @@ def launch_job(func: Callable[..., Any], num_local: int, args: tuple = (), init_
         mp.spawn(_spawned, nprocs=num_local,
                  args=(func, num_local, shard_id, num_shards, init_method, backend, args), daemon=False)
         return None
-    return func(DistInfo(0, 1, 0), *args)
+    return func(SINGLE_PROCESS, *args)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from fvcore.common.config import CfgNode
 
+from iared_video.config import device_of
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import get_logger, setup_logging
 from iared_video.utils.results import TestResults
@@ -68,8 +69,6 @@ def launch(cfg: CfgNode, init_method: str, func: Callable = run_stages):
     Returns what ``func`` returned when the job ran in this process (one process, or this torchrun rank);
     None when it ran in spawned processes.
     """
-    from iared_video.engine.trainer import resolve_device
-
-    backend = du.pick_backend(cfg.DIST_BACKEND, resolve_device(cfg.DEVICE).type == "cuda")
+    backend = du.pick_backend(cfg.DIST_BACKEND, device_of(cfg).type == "cuda")
     num_local = 1 if du.under_torchrun() else cfg.NUM_GPUS
     return du.launch_job(func, num_local, (cfg,), init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, backend)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "cosine_warmup_lr", "group_lr", "LRSchedule", "OPTIMIZERS"]
+from iared_video.config.choices import OPTIMIZERS  # listed once, with the config keys
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+__all__ = ["build_optimizer", "cosine_warmup_lr", "group_lr", "LRSchedule", "OPTIMIZERS"]
 
 
 def _param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr: float,

@@ -10,18 +10,19 @@ from __future__ import annotations
 import csv
 import os
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from iared_video.config import device_of, is_video
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TestMeter
 from iared_video.engine.steps import autocast, keep_ratios
-from iared_video.engine.trainer import LoaderFn, amp_dtype_of, build_initial_model, resolve_device
+from iared_video.engine.trainer import LoaderFn, amp_dtype_of, build_initial_model
 from iared_video.methods import method_for_cfg
 from iared_video.models.flops import model_gmacs_per_sample
 from iared_video.models.weights import load_pretrained
@@ -42,7 +43,8 @@ def load_test_weights(model: nn.Module, path: str, output_dir: str) -> str:
         return path
     found = ckpt.load_newest_valid(output_dir) if output_dir else None
     if found is None:
-        logger.warning("no checkpoint in %s and TEST.CHECKPOINT_FILE_PATH empty: testing the model as built", output_dir)
+        logger.warning("no checkpoint in %s and TEST.CHECKPOINT_FILE_PATH empty: testing the model as built",
+                       output_dir)
         return "model as built"
     model.load_state_dict(found[1]["model_state"])
     return found[0]
@@ -128,10 +130,10 @@ def _write_results(output_dir: str, results: TestResults, rows: dict[str, Tensor
     save_json(results.summary(), os.path.join(output_dir, "test_results.json"))
 
 
-def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None,
+def test(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderFn | None = None,
          model: nn.Module | None = None) -> TestResults:
     """Test ``cfg``'s model on the test split; returns (and on the master writes) the results."""
-    device = resolve_device(cfg.DEVICE, info.local_rank)
+    device = device_of(cfg, info.local_rank)
     if model is None:
         model = build_initial_model(cfg, device)
         source = load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
@@ -140,7 +142,7 @@ def test(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: Load
     model = model.to(device)
     if loader_fn is None:
         from iared_video.datasets import construct_loader as loader_fn
-    video = cfg.MODEL.MODEL_NAME == "timesformer"
+    video = is_video(cfg)
     meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
     logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,

@@ -15,8 +15,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from iared_video.config import device_of
+from iared_video.config.choices import AMP_DTYPES
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine import distributed as du
 from iared_video.engine.curriculum import Stage, eval_modes, model_in_train_mode, set_trainable, train_modes
@@ -38,9 +41,10 @@ from iared_video.engine.steps import keep_ratios as _keep_ratios
 from iared_video.methods import method_for_cfg
 from iared_video.utils.results import ValResults
 
-__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",
+# the *_step names come lazily from the methods through the module __getattr__ below (ruff cannot see them)
+__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",  # noqa: F822
            "train_epoch", "eval_epoch", "stages_of",
-           "resolve_device", "seed_everything", "build_initial_model", "LoaderFn"]  # *_step: from the methods
+           "seed_everything", "build_initial_model", "LoaderFn"]
 
 logger = get_logger(__name__)
 LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
@@ -72,13 +76,6 @@ class StageRun:
 
 
 # ----------------------------------------------------------------------------- setup helpers
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> the local GPU when there is one, else the CPU."""
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,13 +126,12 @@ def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> i
 
 
 def amp_dtype_of(cfg: CfgNode, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype (GPU with TRAIN.MIXED_PRECISION only)."""
-    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-    if cfg.TRAIN.AMP_DTYPE not in dtypes:
-        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {cfg.TRAIN.AMP_DTYPE!r}")
+    """Autocast dtype (GPU with TRAIN.MIXED_PRECISION only); the ``AMP_DTYPES`` names are torch's dtype names."""
+    if cfg.TRAIN.AMP_DTYPE not in AMP_DTYPES:
+        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(AMP_DTYPES)}, got {cfg.TRAIN.AMP_DTYPE!r}")
     if not cfg.TRAIN.MIXED_PRECISION or device.type != "cuda":
         return None
-    return dtypes[cfg.TRAIN.AMP_DTYPE]
+    return getattr(torch, cfg.TRAIN.AMP_DTYPE)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -242,7 +238,8 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
     for it, batch in enumerate(bar, start=start_iter):
         data_time = time.perf_counter() - tic
         sync = (it + 1) % accum == 0 or it + 1 == total
-        no_sync = run.net.no_sync if isinstance(run.net, DistributedDataParallel) and not sync else contextlib.nullcontext
+        ddp = isinstance(run.net, DistributedDataParallel)
+        no_sync = run.net.no_sync if ddp and not sync else contextlib.nullcontext
         with no_sync():
             loss, stats = _step(run, batch, ctx)
             _check_finite(loss, f"stage {run.stage.name} epoch {epoch + 1} iteration {it + 1}")
@@ -407,9 +404,9 @@ def _default_loader_fn() -> LoaderFn:
     return construct_loader
 
 
-def train(cfg: CfgNode, info: du.DistInfo = du.DistInfo(0, 1, 0), loader_fn: LoaderFn | None = None) -> nn.Module:
+def train(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderFn | None = None) -> nn.Module:
     """Run every training stage of ``cfg`` (resuming when a checkpoint exists); returns the trained model."""
-    device = resolve_device(cfg.DEVICE, info.local_rank)
+    device = device_of(cfg, info.local_rank)
     loader_fn = loader_fn or _default_loader_fn()
     stages = stages_of(cfg)
     stage_names = [s.name for s in stages]

@@ -27,7 +27,8 @@ import platform
 import statistics
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler

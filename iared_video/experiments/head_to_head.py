@@ -43,9 +43,18 @@ from pathlib import Path
 import torch
 from fvcore.common.config import CfgNode
 
-from iared_video.experiments.main_job import (SYNTHETIC_CONFIG_DIR, Recipe, ensure_synthetic, gmacs_of,
-                                              knob_for_gmacs, matched_drop_ratio, measured_keep_ratio,
-                                              read_test_results, run_recipe, run_stage)
+from iared_video.experiments.main_job import (
+    SYNTHETIC_CONFIG_DIR,
+    Recipe,
+    ensure_synthetic,
+    gmacs_of,
+    knob_for_gmacs,
+    matched_drop_ratio,
+    measured_keep_ratio,
+    read_test_results,
+    run_recipe,
+    run_stage,
+)
 from iared_video.methods import get_method, registered_methods
 from iared_video.utils.results import TestResults, format_table, save_json
 

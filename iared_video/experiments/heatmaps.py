@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -28,11 +28,12 @@ from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_a
 from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
 from iared_video.models.policies import PAPER_ATTENTION_BLOCK
+from iared_video.utils.results import format_table
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Sample", "video_samples", "image_samples", "samples_for", "BLOCK_METHOD", "attention_block_of",
-           "is_known_method", "method_scores", "evaluate", "method_list", "format_table"]
+           "is_known_method", "method_scores", "evaluate", "method_list", "heatmap_table"]
 
 Sample = tuple[torch.Tensor, torch.Tensor, int, str]  # input, mask (T, H, W) bool, label, path
 
@@ -150,10 +151,7 @@ def method_list(requested: list[str] | None, attention_blocks: list[int], num_gr
     return methods, unknown
 
 
-def format_table(results: dict[str, dict[str, float]]) -> str:
-    """One row per method, one column per metric."""
-    keys = [k for k in next(iter(results.values())) if k != "num_samples"]
-    lines = ["method".ljust(16) + "".join(k[:14].rjust(16) for k in keys)]
-    for name, row in results.items():
-        lines.append(name.ljust(16) + "".join(f"{row[k]:16.4f}" for k in keys))
-    return "\n".join(lines)
+def heatmap_table(results: dict[str, dict[str, float]]) -> str:
+    """One row per method, one column per metric (``num_samples`` left out), through the project's one table writer."""
+    rows = [{"method": name, **{k: v for k, v in row.items() if k != "num_samples"}} for name, row in results.items()]
+    return format_table(rows)

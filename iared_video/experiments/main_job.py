@@ -13,19 +13,19 @@ import math
 import os
 import shutil
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.config import device_of
 from iared_video.engine.checkpoint import newest_checkpoint
 from iared_video.engine.launch import launch
 from iared_video.engine.logging import get_logger, setup_logging
 from iared_video.methods import get_method
-from iared_video.utils.results import (MainJobResults, MainJobRow, TestResults, format_table, load_json,
-                                       save_json)
+from iared_video.utils.results import MainJobResults, MainJobRow, TestResults, format_table, load_json, save_json
 
 __all__ = ["MAIN_JOB_CONFIGS", "SYNTHETIC_CONFIG_DIR", "BASELINES", "ensure_synthetic", "run_stage", "Recipe",
            "run_recipe", "gmacs_of", "knob_for_gmacs", "fixed_ratio_gmacs", "matched_gmacs_drop_ratio",
@@ -105,10 +105,10 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     """Mean keep ratio of ``cfg``'s newest checkpoint on the val split (all groups greedy)."""
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
-    from iared_video.engine.trainer import eval_epoch, resolve_device
+    from iared_video.engine.trainer import eval_epoch
     from iared_video.models import build_model
 
-    device = resolve_device(cfg.DEVICE)
+    device = device_of(cfg)
     model = build_model(cfg).to(device)
     load_test_weights(model, "", cfg.OUTPUT_DIR)
     stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)

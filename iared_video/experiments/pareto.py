@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from iared_video.utils.results import format_table, save_json
 from iared_video.utils.plots import plot_series
+from iared_video.utils.results import format_table, save_json
 
 THROUGHPUT_KEYS = ("throughput", "clips_per_s", "images_per_s")
 GMACS_KEYS = ("gmacs", "gmacs_per_view", "gmacs_per_sample")

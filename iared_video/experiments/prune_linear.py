@@ -12,8 +12,14 @@ import argparse
 import copy
 
 from iared_video.experiments.benchmark import add_model_args, cfg_from_args
-from iared_video.experiments.tradeoff import (add_eval_args, dense_of, eval_batches, evaluate, with_threshold,
-                                              write_outputs)
+from iared_video.experiments.tradeoff import (
+    add_eval_args,
+    dense_of,
+    eval_batches,
+    evaluate,
+    with_threshold,
+    write_outputs,
+)
 from iared_video.models import IARED, build_model
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 

@@ -14,8 +14,15 @@ import numpy as np
 
 from iared_video.config import load_config
 from iared_video.experiments.benchmark import PRESETS, add_model_args
-from iared_video.experiments.tradeoff import (add_eval_args, dense_of, eval_batches, evaluate, throughput,
-                                              with_threshold, write_outputs)
+from iared_video.experiments.tradeoff import (
+    add_eval_args,
+    dense_of,
+    eval_batches,
+    evaluate,
+    throughput,
+    with_threshold,
+    write_outputs,
+)
 from iared_video.models import IARED, build_model
 
 

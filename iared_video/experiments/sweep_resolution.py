@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.config import is_video
 from iared_video.engine.benchmark import FIXED_POLICIES
 from iared_video.experiments.benchmark import add_model_args, cfg_from_args
 from iared_video.experiments.tradeoff import add_eval_args, dense_of, eval_batches, evaluate, throughput, with_threshold
@@ -70,7 +71,7 @@ def load_at(node: CfgNode, size: int, checkpoint: str) -> tuple[IARED, str]:
 
 def num_patches(cfg: CfgNode, model: IARED) -> int:
     """Patch tokens N of one input at the model's grid (times the frames for video)."""
-    frames = cfg.DATA.NUM_FRAMES if cfg.MODEL.MODEL_NAME == "timesformer" else 1
+    frames = cfg.DATA.NUM_FRAMES if is_video(cfg) else 1
     return prod(model.backbone.patch_embed.grid_size) * frames
 
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             variants = methods(model, thresholds, args.fixed_policies, drop_ratio)
             status = "as is" if notes[str(size)] == "as is" else "resampled"
             rows += sweep_one(variants, batches, size, num_patches(node, model), status, args.iters)
-    unit = "clips" if cfg.MODEL.MODEL_NAME == "timesformer" else "images"
+    unit = "clips" if is_video(cfg) else "images"
     meta = {"data": args.data_split or None, "unit": unit, "arch": cfg.MODEL.ARCH,
             "checkpoint_resolution": cfg.DATA.TRAIN_CROP_SIZE, "checkpoints": args.checkpoints or
             (cfg.MODEL.PRETRAINED or "random init"), "pos_embed": notes,

@@ -20,8 +20,15 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from iared_video.experiments.benchmark import add_model_args, cfg_from_args
-from iared_video.experiments.tradeoff import (add_eval_args, dense_of, eval_batches, evaluate, throughput,
-                                              with_threshold, write_outputs)
+from iared_video.experiments.tradeoff import (
+    add_eval_args,
+    dense_of,
+    eval_batches,
+    evaluate,
+    throughput,
+    with_threshold,
+    write_outputs,
+)
 from iared_video.models import IARED, build_model
 from iared_video.models.weights import load_checkpoint_file, load_pretrained
 

@@ -19,7 +19,7 @@ metric code of ``interpret`` applies unchanged:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

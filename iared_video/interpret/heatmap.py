@@ -5,7 +5,7 @@ Patch-token order is the backbone's: ``n = t * (h * w) + y * w + x`` (images: ``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["register", "get_method", "method_names", "registered_methods", "method_for_cfg", "method_of",
            "policy_choices", "config_errors"]
 
-_REGISTRY: dict[str, "Method"] = {}
+_REGISTRY: dict[str, Method] = {}
 _INTERNAL = {"base"}  # package modules that define no method
 _loaded = False
 
 
-def register(method: "Method") -> "Method":
+def register(method: Method) -> Method:
     """Add ``method`` under ``method.name`` (a second method of the same name is an error)."""
     if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
         raise ValueError(f"method {method.name!r} is registered twice")
@@ -49,7 +49,7 @@ def _load() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-def registered_methods() -> list["Method"]:
+def registered_methods() -> list[Method]:
     """Every registered method, in registration order (``base.ORDER`` first, then by module name)."""
     _load()
     from iared_video.methods.base import ORDER
@@ -63,7 +63,7 @@ def method_names() -> list[str]:
     return [m.name for m in registered_methods()]
 
 
-def get_method(name: str) -> "Method":
+def get_method(name: str) -> Method:
     """The method registered as ``name`` (or labelled ``name`` in tables, e.g. ``"iared"``, ``"dense"``)."""
     _load()
     if name in _REGISTRY:
@@ -79,7 +79,7 @@ def policy_choices() -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.policy_key for m in registered_methods()))
 
 
-def method_for_cfg(cfg: Any) -> "Method":
+def method_for_cfg(cfg: Any) -> Method:
     """The method ``cfg`` selects: ``IARED.POLICY``, refined by a method's flag (``IARED.GUMBEL``)."""
     candidates = [m for m in registered_methods() if m.policy_key == cfg.IARED.POLICY]
     if not candidates:
@@ -96,7 +96,7 @@ def _flag_value(cfg: Any, key: str) -> bool:
     return bool(node)
 
 
-def method_of(model: Any) -> "Method":
+def method_of(model: Any) -> Method:
     """The method a built model belongs to, from the class of its ``policy`` (the most specific match).
 
     A policy no method registers (a user's own ``DropPolicy``) gets the ``Method`` defaults: no policy cost,

@@ -12,15 +12,17 @@ one ``"train"`` stage, SOLVER.* optimiser, no policy cost, no benchmark variant)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from iared_video.config import is_video
 from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import StepArgs, ce_step
+from iared_video.engine.steps import ce_step
 
 __all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
@@ -40,7 +42,7 @@ class StagePlan:
     first_group: int = 0
 
     @classmethod
-    def from_cfg(cls, cfg: CfgNode) -> "StagePlan":
+    def from_cfg(cls, cfg: CfgNode) -> StagePlan:
         i = cfg.IARED
         return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1)
 
@@ -153,7 +155,7 @@ class Method:
     def requirement_errors(self, cfg: CfgNode) -> list[str]:
         """Why the selected method cannot run on ``cfg``'s model (video only, joint attention only)."""
         errors = []
-        if self.needs_video and cfg.MODEL.MODEL_NAME != "timesformer":
+        if self.needs_video and not is_video(cfg):
             errors.append(f"IARED.POLICY {self.policy_key} needs a video model (MODEL.MODEL_NAME timesformer)")
         if self.joint_attention_only and cfg.MODEL.ATTENTION_TYPE == "divided_space_time":
             errors.append(f"IARED.POLICY {self.policy_key} is implemented for joint space-time attention only; use "

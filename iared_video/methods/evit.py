@@ -22,7 +22,7 @@ logits ``L C`` and the fusion ``(n - k) C``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from fvcore.common.config import CfgNode

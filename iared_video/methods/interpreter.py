@@ -13,6 +13,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from iared_video.config.choices import KEEP_SCHEDULES
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
 from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
@@ -64,8 +65,8 @@ class ControlledKeepPolicy(InterpreterPolicy):
 
     def __init__(self, source: InterpreterPolicy, schedule: str = "geometric") -> None:
         nn.Module.__init__(self)
-        if schedule not in ("geometric", "first"):
-            raise ValueError(f"schedule must be 'geometric' or 'first', got {schedule!r}")
+        if schedule not in KEEP_SCHEDULES:
+            raise ValueError(f"schedule must be {' or '.join(map(repr, KEEP_SCHEDULES))}, got {schedule!r}")
         self.share(source, source.threshold)
         self.schedule = schedule
         self.ratios: Tensor | None = None

@@ -25,7 +25,7 @@ Knobs: ``TOME.R`` (tokens merged per block), ``TOME.R_PER_LAYER`` (a schedule, o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -142,10 +142,10 @@ class ToMeReducer(TokenReducer):
 
 def _depth_and_patches(cfg: CfgNode) -> tuple[int, int]:
     """Blocks of the configured backbone and patch tokens of a test view."""
-    from iared_video.config import model_depth_and_patch
+    from iared_video.config import is_video, model_depth_and_patch
 
     depth, patch = model_depth_and_patch(cfg)
-    frames = cfg.DATA.NUM_FRAMES if cfg.MODEL.MODEL_NAME == "timesformer" else 1
+    frames = cfg.DATA.NUM_FRAMES if is_video(cfg) else 1
     return depth, frames * (cfg.DATA.TEST_CROP_SIZE // patch) ** 2
 
 

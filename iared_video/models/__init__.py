@@ -7,8 +7,14 @@ from iared_video.models.backbones import Embedded, TimeSformer, TimmViT
 from iared_video.models.build import MODEL_REGISTRY, build_backbone, build_model, build_policy
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
-from iared_video.models.policies import (AttentionPolicy, DropPolicy, InterpreterPolicy, NoDropPolicy, RandomPolicy,
-                                         TemporalDiffPolicy)
+from iared_video.models.policies import (
+                                         AttentionPolicy,
+                                         DropPolicy,
+                                         InterpreterPolicy,
+                                         NoDropPolicy,
+                                         RandomPolicy,
+                                         TemporalDiffPolicy,
+)
 from iared_video.models.reduction import ReducedOutput, ReducingViT, TokenReducer
 
 __all__ = [

@@ -192,7 +192,7 @@ class TimmViT(nn.Module):
         """timm's head on the final prefix tokens (LayerNorm is per token, so patches are not needed)."""
         return self._net.forward_head(self.norm(prefix))
 
-    def train(self, mode: bool = True) -> "TimmViT":
+    def train(self, mode: bool = True) -> TimmViT:
         super().train(mode)
         self._net.training = mode
         return self

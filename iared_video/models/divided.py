@@ -87,7 +87,7 @@ class DividedLayout:
     spatial_weight: Tensor
 
     @classmethod
-    def build(cls, origin: Tensor, batch: int, grid: tuple[int, int, int], seqs: PackedSeqs) -> "DividedLayout":
+    def build(cls, origin: Tensor, batch: int, grid: tuple[int, int, int], seqs: PackedSeqs) -> DividedLayout:
         """Layout of the packed tokens of ``seqs`` (one class token then the kept patches per sample).
 
         Args:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -212,5 +212,4 @@ class DynamicViT(IARED):
 
 
 # Compatibility: the Gumbel IA-RED^2 variant moved into its own method module.
-from iared_video.methods.gumbel import (GumbelIARED, GumbelInterpreterPolicy, GumbelOutput,  # noqa: E402
-                                        gumbel_bernoulli)
+from iared_video.methods.gumbel import GumbelIARED, GumbelInterpreterPolicy, GumbelOutput, gumbel_bernoulli  # noqa: E402

@@ -58,8 +58,8 @@ TRIVIAL_OPS = frozenset({
     "aten::topk", "aten::upsample_bicubic2d", "aten::upsample_linear1d", "aten::linalg_vector_norm",
     "aten::amax", "aten::clamp_min", "aten::index_add", "aten::index_put", "aten::zeros_like", "aten::ones_like",
     "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
-    "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::zeros_like",
-    "aten::numel", "aten::argsort", "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
+    "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::numel", "aten::argsort",
+    "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
     "aten::new_ones", "aten::scatter_add", "aten::clone", "aten::sort", "aten::gather", "aten::max",  # ToMe, EViT
     "aten::masked_fill", "aten::clamp",
 })

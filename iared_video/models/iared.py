@@ -7,9 +7,9 @@ distillation tokens are never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

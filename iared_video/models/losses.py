@@ -10,8 +10,9 @@ Every function takes tensors (or a method's output dataclass) and plain numbers,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -30,7 +30,7 @@ class OneDNNLinear(nn.Linear):
     """``nn.Linear`` whose gradient-free fp32 CPU forward runs oneDNN's GEMM."""
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "OneDNNLinear":
+    def from_linear(cls, linear: nn.Linear) -> OneDNNLinear:
         """A ``OneDNNLinear`` sharing ``linear``'s parameter tensors (no copy of the dense weights)."""
         new = cls.__new__(cls)
         nn.Module.__init__(new)

@@ -38,7 +38,7 @@ class PackedSeqs:
     cu_seqlens: Tensor
 
     @classmethod
-    def from_lengths(cls, lengths: list[int], device: torch.device) -> "PackedSeqs":
+    def from_lengths(cls, lengths: list[int], device: torch.device) -> PackedSeqs:
         offsets = [0]
         for n in lengths:
             offsets.append(offsets[-1] + n)

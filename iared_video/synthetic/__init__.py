@@ -23,9 +23,22 @@ from typing import Any
 from iared_video.synthetic import formula
 from iared_video.synthetic.formula import generate_formula_dataset
 from iared_video.synthetic.images import generate_image_dataset, render_image
-from iared_video.synthetic.knobs import (ACTOR_SHAPES, DEFAULT_IMAGE_CLASSES, DEFAULT_NUM_IMAGES, DEFAULT_NUM_VIDEOS,
-                                         GENERATOR_NAME, GENERATOR_VERSION, IMAGE_CLASSES, IMAGE_DIFFICULTY, SPLITS,
-                                         VIDEO_CLASSES, VIDEO_DIFFICULTY, ImageKnobs, VideoKnobs, make_knobs)
+from iared_video.synthetic.knobs import (
+    ACTOR_SHAPES,
+    DEFAULT_IMAGE_CLASSES,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_NUM_VIDEOS,
+    GENERATOR_NAME,
+    GENERATOR_VERSION,
+    IMAGE_CLASSES,
+    IMAGE_DIFFICULTY,
+    SPLITS,
+    VIDEO_CLASSES,
+    VIDEO_DIFFICULTY,
+    ImageKnobs,
+    VideoKnobs,
+    make_knobs,
+)
 from iared_video.synthetic.scenes import render_video, sample_video_spec
 from iared_video.synthetic.shapes import Region
 from iared_video.synthetic.splits import balanced_labels, stratified_splits

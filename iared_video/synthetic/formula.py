@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -178,7 +179,7 @@ def _coupling_gap(systems: Sequence[np.ndarray], rng: np.random.Generator, steps
 
 def check_systems(systems: Sequence[np.ndarray], rng: np.random.Generator,
                   fill_range: tuple[float, float] = FILL_RANGE,
-                  points: Optional[np.ndarray] = None) -> np.ndarray:
+                  points: np.ndarray | None = None) -> np.ndarray:
     """FractalDB's filter, batched: which systems converge and fill their box well.
 
     A system is kept when some map has ``|det| >= MIN_DET``, coupled chains meet
@@ -377,7 +378,7 @@ def _density(unit: np.ndarray, size: int, placement: Placement) -> np.ndarray:
 
 
 def render(points: np.ndarray, size: int, colors: np.ndarray, backgrounds: np.ndarray,
-           rng: Optional[np.random.Generator] = None, placement: Optional[Placement] = None) -> np.ndarray:
+           rng: np.random.Generator | None = None, placement: Placement | None = None) -> np.ndarray:
     """Draws a batch of attractors as colour densities over their backgrounds.
 
     Points are normalised to their bounding box, placed (random ``placement``
@@ -415,7 +416,7 @@ def default_num_points(size: int) -> int:
 
 
 def render_class(system: np.ndarray, count: int, size: int, rng: np.random.Generator,
-                 num_points: Optional[int] = None) -> np.ndarray:
+                 num_points: int | None = None) -> np.ndarray:
     """``count`` instances of one class: perturbed systems, random colour and placement.
 
     Returns:
@@ -442,7 +443,7 @@ def _class_name(index: int, num_classes: int) -> str:
     return f"ifs_{index:0{max(4, len(str(num_classes - 1)))}d}"
 
 
-def _make_class(job: tuple[str, int, int, int, int, int, int, Optional[int]]) -> dict:
+def _make_class(job: tuple[str, int, int, int, int, int, int, int | None]) -> dict:
     """Samples one class system, renders its train and val images, writes the PNGs."""
     out_dir, seed, index, num_classes, per_class, val_per_class, size, num_points = job
     system = sample_ifs(class_rng(seed, index, SYSTEM_STREAM))
@@ -459,7 +460,7 @@ def _make_class(job: tuple[str, int, int, int, int, int, int, Optional[int]]) ->
 
 
 def generate_formula_dataset(out_dir: str, num_classes: int = 100, per_class: int = 100, size: int = 64,
-                             val_per_class: int = 10, seed: int = 0, num_points: Optional[int] = None,
+                             val_per_class: int = 10, seed: int = 0, num_points: int | None = None,
                              num_workers: int = 2, progress: bool = True) -> dict[str, Any]:
     """Writes a FractalDB-style set in the ImageNet folder layout.
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from iared_video.synthetic.backgrounds import make_background
-from iared_video.synthetic.knobs import (DEFAULT_IMAGE_CLASSES, DEFAULT_NUM_IMAGES, GENERATOR_NAME, GENERATOR_VERSION,
-                                         IMAGE_CLASSES, IMAGE_PATTERNS, SPLITS, ImageKnobs, make_knobs)
+from iared_video.synthetic.knobs import (
+    DEFAULT_IMAGE_CLASSES,
+    DEFAULT_NUM_IMAGES,
+    GENERATOR_NAME,
+    GENERATOR_VERSION,
+    IMAGE_CLASSES,
+    IMAGE_PATTERNS,
+    SPLITS,
+    ImageKnobs,
+    make_knobs,
+)
 from iared_video.synthetic.parallel import run_jobs
 from iared_video.synthetic.scenes import add_noise, sample_noise
 from iared_video.synthetic.shapes import SHAPES, local_coords
-from iared_video.synthetic.sprites import Sprite
 from iared_video.synthetic.splits import balanced_labels, check_counts, stratified_splits
+from iared_video.synthetic.sprites import Sprite
 from iared_video.synthetic.streams import contrast_color, image_rng, random_color, sample_size, uniform
 from iared_video.synthetic.writers import write_json
 
@@ -64,7 +74,7 @@ def _fill_marks(pattern: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _render_image(rng: np.random.Generator, label: int, knobs: ImageKnobs,
-                  height: Optional[int], width: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+                  height: int | None, width: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Renders one image from validated knobs; see :func:`render_image`."""
     h, w = sample_size(rng, knobs)
     h, w = height or h, width or w
@@ -80,8 +90,8 @@ def _render_image(rng: np.random.Generator, label: int, knobs: ImageKnobs,
     return add_noise(image, pool, offsets[0]), mask
 
 
-def render_image(rng: np.random.Generator, label: int, *, height: Optional[int] = None,
-                 width: Optional[int] = None, difficulty: str = "medium",
+def render_image(rng: np.random.Generator, label: int, *, height: int | None = None,
+                 width: int | None = None, difficulty: str = "medium",
                  **knobs: Any) -> tuple[np.ndarray, np.ndarray]:
     """Renders one image of class ``label`` (see :data:`IMAGE_CLASSES`).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +26,12 @@ class Scene:
     sprites: list[Sprite]
     actor: Actor
     motion: Motion
-    noise: Optional[np.ndarray] = None
+    noise: np.ndarray | None = None
     noise_offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
 
 def sample_noise(rng: np.random.Generator, h: int, w: int, t: int,
-                  sigma: float) -> tuple[Optional[np.ndarray], np.ndarray]:
+                  sigma: float) -> tuple[np.ndarray | None, np.ndarray]:
     """A padded noise pool and per-frame crop offsets (cheap temporal noise)."""
     offsets = rng.integers(0, 9, size=(t, 2))
     if sigma <= 0:
@@ -40,7 +40,7 @@ def sample_noise(rng: np.random.Generator, h: int, w: int, t: int,
     return np.round(pool).astype(np.int16), offsets
 
 
-def add_noise(frame: np.ndarray, pool: Optional[np.ndarray], offset: np.ndarray) -> np.ndarray:
+def add_noise(frame: np.ndarray, pool: np.ndarray | None, offset: np.ndarray) -> np.ndarray:
     """Adds a crop of the noise pool to a uint8 frame."""
     if pool is None:
         return frame
@@ -50,7 +50,7 @@ def add_noise(frame: np.ndarray, pool: Optional[np.ndarray], offset: np.ndarray)
 
 
 def sample_video_spec(rng: np.random.Generator,
-                      knobs: Optional[VideoKnobs] = None) -> tuple[int, int, int, int]:
+                      knobs: VideoKnobs | None = None) -> tuple[int, int, int, int]:
     """Draws a video's (height, width, num_frames, fps).
 
     These are the first draws of every video, so
@@ -64,8 +64,8 @@ def sample_video_spec(rng: np.random.Generator,
     return h, w, t, rate
 
 
-def sample_scene(rng: np.random.Generator, knobs: VideoKnobs, height: Optional[int],
-                  width: Optional[int], num_frames: Optional[int], fps: Optional[int]) -> Scene:
+def sample_scene(rng: np.random.Generator, knobs: VideoKnobs, height: int | None,
+                  width: int | None, num_frames: int | None, fps: int | None) -> Scene:
     """Draws one video's scene; given sizes/length/fps override the draws."""
     h, w, t, rate = sample_video_spec(rng, knobs)
     h, w, t, rate = height or h, width or w, num_frames or t, fps or rate
@@ -96,9 +96,9 @@ def render_scene(scene: Scene, class_name: str) -> tuple[np.ndarray, np.ndarray]
     return frames, masks
 
 
-def render_video(rng: np.random.Generator, label: int, *, height: Optional[int] = None,
-                 width: Optional[int] = None, num_frames: Optional[int] = None,
-                 fps: Optional[int] = None, difficulty: str = "medium",
+def render_video(rng: np.random.Generator, label: int, *, height: int | None = None,
+                 width: int | None = None, num_frames: int | None = None,
+                 fps: int | None = None, difficulty: str = "medium",
                  **knobs: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Renders one synthetic action video in memory.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,7 +45,7 @@ Region = tuple[slice, slice]
 
 
 def local_coords(cx: float, cy: float, extent: float, theta: float, h: int,
-                  w: int) -> Optional[tuple[Region, np.ndarray, np.ndarray]]:
+                  w: int) -> tuple[Region, np.ndarray, np.ndarray] | None:
     """Pixel coordinates of a clipped box around (cx, cy) in a rotated frame.
 
     Returns:

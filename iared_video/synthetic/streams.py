@@ -7,7 +7,8 @@ depends only on ``(seed, i)`` and can be rendered alone, in any order or process
 from __future__ import annotations
 
 import colorsys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any
 
-from iared_video.synthetic.knobs import (DEFAULT_NUM_VIDEOS, GENERATOR_NAME, GENERATOR_VERSION, SPLITS,
-                                         VIDEO_CLASSES, VideoKnobs, make_knobs)
+from iared_video.synthetic.knobs import (
+    DEFAULT_NUM_VIDEOS,
+    GENERATOR_NAME,
+    GENERATOR_VERSION,
+    SPLITS,
+    VIDEO_CLASSES,
+    VideoKnobs,
+    make_knobs,
+)
 from iared_video.synthetic.parallel import run_jobs
 from iared_video.synthetic.scenes import render_scene, sample_scene
 from iared_video.synthetic.splits import balanced_labels, check_counts, stratified_splits

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["USER_ERROR_EXIT", "DEBUG_FLAG", "InputError", "user_errors", "debug_requested", "log_level_opt", "one_line",
            "run_tool"]

@@ -8,8 +8,8 @@ measured on the tokens that actually pass each layer (forward hooks).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn

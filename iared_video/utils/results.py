@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import simplejson
 
@@ -59,7 +60,7 @@ class Record:
         return self.to_dict().get(key, default)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Record":
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
         """A record from a loaded JSON object; unknown keys are ignored, missing ones take their default."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in _renamed(data).items() if k in names})

@@ -21,8 +21,14 @@ input's figure, grids, animation and json), ``model`` (the model shown and its w
 (``run_visualize``), ``figure``, ``overlay`` and ``writers`` (drawing and files).
 """
 
-from iared_video.visualization.inputs import (InputSpec, class_names, collect_inputs, input_spec, load_input,
-                                              looks_like_image)
+from iared_video.visualization.inputs import (
+                                              InputSpec,
+                                              class_names,
+                                              collect_inputs,
+                                              input_spec,
+                                              load_input,
+                                              looks_like_image,
+)
 from iared_video.visualization.model import RANDOM_WEIGHTS, build_vis_model, describe_weights
 from iared_video.visualization.render import VisOptions, visualize_input
 from iared_video.visualization.stage import run_visualize

@@ -16,8 +16,8 @@ footnote says what grey means, and the title holds the prediction and the weight
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -69,7 +69,7 @@ class FigureData:
     alpha: float = 0.5
     cmap: str = "jet"
 
-    def frame(self, t: int) -> "FigureData":
+    def frame(self, t: int) -> FigureData:
         """The same figure restricted to frame ``t`` (one step of an animation)."""
         return replace(self, frames=self.frames[t:t + 1], heat=self.heat[:, t:t + 1], keep=self.keep[:, t:t + 1],
                        frame_labels=[self.frame_labels[t]])

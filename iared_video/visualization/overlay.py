@@ -5,7 +5,7 @@ All images are uint8 ``(H, W, 3)`` RGB arrays.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -4,8 +4,9 @@ an animation (videos) and a json summary (see the package docstring for the file
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +14,10 @@ from torch import Tensor, nn
 
 from iared_video.datasets.views import ViewSpec
 from iared_video.interpret.heatmap import keep_masks, policy_heatmaps
+from iared_video.utils.results import save_json
 from iared_video.visualization.figure import FigureData, animation_frames, figure_to_array, heatmap_figure
 from iared_video.visualization.overlay import grey_dropped, overlay_heatmap, tile, to_uint8_frames, write_label
-from iared_video.visualization.writers import save_animation, save_json, save_png
+from iared_video.visualization.writers import save_animation, save_png
 
 __all__ = ["VisOptions", "visualize_input"]
 

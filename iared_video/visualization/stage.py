@@ -12,10 +12,10 @@ from iared_video.config import is_video
 from iared_video.datasets.bad_data import SampleError
 from iared_video.datasets.views import ViewSpec, view_spec
 from iared_video.utils.cli import InputError
+from iared_video.utils.results import save_json
 from iared_video.visualization.inputs import class_names, collect_inputs, load_with_indices
 from iared_video.visualization.model import build_vis_model, describe_weights
 from iared_video.visualization.render import VisOptions, visualize_input
-from iared_video.visualization.writers import save_json
 
 logger = logging.getLogger(__name__)
 

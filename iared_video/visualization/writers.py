@@ -1,10 +1,9 @@
-"""Writers for visualisations: PNG, animated GIF (Pillow), MP4 (PyAV), JSON."""
+"""Writers for visualisations: PNG, animated GIF (Pillow), MP4 (PyAV); JSON goes through ``utils.results.save_json``."""
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 import av
 import numpy as np
@@ -12,7 +11,7 @@ from PIL import Image
 
 from iared_video.config.choices import ANIMATION_FORMATS  # listed once, with the config keys
 
-__all__ = ["ANIMATION_FORMATS", "save_png", "save_gif", "save_mp4", "save_animation", "save_json"]
+__all__ = ["ANIMATION_FORMATS", "save_png", "save_gif", "save_mp4", "save_animation"]
 
 
 def _ensure_dir(path: str) -> None:
@@ -66,11 +65,3 @@ def save_animation(frames: Sequence[np.ndarray], stem: str, fmt: str = "gif", fp
     writer = save_gif if fmt == "gif" else save_mp4
     return writer(frames, f"{stem}.{fmt}", fps)
 
-
-def save_json(obj: Any, path: str) -> str:
-    """Write ``obj`` as indented JSON."""
-    _ensure_dir(path)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    return path
