@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -127,12 +127,13 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
         return shape
     import timm
     import torch
+    from timm.models.vision_transformer import VisionTransformer
 
     from iared_video.models.archs import resolve_arch
 
     base, overrides = resolve_arch(cfg.MODEL.ARCH)
     with torch.device("meta"):
-        net = timm.create_model(base, pretrained=False, **overrides)
+        net = cast(VisionTransformer, timm.create_model(base, pretrained=False, **overrides))
     return len(net.blocks), net.patch_embed.patch_size[0]
 
 

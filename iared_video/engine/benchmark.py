@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -263,7 +263,7 @@ def _gmacs_and_keep(v: Variant, x: Tensor, precision: str) -> tuple[float, float
         out = v.model(x, return_policy=True)
     if isinstance(v.model.policy, NoDropPolicy):
         num = out.keep[0].shape[1]
-        return dense_gmacs(v.model, num), 1.0
+        return dense_gmacs(cast(IARED, v.model), num), 1.0
     return float(model_gmacs_per_sample(v.model, out).mean()), float(out.keep_ratio.mean())
 
 
@@ -278,8 +278,9 @@ def _bench_one(variants: list[Variant], x: Tensor, precision: str, settings: Ben
     dense = variants[0].name
     rows = []
     for v in variants:
-        row = {"variant": v.name, "policy": v.policy, "keep_target": v.keep_target, "threshold": v.threshold,
-               "batch_size": batch, "precision": precision, **summarize_times(times[v.name])}
+        row: dict[str, Any] = {"variant": v.name, "policy": v.policy, "keep_target": v.keep_target,
+                               "threshold": v.threshold, "batch_size": batch, "precision": precision,
+                               **summarize_times(times[v.name])}
         row[unit] = batch / row["median_s"]
         row["gmacs_per_sample"], row["keep_ratio"] = cost[v.name]
         row.update(_ratios(times[dense], times[v.name], cost[dense][0], cost[v.name][0]))

@@ -16,7 +16,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def list_checkpoints(output_dir: str) -> list[str]:
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) generator states as weights_only-safe values."""
     version, inner, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # legacy=True: the tuple form (stubs say either)
     state = {
         "python": [version, torch.tensor(inner, dtype=torch.int64), gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from fvcore.common.config import CfgNode
 from torch import nn
+
+if TYPE_CHECKING:
+    from iared_video.models.iared import IARED
+    from iared_video.models.policies import InterpreterPolicy
 
 __all__ = ["Stage", "build_stages", "train_modes", "eval_modes", "set_trainable", "trainable_names",
            "freeze_parameters", "model_in_train_mode", "HEAD_MODULES", "CURRICULUM_KINDS"]
@@ -94,8 +99,9 @@ def model_in_train_mode(stage: Stage) -> bool:
     return stage.kind != "interpreter"
 
 
-def _backbone_stage_modules(model: nn.Module, group: int) -> list[nn.Module]:
-    modules = [block for j in range(group, model.num_groups) for block in model.group_blocks(j)]
+def _backbone_stage_modules(module: nn.Module, group: int) -> list[nn.Module]:
+    model = cast("IARED", module)
+    modules: list[nn.Module] = [block for j in range(group, model.num_groups) for block in model.group_blocks(j)]
     modules += [getattr(model.backbone, n) for n in HEAD_MODULES if isinstance(getattr(model.backbone, n, None),
                                                                               nn.Module)]
     return modules
@@ -108,7 +114,7 @@ def set_trainable(model: nn.Module, stage: Stage) -> None:
         return
     model.requires_grad_(False)
     if stage.kind == "interpreter":
-        model.policy.interpreters[stage.group].requires_grad_(True)
+        cast("InterpreterPolicy", model.policy).interpreters[stage.group].requires_grad_(True)
     elif stage.kind == "backbone":
         for module in _backbone_stage_modules(model, stage.group):
             module.requires_grad_(True)

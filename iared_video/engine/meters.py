@@ -143,6 +143,8 @@ class TestMeter:
     numbers compare with theirs. Clip-1 is the centre view alone (middle temporal view, centre crop).
     """
 
+    __test__ = False  # a meter, not a pytest test class
+
     def __init__(self, num_temporal: int = 1, num_spatial: int = 1) -> None:
         self.num_temporal, self.num_spatial = num_temporal, num_spatial
         self.rows: dict[str, list[Tensor]] = defaultdict(list)
@@ -180,6 +182,3 @@ class TestMeter:
         out["keep_ratio"] = keep[:, -1].mean().item() if keep.numel() else float("nan")
         out["gmacs_per_view"] = rows["gmacs"].mean().item() if "gmacs" in rows else None
         return out
-
-
-TestMeter.__test__ = False  # a meter, not a pytest test class

@@ -11,6 +11,7 @@ import csv
 import os
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -141,13 +142,15 @@ def test(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderF
         source = "model in memory"
     model = model.to(device)
     if loader_fn is None:
-        from iared_video.datasets import construct_loader as loader_fn
+        from iared_video.datasets import construct_loader
+
+        loader_fn = construct_loader
     video = is_video(cfg)
     meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
     logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
                                                amp_dtype_of(cfg, device), model_gmacs_per_sample)
-    rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(model.num_groups), device)
+    rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(cast(int, model.num_groups)), device)
     unreadable_all = set().union(*du.all_gather_objects(unreadable))
     results = TestResults(**TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video),
                           **_cost_stats(seconds, views, video), num_videos_unreadable=len(unreadable_all),

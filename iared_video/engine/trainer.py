@@ -15,9 +15,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -230,7 +230,7 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
     """Train ``run`` for one epoch from iteration ``start_iter``; returns the epoch's mean statistics."""
     run.model.train(model_in_train_mode(run.stage))
     meter, accum = TrainMeter(), ctx.args.accum_steps
-    total = len(loader) if hasattr(loader, "__len__") else 0
+    total = len(cast(Sized, loader)) if hasattr(loader, "__len__") else 0
     batches = epoch_batches(loader, run.global_epoch_offset + epoch, start_iter)
     bar = tqdm(batches, total=max(total - start_iter, 0), disable=not du.is_master(), dynamic_ncols=True,
                desc=f"{run.stage.name} ep {epoch + 1}/{run.stage.epochs}", initial=0)
@@ -239,7 +239,7 @@ def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: i
         data_time = time.perf_counter() - tic
         sync = (it + 1) % accum == 0 or it + 1 == total
         ddp = isinstance(run.net, DistributedDataParallel)
-        no_sync = run.net.no_sync if ddp and not sync else contextlib.nullcontext
+        no_sync = cast(DistributedDataParallel, run.net).no_sync if ddp and not sync else contextlib.nullcontext
         with no_sync():
             loss, stats = _step(run, batch, ctx)
             _check_finite(loss, f"stage {run.stage.name} epoch {epoch + 1} iteration {it + 1}")
@@ -330,7 +330,7 @@ def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offse
     if info.world_size > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    modes = train_modes(stage, model.num_groups)
+    modes = train_modes(stage, cast(int, model.num_groups))
     return StageRun(stage, index, model, net, optimizer, schedule, scaler, modes, offset)
 
 
@@ -391,8 +391,8 @@ def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dic
             _save(run, epoch, 0, True, ctx)
         du.barrier()
         if loaders.get("val") is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last):
-            val = eval_epoch(run.model, loaders["val"], eval_modes(run.stage, run.model.num_groups), ctx.device,
-                             ctx.args.amp_dtype)
+            modes = eval_modes(run.stage, cast(int, run.model.num_groups))
+            val = eval_epoch(run.model, loaders["val"], modes, ctx.device, ctx.args.amp_dtype)
             log_json_stats({"_type": "val_epoch", "stage": run.stage.name,
                             "epoch": f"{epoch + 1}/{run.stage.epochs}",
                             "global_epoch": run.global_epoch_offset + epoch + 1, **val.to_dict()})
@@ -420,7 +420,7 @@ def train(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: Loader
     args = _step_args(cfg, info.world_size, device)
     ctx = _epoch_context(cfg, args, stage_names, device)
     ctx.teacher = teacher
-    steps_per_epoch = max(math.ceil(len(loaders["train"]) / args.accum_steps), 1)
+    steps_per_epoch = max(math.ceil(len(cast(Sized, loaders["train"])) / args.accum_steps), 1)
     offset = 0
     for index, stage in enumerate(stages):
         start = _stage_start(payload, index)

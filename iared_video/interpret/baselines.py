@@ -20,11 +20,14 @@ metric code of ``interpret`` applies unchanged:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from iared_video.models.backbones import Backbone
 from iared_video.models.policies import PAPER_ATTENTION_BLOCK
 from iared_video.models.token_ops import DenseTrace, block_forward
 from iared_video.models.token_ops import dense_forward as _dense_forward
@@ -33,7 +36,7 @@ __all__ = ["DenseTrace", "dense_forward", "rollout", "grad_weighted_rollout", "r
            "gradcam", "grad_attention", "BASELINES", "logits_on_tokens", "deletion_insertion"]
 
 
-def dense_forward(backbone: nn.Module, x: Tensor, keep_grad: bool = False) -> DenseTrace:
+def dense_forward(backbone: Backbone, x: Tensor, keep_grad: bool = False) -> DenseTrace:
     """All tokens through every block with explicit attention (``token_ops.dense_forward`` with probabilities).
 
     Args:
@@ -52,6 +55,7 @@ def rollout(attentions: list[Tensor], num_prefix: int) -> Tensor:
         a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
         a = a / a.sum(dim=-1, keepdim=True)
         result = a if result is None else a @ result
+    assert result is not None, "attention rollout needs at least one block"
     return result[:, 0, num_prefix:]
 
 
@@ -70,7 +74,7 @@ def _targets(logits: Tensor, target: Tensor | None) -> Tensor:
 
 
 @torch.no_grad()
-def raw_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None,
+def raw_attention(backbone: Backbone, x: Tensor, target: Tensor | None = None,
                   block: int = PAPER_ATTENTION_BLOCK) -> Tensor:
     """Class-token attention of ``blocks[block]`` (0-based), head-averaged: ``(B, N)``. ``target`` is unused."""
     if not 0 <= block < len(backbone.blocks):
@@ -80,13 +84,13 @@ def raw_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None,
 
 
 @torch.no_grad()
-def attention_rollout(backbone: nn.Module, x: Tensor, target: Tensor | None = None) -> Tensor:
+def attention_rollout(backbone: Backbone, x: Tensor, target: Tensor | None = None) -> Tensor:
     """Attention rollout, ``(B, N)``. ``target`` is unused (class-agnostic)."""
     trace = dense_forward(backbone, x)
     return rollout(trace.attentions, trace.num_prefix)
 
 
-def grad_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None) -> Tensor:
+def grad_attention(backbone: Backbone, x: Tensor, target: Tensor | None = None) -> Tensor:
     """Gradient-weighted attention relevance for ``target`` (default: the predicted class), ``(B, N)``."""
     with torch.enable_grad():
         trace = dense_forward(backbone, x, keep_grad=True)
@@ -99,7 +103,7 @@ def grad_attention(backbone: nn.Module, x: Tensor, target: Tensor | None = None)
 class _DenseClassifier(nn.Module):
     """``x -> logits`` through ``dense_forward`` (so grad-cam's hooks see the block modules)."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: Backbone) -> None:
         super().__init__()
         self.backbone = backbone
 
@@ -121,7 +125,7 @@ def _grid_cam_class():
     return GridGradCAM
 
 
-def gradcam(backbone: nn.Module, x: Tensor, target: Tensor | None = None) -> Tensor:
+def gradcam(backbone: Backbone, x: Tensor, target: Tensor | None = None) -> Tensor:
     """GradCAM (``grad-cam`` package) on the last block's ``norm1``; ``(B, N)``, each map scaled to [0, 1]."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -151,18 +155,18 @@ BASELINES: dict[str, Callable[..., Tensor]] = {
 
 
 @torch.no_grad()
-def logits_on_tokens(backbone: nn.Module, x: Tensor, keep_index: Tensor) -> Tensor:
+def logits_on_tokens(backbone: Backbone, x: Tensor, keep_index: Tensor) -> Tensor:
     """Logits when only the patch tokens ``keep_index`` ``(B, K)`` (plus prefix tokens) enter the blocks."""
     emb = backbone.embed(x)
     index = keep_index[..., None].expand(-1, -1, emb.patches.shape[-1])
     tokens = torch.cat([emb.prefix, emb.patches.gather(1, index)], dim=1)
     for block in backbone.blocks:
-        tokens = block_forward(block, tokens, drop_path=False)[0]
+        tokens = block_forward(cast(Block, block), tokens, drop_path=False)[0]
     return backbone.forward_head(tokens[:, :emb.prefix.shape[1]])
 
 
 @torch.no_grad()
-def deletion_insertion(backbone: nn.Module, x: Tensor, scores: Tensor, target: Tensor,
+def deletion_insertion(backbone: Backbone, x: Tensor, scores: Tensor, target: Tensor,
                        steps: int = 8) -> dict[str, Tensor]:
     """Faithfulness curves: ``target`` probability as patch tokens are removed / inserted in ``scores`` order.
 
@@ -177,7 +181,7 @@ def deletion_insertion(backbone: nn.Module, x: Tensor, scores: Tensor, target: T
     num = scores.shape[1]
     order = scores.argsort(dim=1, descending=True)
     fractions = torch.linspace(0, 1, steps + 1)
-    curves = {"deletion": [], "insertion": []}
+    curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
     for f in fractions.tolist():
         top = int(round(f * num))
         for name, index in (("deletion", order[:, top:]), ("insertion", order[:, :top])):

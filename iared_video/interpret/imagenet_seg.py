@@ -45,7 +45,7 @@ class ImageNetSegmentation:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._h5 = None
+        self._h5: Any = None  # h5py.File once opened
         if _is_hdf5(path):
             self._open_hdf5()
         else:

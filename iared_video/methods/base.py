@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from iared_video.config import is_video
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.steps import ce_step
+from iared_video.models.backbones import Backbone
 
 __all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
@@ -91,7 +92,7 @@ class BenchContext:
 
     cfg: CfgNode
     settings: Any
-    backbone: nn.Module
+    backbone: Backbone
     shared: dict[str, nn.Module] = field(default_factory=dict)
 
     @property
@@ -136,7 +137,7 @@ class Method:
         return f"<method {self.name}>"
 
     # ------------------------------------------------------------------ model and config
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         """The wrapped model (``model(x)`` logits, ``model(x, return_policy=True)`` a ``PolicyOutput``).
 
         The base class stands for policies no method registers (``method_of``): it counts costs but builds nothing.
@@ -207,8 +208,9 @@ class Method:
                          modes: Sequence[str] | None) -> Tensor:
         """``(B,)`` GMACs per sample (``models.flops.model_gmacs_per_sample`` documents the arguments)."""
         from iared_video.models.flops import group_gmacs_per_sample
+        from iared_video.models.iared import IARED
 
-        return group_gmacs_per_sample(model, tokens, num_patches, modes, self.policy_macs)
+        return group_gmacs_per_sample(cast(IARED, model), tokens, num_patches, modes, self.policy_macs)
 
     # ------------------------------------------------------------------ benchmark
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:

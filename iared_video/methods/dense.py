@@ -7,6 +7,7 @@ from torch import nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Method, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED
 from iared_video.models.policies import NoDropPolicy
 
@@ -18,7 +19,7 @@ class Dense(Method):
 
     name, label, policy_type, has_scores = "none", "dense", NoDropPolicy, False
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, NoDropPolicy(), cfg.IARED.NUM_GROUPS)
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:

@@ -10,6 +10,7 @@ LayerNorm and linear layer of a prediction module on the tokens it scores.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -20,6 +21,7 @@ from iared_video.engine.logging import get_logger
 from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.dynamicvit import DynamicViT, DynamicViTPolicy, make_teacher
 from iared_video.models.losses import LossWeights, dynamicvit_loss
 from iared_video.models.token_ops import dense_forward
@@ -29,12 +31,13 @@ __all__ = ["DynamicViTMethod", "dynamicvit_step"]
 logger = get_logger(__name__)
 
 
-def dynamicvit_step(net: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
+def dynamicvit_step(net: nn.Module, teacher: Backbone, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
     """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
     with autocast(x.device, args.amp_dtype):
         out = net(x, return_policy=True)
         with torch.no_grad():
             trace = dense_forward(teacher, x)
+    assert trace.patch_tokens is not None  # dense_forward always fills it
     loss, terms = dynamicvit_loss(out, y, trace.logits, trace.patch_tokens, args.dynamicvit)
     return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                   "keep_ratio": out.masks[-1].mean().item(), "top1_err": top1_err(out.logits, y)}
@@ -51,7 +54,7 @@ class DynamicViTMethod(Method):
     name, policy_type, synthetic_config, joint_attention_only = "dynamicvit", DynamicViTPolicy, "dynamicvit", True
     knob = Knob("DYNAMICVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         d = cfg.DYNAMICVIT
         return DynamicViT(backbone, d.PRUNE_LOCATIONS, d.KEEP_RATE, d.GUMBEL_TAU)
 
@@ -99,13 +102,14 @@ class DynamicViTMethod(Method):
                     group["lr_cap"] = scale * s.BASE_LR
         return optimizer
 
-    def teacher(self, cfg: CfgNode, model: nn.Module) -> nn.Module:
-        return make_teacher(model.backbone)
+    def teacher(self, cfg: CfgNode, model: nn.Module) -> Backbone:
+        return make_teacher(cast(DynamicViT, model).backbone)
 
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
         from iared_video.models.flops import predictor_macs
 
-        return predictor_macs(model.policy.predictors[group - 1], num_scored)  # group s >= 1 opens with predictor s
+        policy = cast(DynamicViTPolicy, model.policy)
+        return predictor_macs(policy.predictors[group - 1], num_scored)  # group s >= 1 opens with predictor s
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
         """At a keep target r: untrained predictors (same cost) at rho = r^(1/S) over the configured locations."""

@@ -26,12 +26,14 @@ from collections.abc import Sequence
 
 import torch
 from fvcore.common.config import CfgNode
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Knob, Method, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.reduction import ReducerState, ReducingViT, TokenReducer, reducing_gmacs_per_sample
-from iared_video.models.token_ops import Attended
+from iared_video.models.token_ops import Attended, block_attention
 
 __all__ = ["EViT", "EViTReducer", "attentive_count", "reorganize"]
 
@@ -85,6 +87,7 @@ class EViTReducer(TokenReducer):
         return self.keep_rate < 1.0 and layer in self.locations
 
     def reduce(self, layer: int, state: ReducerState, attended: Attended) -> Tensor:
+        assert attended.class_attention is not None  # needs_class_attention: the block returned its class row
         attentiveness = attended.class_attention.mean(dim=1)[:, state.num_prefix:]  # head-averaged a_i
         scores = state.scatter(attentiveness)
         num = attentiveness.shape[1]
@@ -99,9 +102,9 @@ class EViTReducer(TokenReducer):
         state.set_patches(tokens, origin, size)
         return scores
 
-    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: nn.Module) -> Tensor:
+    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor:
         """Class-query logits over every key (``(n + P) C``) and the fusion (``(n - k) C``)."""
-        dim = block.attn.qkv.in_features
+        dim = block_attention(block).qkv.in_features
         kept = torch.clamp(torch.minimum(torch.ceil(self.keep_rate * num_tokens), num_tokens), min=1)
         fused = (num_tokens - kept) * dim if self.fuse else torch.zeros_like(num_tokens)
         return (num_tokens + num_prefix) * dim + fused
@@ -113,7 +116,7 @@ class EViT(Method):
     name, policy_type, training_free, joint_attention_only = "evit", EViTReducer, True, True
     knob = Knob("EVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         e = cfg.EVIT
         return ReducingViT(backbone, EViTReducer(e.KEEP_RATE, e.LOCATIONS, e.FUSE_TOKEN))
 

@@ -10,11 +10,14 @@ Each is fine-tuned with cross-entropy in one ``"train"`` stage, the drop applied
 
 from __future__ import annotations
 
+from typing import cast
+
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED
 from iared_video.models.policies import AttentionPolicy, FixedRatioPolicy, RandomPolicy, TemporalDiffPolicy
 
@@ -34,7 +37,7 @@ class FixedRatio(Method):
     def policy(self, cfg: CfgNode, drop_ratio: float) -> FixedRatioPolicy:
         return self.policy_type(drop_ratio)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.policy(cfg, cfg.IARED.DROP_RATIO), cfg.IARED.NUM_GROUPS)
 
     def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
@@ -58,7 +61,8 @@ class RawAttention(FixedRatio):
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
         from iared_video.models.flops import attention_policy_macs
 
-        return attention_policy_macs(model.backbone, num_scored + num_prefix, model.policy.block)
+        iared = cast(IARED, model)
+        return attention_policy_macs(iared.backbone, num_scored + num_prefix, cast(AttentionPolicy, iared.policy).block)
 
 
 register(FixedRatio("random", RandomPolicy))

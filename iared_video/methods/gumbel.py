@@ -21,6 +21,7 @@ from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import Method, StagePlan
 from iared_video.methods.interpreter import IARED2
+from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.losses import gumbel_loss
 from iared_video.models.policies import GroupInput, InterpreterPolicy
@@ -106,7 +107,7 @@ class GumbelIARED2(IARED2):
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                        p.FIRST_DROP_GROUP - 1, tau=p.GUMBEL_TAU)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return GumbelIARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def stages(self, plan: StagePlan) -> list[Stage]:

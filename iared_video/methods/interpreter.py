@@ -9,6 +9,8 @@ a set fraction of tokens per sample) at each keep target.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
@@ -19,7 +21,9 @@ from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_de
 from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED
+from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import GroupInput, InterpreterPolicy
 
 __all__ = ["IARED2", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
@@ -79,6 +83,7 @@ class ControlledKeepPolicy(InterpreterPolicy):
         """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
         acting = num_groups - self.first_group
         power = (group - self.first_group + 1) / acting if self.schedule == "geometric" else 1.0
+        assert self.ratios is not None, "call set_ratios() first"
         return (self.ratios ** power * num_patches).round().clamp_min(1).long()
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
@@ -114,7 +119,7 @@ class IARED2(Method):
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                  p.FIRST_DROP_GROUP - 1)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def stages(self, plan: StagePlan) -> list[Stage]:
@@ -145,7 +150,8 @@ class IARED2(Method):
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
         from iared_video.models.flops import interpreter_macs
 
-        return interpreter_macs(model.policy.interpreters[group], num_scored)
+        interpreters = cast(InterpreterPolicy, model.policy).interpreters
+        return interpreter_macs(cast(MultiHeadInterpreter, interpreters[group]), num_scored)
 
     def shared_interpreters(self, bench: BenchContext) -> InterpreterPolicy:
         """The benchmark's interpreters (built once; ``MODEL.PRETRAINED`` loaded over backbone and them)."""
@@ -156,7 +162,7 @@ class IARED2(Method):
             if bench.cfg.MODEL.PRETRAINED:
                 load_pretrained(IARED(bench.backbone, policy, bench.num_groups), bench.cfg.MODEL.PRETRAINED)
             bench.shared["interpreter"] = policy
-        return bench.shared["interpreter"]
+        return cast(InterpreterPolicy, bench.shared["interpreter"])
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
         """As configured: one variant per ``settings.thresholds``; at a keep target: controlled keep."""

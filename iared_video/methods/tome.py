@@ -29,12 +29,14 @@ from collections.abc import Sequence
 
 import torch
 from fvcore.common.config import CfgNode
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Knob, Method, Variant
+from iared_video.models.backbones import Backbone
 from iared_video.models.reduction import ReducerState, ReducingViT, TokenReducer, reducing_gmacs_per_sample
-from iared_video.models.token_ops import Attended
+from iared_video.models.token_ops import Attended, block_attention
 
 __all__ = ["ToMe", "ToMeReducer", "bipartite_soft_matching", "merge_wavg", "tokens_merged"]
 
@@ -125,6 +127,7 @@ class ToMeReducer(TokenReducer):
         r = tokens_merged(self.r[layer], num)
         if r == 0:
             return None
+        assert attended.keys is not None  # needs_keys: the block returned its keys
         keys = attended.keys.view(batch, length, *attended.keys.shape[1:])[:, state.num_prefix:]
         src, dst = bipartite_soft_matching(keys.mean(dim=2), r)  # keys averaged over heads
         merged, sizes, remains = merge_wavg(state.patches, state.size, src, dst)
@@ -133,11 +136,11 @@ class ToMeReducer(TokenReducer):
                           _compact(sizes, remains, left))
         return None
 
-    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: nn.Module) -> Tensor:
+    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor:
         """The cosine-similarity matmul ``|A| |B| d_head`` (0 where nothing merges)."""
         set_a, set_b = torch.floor((num_tokens + 1) / 2), torch.floor(num_tokens / 2)
         merging = torch.minimum(set_b, torch.full_like(set_b, self.r[layer])) > 0
-        return torch.where(merging, set_a * set_b * block.attn.head_dim, torch.zeros_like(set_a))
+        return torch.where(merging, set_a * set_b * block_attention(block).head_dim, torch.zeros_like(set_a))
 
 
 def _depth_and_patches(cfg: CfgNode) -> tuple[int, int]:
@@ -161,7 +164,7 @@ class ToMe(Method):
     name, policy_type, has_scores, training_free, joint_attention_only = "tome", ToMeReducer, False, True, True
     knob = Knob("TOME.R", 0, 1024, integer=True)
 
-    def build(self, cfg: CfgNode, backbone: nn.Module) -> nn.Module:
+    def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return ReducingViT(backbone, ToMeReducer(schedule(cfg, len(backbone.blocks)), cfg.TOME.PROP_ATTN))
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:

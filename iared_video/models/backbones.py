@@ -12,21 +12,22 @@ Patch-token order (``N`` counts patch tokens only):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, cast
 
 import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
-from timm.models.vision_transformer import Block
+from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
 from iared_video.models.archs import resolve_arch
 from iared_video.models.divided import ATTENTION_TYPES, DividedBlock
 
-__all__ = ["Embedded", "TimeSformer", "TimmViT", "check_input"]
+__all__ = ["Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "TimeSformer", "TimmViT", "check_input"]
 
 
 @dataclass
@@ -74,7 +75,7 @@ class TimeSformer(nn.Module):
             first block, as in TimeSformer).
     """
 
-    num_prefix_tokens = 1
+    num_prefix_tokens: int = 1
 
     def __init__(self, num_classes: int = 400, img_size: int = 224, num_frames: int = 8, patch_size: int = 16,
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
@@ -111,7 +112,8 @@ class TimeSformer(nn.Module):
                norm: Callable[[int], nn.Module]) -> nn.Module:
         if self.attention_type == "divided_space_time":
             return DividedBlock(dim, heads, mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_eps=1e-6)
-        return Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_layer=norm)
+        # timm calls norm_layer(dim) and accepts any such constructor; its hint (type[nn.Module]) rejects a partial
+        return Block(dim, heads, mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_layer=norm)  # type: ignore[arg-type]
 
     @property
     def patch_size(self) -> int:
@@ -124,7 +126,7 @@ class TimeSformer(nn.Module):
         h, w = height // self.patch_size, width // self.patch_size
         raw = self.patch_embed(x.transpose(1, 2).flatten(0, 1))  # (B*T, h*w, C)
         pos = resample_abs_pos_embed(self.pos_embed, (h, w), num_prefix_tokens=1)
-        time = self.time_embed
+        time: Tensor = self.time_embed
         if frames != time.shape[1]:
             time = F.interpolate(time.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
         patches = raw.unflatten(0, (batch, frames)) + pos[:, None, 1:] + time[:, :, None]
@@ -157,13 +159,21 @@ class TimmViT(nn.Module):
     with that std (None keeps timm's own initialisation, std 0.02).
     """
 
+    # registered from the timm model in __init__ (add_module / register_parameter), declared for the type checker
+    patch_embed: PatchEmbed
+    blocks: nn.Sequential
+    norm: nn.Module
+    head: nn.Module
+    _net: VisionTransformer
+
     def __init__(self, arch: str, num_classes: int, img_size: int | None = None, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, pos_embed_std: float | None = None) -> None:
         super().__init__()
-        kwargs = {"img_size": img_size} if img_size else {}
+        kwargs: dict[str, Any] = {"img_size": img_size} if img_size else {}
         base, shape = resolve_arch(arch)
-        net = timm.create_model(base, pretrained=False, **shape, num_classes=num_classes, drop_rate=drop_rate,
-                                drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs)
+        net = cast(VisionTransformer, timm.create_model(
+            base, pretrained=False, **shape, num_classes=num_classes, drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs))
         _check_supported(net, arch)
         if pos_embed_std is not None and net.pos_embed is not None:
             trunc_normal_(net.pos_embed, std=pos_embed_std)
@@ -198,7 +208,7 @@ class TimmViT(nn.Module):
         return self
 
 
-def _check_supported(net: nn.Module, arch: str) -> None:
+def _check_supported(net: VisionTransformer, arch: str) -> None:
     if getattr(net, "global_pool", "token") != "token":
         raise ValueError(f"{arch}: global_pool={net.global_pool!r}; token dropping needs class-token pooling")
     if not all(type(b) is Block for b in net.blocks):
@@ -208,3 +218,15 @@ def _check_supported(net: nn.Module, arch: str) -> None:
         raise ValueError(f"{arch}: gated attention is not supported on packed tokens")
     if getattr(net, "attn_pool", None) is not None:
         raise ValueError(f"{arch}: attention-pool heads are not supported")
+
+
+#: What ``IARED`` and the FLOP counter wrap: ``embed``, ``blocks`` and ``forward_head`` (see the two classes above).
+Backbone = TimeSformer | TimmViT
+
+#: A backbone block: timm's standard ``Block`` (``TimmViT`` checks it, JointST builds it) or a ``DividedBlock``.
+BackboneBlock = Block | DividedBlock
+
+
+def backbone_blocks(blocks: nn.Module) -> Sequence[BackboneBlock]:
+    """A backbone's ``blocks`` (or a slice of them) typed as what they hold (``nn.ModuleList`` yields ``nn.Module``)."""
+    return cast(Sequence[BackboneBlock], blocks)

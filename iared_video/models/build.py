@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 from torch import nn
 
-from iared_video.models.backbones import TimeSformer, TimmViT
+from iared_video.models.backbones import Backbone, TimeSformer, TimmViT
 from iared_video.models.weights import load_pretrained
 
 MODEL_REGISTRY = Registry("MODEL")
@@ -16,7 +18,7 @@ __all__ = ["MODEL_REGISTRY", "build_model", "build_backbone", "build_policy"]
 
 
 @MODEL_REGISTRY.register()
-def timesformer(cfg: CfgNode) -> nn.Module:
+def timesformer(cfg: CfgNode) -> TimeSformer:
     m = cfg.MODEL
     return TimeSformer(num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
                        patch_size=m.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM, embed_dim=m.EMBED_DIM,
@@ -26,13 +28,13 @@ def timesformer(cfg: CfgNode) -> nn.Module:
 
 
 @MODEL_REGISTRY.register()
-def deit(cfg: CfgNode) -> nn.Module:
+def deit(cfg: CfgNode) -> TimmViT:
     m = cfg.MODEL
     return TimmViT(m.ARCH, num_classes=m.NUM_CLASSES, img_size=cfg.DATA.TRAIN_CROP_SIZE, drop_rate=m.DROPOUT_RATE,
                    drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD)
 
 
-def build_backbone(cfg: CfgNode) -> nn.Module:
+def build_backbone(cfg: CfgNode) -> Backbone:
     """The backbone named by ``MODEL.MODEL_NAME``."""
     return MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)
 
@@ -45,7 +47,7 @@ def build_policy(cfg: CfgNode, dim: int) -> nn.Module:
     method = method_for_cfg(cfg)
     if hasattr(method, "build_policy"):
         return method.build_policy(cfg, dim)
-    return method.build(cfg, build_backbone(cfg)).policy
+    return cast(nn.Module, method.build(cfg, build_backbone(cfg)).policy)  # every wrapped model has one
 
 
 def build_model(cfg: CfgNode) -> nn.Module:

@@ -30,11 +30,14 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from iared_video.models.backbones import Backbone, BackboneBlock, backbone_blocks
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.losses import LossWeights, dynamicvit_loss, gumbel_loss, ratio_loss, token_distill_loss
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
@@ -115,7 +118,7 @@ class DynamicViTPolicy(DropPolicy):
 # ----------------------------------------------------------------------------- masked dense training path
 
 
-def masked_block(block: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
+def masked_block(block: Block, x: Tensor, keep: Tensor) -> Tensor:
     """A timm ``Block`` on ``(B, L, C)`` tokens where keys with ``keep == 0`` are masked out of attention."""
     return block_forward(block, x, keep=keep)[0]
 
@@ -134,7 +137,7 @@ class DynamicViTOutput(PolicyOutput):
     patch_tokens: Tensor | None = None
 
 
-def make_teacher(backbone: nn.Module) -> nn.Module:
+def make_teacher(backbone: Backbone) -> Backbone:
     """A frozen eval-mode copy of the dense backbone."""
     teacher = copy.deepcopy(backbone).eval()
     return teacher.requires_grad_(False)
@@ -150,7 +153,9 @@ class DynamicViT(IARED):
         gumbel_tau: temperature of the training-time Gumbel-softmax.
     """
 
-    def __init__(self, backbone: nn.Module, prune_locations: Sequence[int], keep_rate: float = 0.7,
+    policy: DynamicViTPolicy
+
+    def __init__(self, backbone: Backbone, prune_locations: Sequence[int], keep_rate: float = 0.7,
                  gumbel_tau: float = 1.0) -> None:
         nn.Module.__init__(self)
         locs, depth = list(prune_locations), len(backbone.blocks)
@@ -165,8 +170,8 @@ class DynamicViT(IARED):
     def prune_locations(self) -> list[int]:
         return self.bounds[1:-1]
 
-    def group_blocks(self, group: int) -> Sequence[nn.Module]:
-        return self.backbone.blocks[self.bounds[group]:self.bounds[group + 1]]
+    def group_blocks(self, group: int) -> Sequence[BackboneBlock]:
+        return backbone_blocks(self.backbone.blocks[self.bounds[group]:self.bounds[group + 1]])
 
     def forward(self, x: Tensor, return_policy: bool = False,
                 modes: Sequence[str] | None = None) -> Tensor | PolicyOutput:
@@ -188,8 +193,8 @@ class DynamicViT(IARED):
             if group > 1:
                 mask = self._stage_mask(group - 1, tokens[:, p:], mask, out)
             keep = torch.cat([mask.new_ones(batch, p), mask], dim=1)
-            for block in self.backbone.blocks[self.bounds[group - 1]:self.bounds[group]]:
-                tokens = masked_block(block, tokens, keep)
+            for block in backbone_blocks(self.backbone.blocks[self.bounds[group - 1]:self.bounds[group]]):
+                tokens = masked_block(cast(Block, block), tokens, keep)  # the masked path runs timm blocks only
         out.logits = self.backbone.forward_head(tokens[:, :p])
         out.patch_tokens = self.backbone.norm(tokens[:, p:])
         return out

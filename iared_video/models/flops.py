@@ -30,16 +30,19 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from math import prod
-from typing import Any
+from typing import Any, cast
 
 import torch
+from timm.layers import Mlp
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.backbones import TimeSformer
+from iared_video.models.backbones import Backbone, TimeSformer
 from iared_video.models.divided import DividedBlock
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import MODES
+from iared_video.models.token_ops import block_attention
 
 __all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
            "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample",
@@ -94,20 +97,20 @@ def _norm_macs(module: nn.Module | None, num_tokens: Count) -> Count:
     return layer_norm_macs(num_tokens, module.normalized_shape[-1]) if isinstance(module, nn.LayerNorm) else 0
 
 
-def attention_part_macs(block: nn.Module, num_tokens: Count) -> Count:
+def attention_part_macs(block: Block, num_tokens: Count) -> Count:
     """The attention half of a timm ``Block`` on ``n`` tokens: ``norm1``, qkv, ``2 n^2 C``, proj."""
-    attn, n = block.attn, num_tokens
+    attn, n = block_attention(block), num_tokens
     dim = attn.qkv.in_features
     return _norm_macs(block.norm1, n) + n * _linear_macs(attn.qkv) + 2 * n * n * dim + n * _linear_macs(attn.proj)
 
 
-def mlp_part_macs(block: nn.Module, num_tokens: Count) -> Count:
+def mlp_part_macs(block: Block, num_tokens: Count) -> Count:
     """The MLP half of a timm ``Block`` on ``n`` tokens: ``norm2``, fc1, fc2."""
-    mlp = block.mlp
+    mlp = cast(Mlp, block.mlp)  # timm types Block.mlp as nn.Module
     return _norm_macs(block.norm2, num_tokens) + num_tokens * (_linear_macs(mlp.fc1) + _linear_macs(mlp.fc2))
 
 
-def _module_block_macs(block: nn.Module, num_tokens: Count) -> Count:
+def _module_block_macs(block: Block, num_tokens: Count) -> Count:
     """``block_macs`` with the dimensions read from a timm ``Block``."""
     return attention_part_macs(block, num_tokens) + mlp_part_macs(block, num_tokens)
 
@@ -138,13 +141,13 @@ def divided_block_macs(block: DividedBlock, keep: Tensor, frames: int) -> Tensor
     return temporal + spatial + mlp
 
 
-def patch_embed_macs(backbone: nn.Module, num_patches: Count) -> Count:
+def patch_embed_macs(backbone: Backbone, num_patches: Count) -> Count:
     """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any."""
     embed = backbone.patch_embed
     return num_patches * embed.proj.weight.numel() + _norm_macs(getattr(embed, "norm", None), num_patches)
 
 
-def head_macs(backbone: nn.Module) -> int:
+def head_macs(backbone: Backbone) -> Count:
     """Final LayerNorm on the prefix token(s) the head reads, plus the head(s)."""
     if isinstance(backbone, TimeSformer):  # norm on the class token only
         return _norm_macs(backbone.norm, 1) + _linear_macs(backbone.head)
@@ -159,13 +162,15 @@ def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Co
     return num_scored * (_linear_macs(interpreter.query) + width) + _linear_macs(interpreter.key)
 
 
-def attention_policy_macs(backbone: nn.Module, num_tokens: Count, block_index: int = 0) -> Count:
+def attention_policy_macs(backbone: Backbone, num_tokens: Count, block_index: int = 0) -> Count:
     """Raw-attention baseline at ``blocks[block_index]``: the blocks before it on all tokens, then its ``norm1``
     and ``qkv`` on all tokens and the class-query logits (``L * C``)."""
-    earlier = sum(_module_block_macs(b, num_tokens) for b in backbone.blocks[:block_index])
-    block = backbone.blocks[block_index]
-    dim = block.attn.qkv.in_features
-    scoring = _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(block.attn.qkv) + num_tokens * dim
+    blocks = cast(Sequence[Block], backbone.blocks)  # the raw-attention baseline runs on timm blocks
+    earlier = sum(_module_block_macs(b, num_tokens) for b in blocks[:block_index])
+    block = blocks[block_index]
+    qkv = block_attention(block).qkv
+    dim = qkv.in_features
+    scoring = _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(qkv) + num_tokens * dim
     return earlier + scoring
 
 
@@ -247,6 +252,7 @@ def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
             macs = macs + policy_macs(model, group, scored, num_prefix)
         for block in model.group_blocks(group):
             if isinstance(block, DividedBlock):
+                assert divided is not None  # set whenever the backbone has divided blocks
                 macs = macs + divided_block_macs(block, divided[0][group], divided[1])
             else:
                 macs = macs + _module_block_macs(block, counts[:, group] + num_prefix)
@@ -265,7 +271,7 @@ def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, count
         return None
     if isinstance(tokens, PolicyOutput):
         return [k.cpu() for k in tokens.keep], tokens.grid[0]
-    frames = model.backbone.num_frames
+    frames = cast(TimeSformer, model.backbone).num_frames  # only the TimeSformer builds divided blocks
     if not bool((counts == num).all()) or num % frames:
         raise ValueError("divided space-time FLOPs depend on where the kept tokens lie: pass the PolicyOutput "
                          "(keep masks), not token counts")

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 import torch
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.backbones import Embedded
+from iared_video.models.backbones import Backbone, BackboneBlock, Embedded, backbone_blocks
 from iared_video.models.divided import DividedBlock, DividedLayout, packed_divided_block
 from iared_video.models.packed import PackedSeqs
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
@@ -135,7 +137,7 @@ class IARED(nn.Module):
 
     output_type: type[PolicyOutput] = PolicyOutput  # what ``forward(..., return_policy=True)`` fills
 
-    def __init__(self, backbone: nn.Module, policy: DropPolicy, num_groups: int) -> None:
+    def __init__(self, backbone: Backbone, policy: DropPolicy, num_groups: int) -> None:
         super().__init__()
         depth = len(backbone.blocks)
         if depth % num_groups:
@@ -143,9 +145,9 @@ class IARED(nn.Module):
         self.backbone, self.policy, self.num_groups = backbone, policy, num_groups
         self.group_size = depth // num_groups
 
-    def group_blocks(self, group: int) -> Sequence[nn.Module]:
+    def group_blocks(self, group: int) -> Sequence[BackboneBlock]:
         """Blocks of group ``group`` (0-based)."""
-        return self.backbone.blocks[group * self.group_size:(group + 1) * self.group_size]
+        return backbone_blocks(self.backbone.blocks[group * self.group_size:(group + 1) * self.group_size])
 
     def forward(self, x: Tensor, return_policy: bool = False,
                 modes: Sequence[str] | None = None) -> Tensor | PolicyOutput:
@@ -211,8 +213,8 @@ class IARED(nn.Module):
         blocks = self.group_blocks(group)
         if blocks and isinstance(blocks[0], DividedBlock):
             layout = DividedLayout.build(state.origin, state.batch, grid, state.seqs)
-            for block in blocks:
-                state.x = packed_divided_block(block, state.x, state.seqs, layout)
+            for block in blocks:  # a backbone's blocks are all of one kind
+                state.x = packed_divided_block(cast(DividedBlock, block), state.x, state.seqs, layout)
             return
         for block in blocks:
-            state.x = packed_block(block, state.x, state.seqs)
+            state.x = packed_block(cast(Block, block), state.x, state.seqs)

@@ -29,6 +29,9 @@ def onednn_available() -> bool:
 class OneDNNLinear(nn.Linear):
     """``nn.Linear`` whose gradient-free fp32 CPU forward runs oneDNN's GEMM."""
 
+    _packed: tuple[Tensor, Tensor] | None  # the oneDNN weight and bias, rebuilt when a parameter changes
+    _packed_version: tuple[int, int | None] | None
+
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> OneDNNLinear:
         """A ``OneDNNLinear`` sharing ``linear``'s parameter tensors (no copy of the dense weights)."""

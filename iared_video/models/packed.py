@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import Tensor
 try:  # CUDA flash varlen kernel (torch >= 2.10)
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # pragma: no cover - older torch
-    varlen_attn = None
+    varlen_attn = None  # type: ignore[assignment]  # None marks the kernel missing (see _use_varlen)
 
 __all__ = ["PackedSeqs", "block_diagonal_sdpa"]
 
@@ -131,7 +132,8 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
     """
     if _use_varlen(q) and dropout_p == 0.0 and key_bias is None:
         cu = seqs.cu_seqlens
-        return varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scale)
+        # torch's hint covers return_aux (an (out, aux) pair); without it the output alone comes back
+        return cast(Tensor, varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scale))
     bias = None if key_bias is None else key_bias.to(q.dtype)
     length = seqs.uniform_length
     if length is not None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.backbones import Embedded
+from iared_video.models.backbones import Backbone, BackboneBlock, Embedded, backbone_blocks
 from iared_video.models.iared import PolicyOutput
 from iared_video.models.packed import PackedSeqs
 from iared_video.models.policies import MODES
@@ -114,7 +116,7 @@ class TokenReducer(nn.Module, abc.ABC):
         """Shrink ``state`` in place; return the ``(B, N)`` scores it decided by, at each token's origin before
         the reduction (``state.scatter``), or None when it has no scores."""
 
-    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: nn.Module) -> Tensor | int:
+    def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor | int:
         """MACs per sample of the reduction at ``layer`` deciding on ``num_tokens`` non-prefix tokens."""
         return 0
 
@@ -129,16 +131,16 @@ class ReducingViT(nn.Module):
 
     output_type: type[ReducedOutput] = ReducedOutput
 
-    def __init__(self, backbone: nn.Module, reducer: TokenReducer) -> None:
+    def __init__(self, backbone: Backbone, reducer: TokenReducer) -> None:
         super().__init__()
         if any(hasattr(block, "temporal_attn") for block in backbone.blocks):
             raise ValueError("token reducers are implemented for joint space-time attention only")
         self.backbone, self.policy = backbone, reducer
         self.num_groups, self.group_size = len(backbone.blocks), 1  # one group per block
 
-    def group_blocks(self, group: int) -> Sequence[nn.Module]:
+    def group_blocks(self, group: int) -> Sequence[BackboneBlock]:
         """Block ``group`` (0-based): every block is its own group."""
-        return self.backbone.blocks[group:group + 1]
+        return backbone_blocks(self.backbone.blocks[group:group + 1])
 
     def forward(self, x: Tensor, return_policy: bool = False,
                 modes: Sequence[str] | None = None) -> Tensor | ReducedOutput:
@@ -156,12 +158,13 @@ class ReducingViT(nn.Module):
         emb = self.backbone.embed(x)
         state = ReducerState(emb)
         out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
-        for layer, block in enumerate(self.backbone.blocks):
-            self._block(layer, block, state, modes[layer] != "keep_all" and self.policy.acts_on(layer), out)
+        for layer, block in enumerate(backbone_blocks(self.backbone.blocks)):
+            acting = modes[layer] != "keep_all" and self.policy.acts_on(layer)
+            self._block(layer, cast(Block, block), state, acting, out)  # __init__ rejects divided blocks
         out.logits = self.backbone.forward_head(state.x[:, :state.num_prefix])
         return out if return_policy else out.logits
 
-    def _block(self, layer: int, block: nn.Module, state: ReducerState, acting: bool, out: ReducedOutput) -> None:
+    def _block(self, layer: int, block: Block, state: ReducerState, acting: bool, out: ReducedOutput) -> None:
         """Attention on every token, the reduction, then the MLP on the tokens left."""
         batch, length, dim = state.x.shape
         bias = self.policy.key_bias(state)
@@ -205,7 +208,8 @@ def reducing_gmacs_per_sample(model: ReducingViT, tokens: ReducedOutput | Tensor
     backbone, prefix = model.backbone, model.backbone.num_prefix_tokens
     macs = torch.full_like(counts[:, 0], float(patch_embed_macs(backbone, num) + head_macs(backbone)))
     entering = torch.full_like(counts[:, 0], float(num))
-    for layer, block in enumerate(backbone.blocks):
+    for layer, module in enumerate(backbone.blocks):
+        block = cast(Block, module)  # ReducingViT rejects divided space-time blocks
         macs = macs + attention_part_macs(block, entering + prefix) + mlp_part_macs(block, counts[:, layer] + prefix)
         if modes[layer] != "keep_all" and model.policy.acts_on(layer):
             macs = macs + model.policy.macs(layer, entering, prefix, block)

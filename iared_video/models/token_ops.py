@@ -13,16 +13,22 @@ Token layouts:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Attention
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 
+if TYPE_CHECKING:
+    from iared_video.models.backbones import Backbone
+
 __all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKED_SOFTMAX_EPS", "block_forward",
            "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path", "DenseTrace",
-           "dense_forward", "class_attention"]
+           "dense_forward", "class_attention", "block_attention"]
 
 MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
 
@@ -46,13 +52,13 @@ class Attended:
     keys: Tensor | None = None
 
 
-def _qkv(attn: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _qkv(attn: Attention, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(..., L, C)`` -> q, k, v of shape ``(..., L, H, d)``, ``q_norm`` / ``k_norm`` applied."""
     q, k, v = attn.qkv(x).unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
     return attn.q_norm(q), attn.k_norm(k), v
 
 
-def attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs | None = None, *, keep: Tensor | None = None,
+def attention(attn: Attention, x: Tensor, seqs: PackedSeqs | None = None, *, keep: Tensor | None = None,
               key_bias: Tensor | None = None, output: bool = True, probs: bool = False, class_row: bool = False,
               keys: bool = False) -> Attended:
     """A timm ``Attention`` on packed or batched tokens: the one attention primitive of the package.
@@ -86,16 +92,18 @@ def attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs | None = None, *, kee
     return res
 
 
-def packed_attention(attn: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+def packed_attention(attn: Attention, x: Tensor, seqs: PackedSeqs) -> Tensor:
     """The attention branch of ``attn`` on packed tokens ``(T, C)``."""
-    return attention(attn, x, seqs).out
+    out = attention(attn, x, seqs).out
+    assert out is not None  # output=True always fills it
+    return out
 
 
-def _dropout_p(attn: nn.Module) -> float:
+def _dropout_p(attn: Attention) -> float:
     return attn.attn_drop.p if attn.training else 0.0
 
 
-def _fused(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | None,
+def _fused(attn: Attention, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | None,
            key_bias: Tensor | None) -> Tensor:
     """Fused SDPA: block-diagonal over packed sequences, or one call on a batch; ``(..., L, H * d)``."""
     if seqs is not None:
@@ -107,7 +115,7 @@ def _fused(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | 
     return out.transpose(1, 2).flatten(-2)
 
 
-def _explicit(attn: nn.Module, q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None,
+def _explicit(attn: Attention, q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None,
               key_bias: Tensor | None) -> tuple[Tensor, Tensor]:
     """Softmax written out (probabilities kept, DynamicViT's masked softmax): ``(B, L, H * d)`` and probs."""
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
@@ -160,7 +168,7 @@ def masked_softmax(logits: Tensor, keep: Tensor, eps: float = MASKED_SOFTMAX_EPS
 # ----------------------------------------------------------------------------- blocks
 
 
-def block_forward(block: nn.Module, x: Tensor, *, keep: Tensor | None = None, probs: bool = False,
+def block_forward(block: Block, x: Tensor, *, keep: Tensor | None = None, probs: bool = False,
                   drop_path: bool = True) -> tuple[Tensor, Tensor | None]:
     """The dense forward of a pre-norm timm ``Block`` on batched ``(B, L, C)`` tokens.
 
@@ -171,10 +179,15 @@ def block_forward(block: nn.Module, x: Tensor, *, keep: Tensor | None = None, pr
         probs: also return the block's ``(B, H, L, L)`` attention probabilities.
         drop_path: apply the block's stochastic depth in training mode (False: deterministic, for scores).
     """
-    att = attention(block.attn, block.norm1(x), keep=keep, probs=probs)
+    att = attention(block_attention(block), block.norm1(x), keep=keep, probs=probs)
     x = x + _maybe(block.drop_path1, drop_path)(block.ls1(att.out))
     x = x + _maybe(block.drop_path2, drop_path)(block.ls2(block.mlp(block.norm2(x))))
     return x, att.probs
+
+
+def block_attention(block: Block) -> Attention:
+    """``block.attn`` as timm's ``Attention`` (timm types it ``nn.Module``; the supported blocks use ``Attention``)."""
+    return cast(Attention, block.attn)
 
 
 def _maybe(module: nn.Module, use: bool) -> nn.Module:
@@ -194,20 +207,20 @@ def _drop_prob(module: nn.Module) -> float:
     return float(getattr(module, "drop_prob", 0.0))
 
 
-def packed_attention_residual(block: nn.Module, x: Tensor, seqs: PackedSeqs, *, key_bias: Tensor | None = None,
+def packed_attention_residual(block: Block, x: Tensor, seqs: PackedSeqs, *, key_bias: Tensor | None = None,
                               keys: bool = False, class_row: bool = False) -> tuple[Tensor, Attended]:
     """``x + ls1(Attn(norm1(x)))`` of a timm ``Block`` on packed tokens, and what the attention returned."""
-    att = attention(block.attn, block.norm1(x), seqs, key_bias=key_bias, keys=keys, class_row=class_row)
+    att = attention(block_attention(block), block.norm1(x), seqs, key_bias=key_bias, keys=keys, class_row=class_row)
     return x + packed_drop_path(block.ls1(att.out), _drop_prob(block.drop_path1), block.training, seqs), att
 
 
-def packed_mlp_residual(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+def packed_mlp_residual(block: Block, x: Tensor, seqs: PackedSeqs) -> Tensor:
     """``x + ls2(MLP(norm2(x)))`` of a timm ``Block`` on packed tokens."""
     y = block.ls2(block.mlp(block.norm2(x)))
     return x + packed_drop_path(y, _drop_prob(block.drop_path2), block.training, seqs)
 
 
-def packed_block(block: nn.Module, x: Tensor, seqs: PackedSeqs) -> Tensor:
+def packed_block(block: Block, x: Tensor, seqs: PackedSeqs) -> Tensor:
     """A pre-norm timm ``Block`` (attention + MLP, LayerScale, drop-path) on packed tokens."""
     return packed_mlp_residual(block, packed_attention_residual(block, x, seqs)[0], seqs)
 
@@ -234,7 +247,7 @@ class DenseTrace:
     patch_tokens: Tensor | None = None
 
 
-def dense_forward(backbone: nn.Module, x: Tensor, probs: bool = False, keep_grad: bool = False) -> DenseTrace:
+def dense_forward(backbone: Backbone, x: Tensor, probs: bool = False, keep_grad: bool = False) -> DenseTrace:
     """Every token through every block of ``backbone`` (no stochastic depth), the one dense forward.
 
     Args:
@@ -252,7 +265,7 @@ def dense_forward(backbone: nn.Module, x: Tensor, probs: bool = False, keep_grad
                 raise ValueError("divided space-time blocks have no single (L, L) attention map")
             tokens = block(tokens, emb.grid)
             continue
-        tokens, p = block_forward(block, tokens, probs=probs, drop_path=False)
+        tokens, p = block_forward(cast(Block, block), tokens, probs=probs, drop_path=False)
         if p is not None and keep_grad and p.requires_grad:
             p.retain_grad()
         if p is not None:
@@ -262,7 +275,7 @@ def dense_forward(backbone: nn.Module, x: Tensor, probs: bool = False, keep_grad
     return trace
 
 
-def class_attention(blocks: nn.ModuleList, tokens: Tensor, block: int) -> Tensor:
+def class_attention(blocks: nn.ModuleList | nn.Sequential, tokens: Tensor, block: int) -> Tensor:
     """``(B, L)`` head-averaged class-token attention of ``blocks[block]`` after the earlier blocks, densely.
 
     Only ``norm1``, ``qkv`` and the class query's logits of ``blocks[block]`` run (no output branch).
@@ -270,6 +283,8 @@ def class_attention(blocks: nn.ModuleList, tokens: Tensor, block: int) -> Tensor
     if not 0 <= block < len(blocks):
         raise ValueError(f"attention block {block} does not exist in a {len(blocks)}-block backbone")
     for earlier in blocks[:block]:
-        tokens = block_forward(earlier, tokens, drop_path=False)[0]
-    target = blocks[block]
-    return attention(target.attn, target.norm1(tokens), output=False, class_row=True).class_attention.mean(1)
+        tokens = block_forward(cast(Block, earlier), tokens, drop_path=False)[0]
+    target = cast(Block, blocks[block])
+    row = attention(block_attention(target), target.norm1(tokens), output=False, class_row=True).class_attention
+    assert row is not None  # class_row=True always fills it
+    return row.mean(1)

@@ -31,12 +31,15 @@ import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
+
+from iared_video.models.backbones import Backbone
 
 __all__ = ["CheckpointFileError", "CheckpointMismatchError", "LoadReport", "load_checkpoint_file",
            "extract_state_dict", "load_pretrained"]
@@ -271,6 +274,7 @@ def _match(state: dict[str, Tensor], target: dict[str, Tensor], grid: tuple[int,
         kind, tensor, note = decision
         report.notes[key] = note
         if kind == "reshaped":
+            assert tensor is not None  # a reshape always carries its tensor
             loadable[key] = tensor
             report.reshaped.append(key)
         else:
@@ -370,7 +374,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict_shapes: bo
     report = LoadReport(format=fmt)
     _check_attention_type(path, state, target)
     state = _inflate_divided(state, target, report)
-    grid = tuple(model.backbone.patch_embed.grid_size)
+    grid = tuple(cast(Backbone, model.backbone).patch_embed.grid_size)  # every wrapped model has a backbone
     loadable, misfits = _match(state, target, grid, report)
     if misfits and strict_shapes:
         raise CheckpointMismatchError(_mismatch_message(path, misfits, state, target))
