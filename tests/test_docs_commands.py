@@ -108,9 +108,9 @@ def test_doc_command_config_exists_and_validates(command: Command) -> None:
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
-    """The README's "Tests (what CI runs ...)" block is the one command of ``.ci/run`` (lint, then pytest)."""
+    """The README's "Tests (what CI runs ...)" block is the one command of ``.ci/run`` (lint, mypy, then pytest)."""
     after = (ROOT / "README.md").read_text().split("Tests (what CI runs", 1)[1]
     readme = FENCE.findall(after)[0].strip()
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.startswith(("#", "set ", "cd "))]
-    assert ci == [readme] and "ruff check" in readme and "pytest" in readme
+    assert ci == [readme] and "ruff check" in readme and "mypy" in readme and "pytest" in readme

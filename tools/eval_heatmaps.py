@@ -26,10 +26,12 @@ import argparse
 import logging
 import os
 import sys
+from typing import cast
 
 from iared_video.config import load_config
 from iared_video.experiments.heatmaps import BLOCK_METHOD, evaluate, heatmap_table, method_list, samples_for
 from iared_video.interpret.baselines import BASELINES
+from iared_video.models import IARED
 from iared_video.utils.cli import DEBUG_FLAG, run_tool
 from iared_video.utils.results import save_json
 from iared_video.visualization import build_vis_model
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, list(args.opts))
-    model = build_vis_model(cfg)
+    model = cast(IARED, build_vis_model(cfg))  # heatmaps come from an IA-RED^2 model
     methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks))
     if unknown:
         print(f"error: unknown methods {unknown}", file=sys.stderr)

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from tqdm import tqdm
 
 from iared_video.synthetic import SPLITS, generate_video_dataset
 from iared_video.utils.results import save_json
+
+if TYPE_CHECKING:
+    from iared_video.models import IARED
 
 
 def load_split_tensors(root: str, num_frames: int, size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -65,6 +69,10 @@ TSF_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 class TinyTimeSformer(nn.Module):
     """The main job's dense tiny TimeSformer (built from ``TSF_CONFIG``) on clips in [0, 1]."""
 
+    model: IARED
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, num_classes: int, size: int, frames: int) -> None:
         super().__init__()
         from iared_video.config import load_config
@@ -75,7 +83,7 @@ class TinyTimeSformer(nn.Module):
                                        "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size),
                                        "MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0",
                                        "MODEL.TIME_EMBED_INIT_STD", "1.0"])
-        self.model = build_model(cfg)
+        self.model = cast("IARED", build_model(cfg))  # the dense IA-RED^2 wrapper of the config
         self.register_buffer("mean", torch.tensor(cfg.DATA.MEAN).view(1, -1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.DATA.STD).view(1, -1, 1, 1, 1))
 

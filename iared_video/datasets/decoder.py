@@ -143,6 +143,7 @@ def _pyav_decode(path: str, indices: np.ndarray, threads: int) -> tuple[list[np.
                 break
         if seen == 0:
             raise DecodeError(path, "pyav: no decodable frames")
+        assert last_frame is not None  # seen > 0
         if seen <= last_wanted:  # container over-reported its length: clamp to the last real frame
             kept[seen - 1] = last_frame.to_ndarray(format="rgb24")
     return [kept[min(int(i), seen - 1)] for i in indices], seen
@@ -179,7 +180,12 @@ def _notes_dir() -> str:
     made = tempfile.mkdtemp(prefix="iared_decoder_notes_")
     os.environ[NOTES_ENV] = made  # DataLoader workers (fork or spawn) and spawned ranks inherit it
     creator = os.getpid()
-    atexit.register(lambda: os.getpid() == creator and shutil.rmtree(made, ignore_errors=True))
+
+    def _remove() -> None:  # only the process that made the folder removes it
+        if os.getpid() == creator:
+            shutil.rmtree(made, ignore_errors=True)
+
+    atexit.register(_remove)
     return made
 
 

@@ -41,7 +41,9 @@ def construct_loader(cfg, split: str) -> DataLoader:
     """
     train = split_mode(split) == "train"
     dataset = build_dataset(cfg.DATA.DATASET, cfg, split)
-    sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.RNG_SEED) if _distributed() else None
+    sampler: DistributedSampler | None = None
+    if _distributed():
+        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.RNG_SEED)
     generator = torch.Generator()
     generator.manual_seed(cfg.RNG_SEED)
     return DataLoader(

@@ -124,7 +124,9 @@ def image_transform(
     kwargs: dict[str, Any] = dict(interpolation=interpolation, mean=tuple(mean), std=tuple(std))
     if is_training:
         return create_transform(
-            input_size, is_training=True, scale=tuple(scale), hflip=0.5 if hflip else 0.0,
-            auto_augment=auto_augment or None, color_jitter=color_jitter or None, re_prob=re_prob, **kwargs,
+            input_size, is_training=True, hflip=0.5 if hflip else 0.0, auto_augment=auto_augment or None,
+            scale=tuple(scale),  # type: ignore[arg-type]  # timm's hint is tuple[float, float]
+            color_jitter=color_jitter or None,  # type: ignore[arg-type]  # timm takes None (no jitter); its hint not
+            re_prob=re_prob, **kwargs,
         )
     return create_transform(input_size, is_training=False, crop_pct=crop_pct, **kwargs)

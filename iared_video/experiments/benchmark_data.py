@@ -28,13 +28,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from iared_video.config import load_config
 from iared_video.datasets import build_dataset
+from iared_video.datasets.bad_data import RobustDataset
 from iared_video.datasets.decoder import BACKENDS, decode_clip
 from iared_video.datasets.loader import worker_init_fn
 from iared_video.datasets.video_sampling import clip_indices
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     for backend in args.backends:
         opts = ["DATA.PATH_TO_DATA_DIR", data_dir, "DATA.DECODING_BACKEND", backend, *args.opts]
         cfg = load_config(None, opts)
-        dataset = build_dataset(cfg.DATA.DATASET, cfg, "train")
+        dataset = cast(RobustDataset, build_dataset(cfg.DATA.DATASET, cfg, "train"))  # a video dataset
         runs = [time_decode(dataset, backend, args.clips) for _ in range(args.repeats)]
         results.append({"backend": backend, "stage": "decode", "workers": 0, "clips_per_s": statistics.median(runs),
                         "runs": runs, "substituted": 0})

@@ -71,7 +71,7 @@ TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE",
 logger = logging.getLogger("head_to_head")
 
 
-def method_labels(names: list[str] | None) -> list[str]:
+def method_labels(names: list[str]) -> list[str]:
     """Labels of the methods to compare, dense first, in the registry's order (``["all"]``: every method)."""
     wanted = {m.label for m in registered_methods()} if names == ["all"] else {get_method(n).label for n in names}
     return [m.label for m in registered_methods() if m.label in wanted | {REFERENCE}]
@@ -164,8 +164,13 @@ def _matching(target: tuple[CfgNode, TestResults | None] | None, match: str):
         return None, None
     cfg, results = target
     if match == "gmacs":
+        assert results is not None and results.gmacs_per_view is not None  # the target's test reported its GMACs
         return None, float(results.gmacs_per_view)
-    keep = float(results.keep_ratio) if cfg.TEST.CHECKPOINT_FILE_PATH else measured_keep_ratio(cfg)
+    if cfg.TEST.CHECKPOINT_FILE_PATH:
+        assert results is not None  # a given checkpoint is tested before anything is matched to it
+        keep = float(results.keep_ratio)
+    else:
+        keep = measured_keep_ratio(cfg)
     return matched_drop_ratio(keep), None
 
 
@@ -268,8 +273,8 @@ def _untrained(label: str, kind: str, out: str, opts: list[str], dense_ckpt: str
     """Config of a method without a checkpoint: off the shelf on the dense model, trained from it, or None."""
     m = get_method(label)
     if m.training_free and not finetune:
-        base = os.path.join(out, kind, REFERENCE, "checkpoint_config.yaml")
-        base = base if os.path.isfile(base) else None
+        dense_cfg = os.path.join(out, kind, REFERENCE, "checkpoint_config.yaml")
+        base = dense_cfg if os.path.isfile(dense_cfg) else None
         make = functools.partial(method_cfg, label, kind, out, opts, "", base=base)
         drop_l, extra = _knob_opts(make, label, drop, target)
         return make(drop_l, [*extra, *TEST_ONLY, "TEST.CHECKPOINT_FILE_PATH", dense_ckpt])

@@ -114,7 +114,7 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
     """Segmentation scores (and with ``faithfulness`` deletion/insertion areas) of each method's heatmaps over
     the first ``max_samples`` samples; each method explains the model's own prediction (all tokens kept)."""
     meters = {m: SegmentationMeter(cfg.VISUALIZE.BINARIZE, cfg.VISUALIZE.BINARIZE_THRESHOLD) for m in methods}
-    faith = {m: {"deletion": [], "insertion": []} for m in methods}
+    faith: dict[str, dict[str, list[float]]] = {m: {"deletion": [], "insertion": []} for m in methods}
     device = next(model.parameters()).device
     for count, (x, mask, _, path) in enumerate(samples):
         if count >= max_samples:

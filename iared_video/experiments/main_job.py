@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -47,7 +48,7 @@ BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("rando
 #: Generator arguments of the main job's synthetic sets (see docs/datasets/SYNTHETIC.md): the video defaults with
 #: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
 #: 5 classes (one shape in 5 fill textures: the tiny ViT from scratch cannot tell the shapes apart).
-SYNTHETIC_KWARGS = {
+SYNTHETIC_KWARGS: dict[str, dict[str, Any]] = {
     "video": dict(num_videos=2000),
     "image": dict(num_images=3000, num_classes=5, difficulty="easy"),
 }
@@ -106,12 +107,13 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
     from iared_video.engine.trainer import eval_epoch
-    from iared_video.models import build_model
+    from iared_video.models import IARED, build_model
 
     device = device_of(cfg)
-    model = build_model(cfg).to(device)
+    model = cast(IARED, build_model(cfg).to(device))  # a token-dropping method's model
     load_test_weights(model, "", cfg.OUTPUT_DIR)
     stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)
+    assert stats.keep_ratio is not None  # a policy model reports it
     return float(stats.keep_ratio)
 
 
@@ -142,6 +144,7 @@ def knob_for_gmacs(cfg: CfgNode, label: str, target: float, steps: int = 12) -> 
     real ones after ``steps`` halvings (a fixed-ratio drop: to one token).
     """
     knob = get_method(label).knob
+    assert knob is not None, f"{label} has no cost knob"
 
     def cost(value: float) -> float:
         node = cfg.clone()
@@ -272,11 +275,13 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
     """One method's row: keep ratio, GMACs, error(s) with 95% Wilson intervals, measured speed."""
     row = MainJobRow(method, results.keep_ratio, results.gmacs_per_view, speedup=speed["speedup"])
     if video:
+        assert results.clip1_err is not None and results.video1_err is not None  # set for every video test
         row.clip1_err, row.video1_err = results.clip1_err, results.video1_err
         row.clip1_ci95 = _interval(results.clip1_err, results.num_clip1_scored)
         row.video1_ci95 = _interval(results.video1_err, results.num_videos_scored)
         row.clips_per_s = speed["throughput"]
     else:
+        assert results.top1_err is not None  # set for every image test
         row.top1_err, row.top1_ci95 = results.top1_err, _interval(results.top1_err, results.num_images)
         row.images_per_s = speed["throughput"]
     return row
@@ -294,7 +299,9 @@ def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scr
 
     def baseline(policy: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
         def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
-            gmacs = float(target[1].gmacs_per_view)
+            tested = target[1] if target is not None else None
+            assert tested is not None and tested.gmacs_per_view is not None  # baselines follow a tested target
+            gmacs = float(tested.gmacs_per_view)
             probe = load_config(baseline_path, [*common, "IARED.POLICY", policy])
             drops[policy] = matched_gmacs_drop_ratio(probe, gmacs)
             logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, gmacs, drops[policy])
@@ -325,7 +332,10 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
     runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, drops))
     speeds = measured_throughput([cfg for cfg, _ in runs.values()])
-    rows = [table_row(method, results, speed, not image) for (method, (_, results)), speed in zip(runs.items(), speeds)]
+    rows = []
+    for (method, (_, results)), speed in zip(runs.items(), speeds):
+        assert results is not None  # run_stage always hands back test results
+        rows.append(table_row(method, results, speed, not image))
     setup_logging(output_dir)
     save_json(MainJobResults(kind, from_scratch, drops, rows), os.path.join(output_dir, "main_job_results.json"))
     logger.info("main job (%s%s):\n%s", kind, ", dense from scratch" if from_scratch else "", format_table(rows))

@@ -103,7 +103,7 @@ def axis_label(x: str, points: list[dict]) -> str:
 def accuracy_label(points: list[dict]) -> str:
     """The y-axis label: "clip-1 accuracy (%)" / "top-1 accuracy (%)" when every point agrees."""
     metrics = {p.get("metric") for p in points if p.get("accuracy") is not None}
-    return ACCURACY_LABELS.get(metrics.pop(), "accuracy (%)") if len(metrics) == 1 else "accuracy (%)"
+    return ACCURACY_LABELS.get(metrics.pop() or "", "accuracy (%)") if len(metrics) == 1 else "accuracy (%)"
 
 
 def plot_tradeoffs(points: list[dict], out_dir: str) -> list[str]:

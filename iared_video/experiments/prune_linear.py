@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from typing import cast
 
 from iared_video.experiments.benchmark import add_model_args, cfg_from_args
 from iared_video.experiments.tradeoff import (
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threshold", type=float, default=None, help="token-drop threshold (default: cfg's)")
     args = parser.parse_args(argv)
     cfg = cfg_from_args(args)
-    base = build_model(cfg).eval()
+    base = cast(IARED, build_model(cfg).eval())
     batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
     dense0 = dense_of(base)
     reference = None if batches[0][1] is not None else evaluate(dense0, batches)["predictions"]

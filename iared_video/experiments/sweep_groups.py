@@ -9,6 +9,7 @@ Example (one config/checkpoint per D; trailing opts apply to all):
 from __future__ import annotations
 
 import argparse
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,11 +49,12 @@ def run_configs(args: argparse.Namespace) -> list:
 
 def calibrate(model: IARED, batches: list, target: float, grid: np.ndarray) -> tuple[float, dict]:
     """The grid threshold whose mean GMACs per sample is nearest ``target`` (on the first batch)."""
-    best = None
+    best: tuple[float, dict[str, Any]] | None = None
     for t in grid:
         result = evaluate(with_threshold(model, float(t)), batches[:1])
         if best is None or abs(result["gmacs"] - target) < abs(best[1]["gmacs"] - target):
             best = (float(t), result)
+    assert best is not None  # the grid is not empty
     return best
 
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows, grid = [], np.round(np.arange(0.30, 0.701, 0.01), 3)
     for cfg in run_configs(args):
-        model = build_model(cfg).eval()
+        model = cast(IARED, build_model(cfg).eval())
         batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
         dense = dense_of(model)
         reference = None if batches[0][1] is not None else evaluate(dense, batches)["predictions"]

@@ -21,6 +21,7 @@ import argparse
 import tempfile
 from math import prod
 from pathlib import Path
+from typing import cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -62,7 +63,7 @@ def base_checkpoint(cfg: CfgNode, folder: str) -> str:
 
 def load_at(node: CfgNode, size: int, checkpoint: str) -> tuple[IARED, str]:
     """The model of ``node`` (built at ``size``) with ``checkpoint`` loaded, and what happened to its ``pos_embed``."""
-    model = build_model(node).eval()
+    model = cast(IARED, build_model(node).eval())
     if size % model.backbone.patch_size:
         raise SystemExit(f"resolution {size} is not a multiple of the patch size {model.backbone.patch_size}")
     report = load_pretrained(model, checkpoint)
@@ -77,7 +78,7 @@ def num_patches(cfg: CfgNode, model: IARED) -> int:
 
 def methods(model: IARED, thresholds: list[float], fixed: list[str], drop_ratio: float) -> list[tuple[dict, IARED]]:
     """``(row fields, model)`` for dense, IA-RED^2 per threshold and each fixed-ratio policy, one backbone."""
-    out = [({"method": "dense"}, dense_of(model))]
+    out: list[tuple[dict, IARED]] = [({"method": "dense"}, dense_of(model))]
     if isinstance(model.policy, InterpreterPolicy):
         out += [({"method": "iared", "threshold": t}, with_threshold(model, t)) for t in thresholds]
     for name in fixed:

@@ -14,6 +14,7 @@ tau stored in the checkpoint's config (``--taus`` gives them for checkpoints wit
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 import numpy as np
 import yaml
@@ -67,7 +68,7 @@ def tau_sweep(cfg: CfgNode, checkpoints: list[str], taus: list[float | None], th
     node.MODEL.PRETRAINED = ""  # each checkpoint is loaded below instead
     rows = []
     for path, tau in zip(checkpoints, taus):
-        model = build_model(node).eval()
+        model = cast(IARED, build_model(node).eval())  # an IA-RED^2 checkpoint
         load_pretrained(model, path)
         method = "iared" if tau is None else f"iared@tau={tau:g}"
         rows += [{**r, "tau": tau, "checkpoint": path} for r in sweep(model, thresholds, batches, iters, method)]
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         taus = _taus_of(args.checkpoints, args.taus)
         rows = tau_sweep(cfg, args.checkpoints, taus, args.thresholds, batches, args.iters)
     else:
-        rows = sweep(build_model(cfg).eval(), args.thresholds, batches, args.iters)
+        rows = sweep(cast(IARED, build_model(cfg).eval()), args.thresholds, batches, args.iters)
     write_outputs(rows, args.out_dir, "sweep_threshold", meta={"data": args.data_split or "generated"})
     return rows
 

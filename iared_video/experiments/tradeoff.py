@@ -8,17 +8,17 @@ import argparse
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fvcore.common.config import CfgNode
-from torch import Tensor
+from torch import Tensor, nn
 
 from iared_video.engine.benchmark import Variant, make_input, split_batches, time_interleaved
 from iared_video.methods.interpreter import threshold_policy
 from iared_video.models.flops import model_gmacs_per_sample
 from iared_video.models.iared import IARED
-from iared_video.models.policies import NoDropPolicy
+from iared_video.models.policies import InterpreterPolicy, NoDropPolicy
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json
 
@@ -98,7 +98,7 @@ def evaluate(model: IARED, batches: Sequence[Batch], reference: Sequence[Tensor]
             "keep_ratio": keep / total, "predictions": preds}
 
 
-def throughput(models: Sequence[IARED], x: Tensor, warmup: int = 1, iters: int = 3,
+def throughput(models: Sequence[nn.Module], x: Tensor, warmup: int = 1, iters: int = 3,
                precision: str = "fp32") -> list[dict[str, float]]:
     """Interleaved timing of ``models`` on ``x``: per model median seconds, throughput and speed-up vs the first."""
     variants = [Variant(str(i), m, "") for i, m in enumerate(models)]
@@ -115,4 +115,5 @@ def dense_of(model: IARED) -> IARED:
 
 def with_threshold(model: IARED, threshold: float) -> IARED:
     """The same backbone and interpreters with another threshold (no copy of weights)."""
-    return IARED(model.backbone, threshold_policy(model.policy, threshold), model.num_groups).eval()
+    policy = cast(InterpreterPolicy, model.policy)  # callers pass interpreter (IA-RED^2) models only
+    return IARED(model.backbone, threshold_policy(policy, threshold), model.num_groups).eval()

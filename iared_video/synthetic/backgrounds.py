@@ -18,7 +18,7 @@ __all__ = ["make_background", "Band", "sample_bands"]
 def _smooth_field(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Low-frequency random colour field (h, w, 3) float32."""
     cells = rng.integers(0, 256, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3))
-    img = Image.fromarray(cells.astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    img = Image.fromarray(cells.astype(np.uint8)).resize((w, h), Image.BILINEAR)  # type: ignore[attr-defined]  # pillow>=9 still has it; stubs list Resampling only
     return np.asarray(img, dtype=np.float32)
 
 
@@ -67,7 +67,7 @@ def _paint_element(rng: np.random.Generator, canvas: np.ndarray) -> None:
 def make_background(rng: np.random.Generator, h: int, w: int, clutter: float) -> np.ndarray:
     """Static cluttered background (h, w, 3) uint8; clutter 0 is uniform."""
     base = random_color(rng, (0.05, 0.5), (0.25, 0.8))
-    canvas = np.empty((h, w, 3), dtype=np.float32)
+    canvas: np.ndarray = np.empty((h, w, 3), dtype=np.float32)
     canvas[:] = base
     field_ = _smooth_field(rng, h, w)
     amount = min(clutter, 1.0) * 0.5

@@ -43,7 +43,9 @@ def _paint_object(image: np.ndarray, rng: np.random.Generator, class_name: str,
     center = (rng.uniform(radius, w - radius), rng.uniform(radius, h - radius))
     color = random_color(rng, (0.6, 1.0), (0.6, 1.0))
     mark_color, period = contrast_color(color), max(radius * 0.45, 3.0)
-    region, lx, ly = local_coords(*center, radius + 1, rng.uniform(0, 2 * math.pi), h, w)
+    coords = local_coords(*center, radius + 1, rng.uniform(0, 2 * math.pi), h, w)
+    assert coords is not None  # the centre lies at least ``radius`` inside the image
+    region, lx, ly = coords
     body = SHAPES[shape](lx, ly, radius)
     patch = image[region]
     patch[body] = color.astype(np.uint8)

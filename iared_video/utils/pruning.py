@@ -72,7 +72,7 @@ def count_linear_macs(layers: dict[str, nn.Linear]) -> Iterator[dict[str, float]
     totals = {"macs": 0.0, "dense_macs": 0.0}
     nnz = {id(m): float((m.weight != 0).sum()) for m in layers.values()}
 
-    def hook(module: nn.Module, args: tuple, _out: Tensor) -> None:
+    def hook(module: nn.Linear, args: tuple, _out: Tensor) -> None:
         rows = args[0].numel() / module.in_features
         totals["macs"] += rows * nnz[id(module)]
         totals["dense_macs"] += rows * module.weight.numel()

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import simplejson
 
@@ -27,6 +27,9 @@ _OLD_GROUP_KEY = re.compile(r"keep_ratio_g(\d+)$")  # validation's per-group kee
 
 def _kind_only(default: Any = None) -> Any:
     return field(default=default, metadata=KIND_ONLY)
+
+
+_R = TypeVar("_R", bound="Record")
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Record:
         return self.to_dict().get(key, default)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
         """A record from a loaded JSON object; unknown keys are ignored, missing ones take their default."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in _renamed(data).items() if k in names})
@@ -211,10 +214,10 @@ def format_table(rows: Iterable[Mapping[str, Any] | Record], columns: Sequence[s
         columns: the columns in order (default: every key, in first-seen order); columns that no row has are
             left out.
     """
-    rows = [r.to_dict() if isinstance(r, Record) else dict(r) for r in rows]
-    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    cols = [c for c in cols if any(c in r for r in rows)]
-    body = [[_cell(r.get(c)) for c in cols] for r in rows]
+    dicts = [r.to_dict() if isinstance(r, Record) else dict(r) for r in rows]
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in dicts for k in r))
+    cols = [c for c in cols if any(c in r for r in dicts)]
+    body = [[_cell(r.get(c)) for c in cols] for r in dicts]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]

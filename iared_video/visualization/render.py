@@ -93,9 +93,10 @@ def visualize_input(model: nn.Module, x: Tensor, spec: ViewSpec, names: Sequence
     summary = _summary(source, out.logits[0].float().cpu(), ratios, keep_grid, names)
     data = _figure_data(frames, heat, keep, summary, frame_indices, weights, opts)
     heat_rows, keep_rows = _panels(frames, heat, keep, ratios, opts)
-    files = {"figure": save_png(figure_to_array(heatmap_figure(data)), f"{out_stem}_figure.png"),
-             "heatmap": save_png(tile([list(frames)] + heat_rows), f"{out_stem}_heatmap.png"),
-             "keep": save_png(tile([list(frames)] + keep_rows), f"{out_stem}_keep.png")}
+    files: dict[str, str | None] = {
+        "figure": save_png(figure_to_array(heatmap_figure(data)), f"{out_stem}_figure.png"),
+        "heatmap": save_png(tile([list(frames)] + heat_rows), f"{out_stem}_heatmap.png"),
+        "keep": save_png(tile([list(frames)] + keep_rows), f"{out_stem}_keep.png")}
     if spec.is_video:
         files["animation"] = save_animation(animation_frames(data), out_stem, opts.animation, opts.fps)
     summary["weights"] = weights

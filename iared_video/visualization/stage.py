@@ -91,7 +91,8 @@ def run_visualize(cfg, model: nn.Module | None = None, weights: str | None = Non
     names_file = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.CLASS_NAMES_FILE) if cfg.DATA.CLASS_NAMES_FILE else ""
     names = class_names(names_file, cfg.MODEL.NUM_CLASSES)
     out_dir = os.path.join(cfg.OUTPUT_DIR, "vis")
-    results, failures = [], []
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
     for i, path in enumerate(files):
         loaded = _try_load(path, spec, failures, log=len(files) > 1)
         if loaded is None:
