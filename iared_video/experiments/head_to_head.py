@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.experiments.heatmaps import samples_for
 from iared_video.experiments.main_job import (
     SYNTHETIC_CONFIG_DIR,
     Recipe,
@@ -295,20 +296,13 @@ def load_trained(cfg) -> torch.nn.Module:
     return model.eval()
 
 
-def _mask_samples(cfg, kind: str):
-    """``(input, mask, ...)`` test views of the val split with their object masks (the heatmap evaluation's)."""
-    from iared_video.experiments.heatmaps import image_samples, video_samples
-
-    return video_samples(cfg, "val") if kind == "video" else image_samples(cfg, "val")
-
-
-def heatmap_scores(model, cfg, kind: str, max_samples: int) -> dict:
+def heatmap_scores(model, cfg, max_samples: int) -> dict:
     """Segmentation scores of the model's last-stage policy scores (dense: uniform map) against the masks."""
     from iared_video.interpret.heatmap import policy_heatmaps
     from iared_video.interpret.metrics import SegmentationMeter
 
     meter = SegmentationMeter(cfg.VISUALIZE.BINARIZE, cfg.VISUALIZE.BINARIZE_THRESHOLD)
-    samples = _mask_samples(cfg, kind)
+    samples = samples_for(cfg, "val")  # the val views with their object masks
     for count, (x, mask, _, _) in enumerate(samples):
         if count >= max_samples:
             break
@@ -344,7 +338,7 @@ def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: in
                      f"throughput_b{large_batch}": speed[large_batch][i]["throughput"],
                      f"speedup_b{large_batch}": speed[large_batch][i]["speedup"],
                      "has_scores": get_method(method).has_scores, "checkpoint": cfg.TEST.CHECKPOINT_FILE_PATH or "",
-                     **heatmap_scores(models[method], cfg, kind, max_samples)})
+                     **heatmap_scores(models[method], cfg, max_samples)})
     return rows
 
 

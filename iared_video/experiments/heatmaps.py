@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -38,6 +38,18 @@ __all__ = ["Sample", "video_samples", "image_samples", "samples_for", "BLOCK_MET
 Sample = tuple[torch.Tensor, torch.Tensor, int, str]  # input, mask (T, H, W) bool, label, path
 
 
+def _with_masks(paths: Sequence[str], labels: Sequence[int], mask_of: Callable[[str], str],
+                load: Callable[[str, str], tuple[torch.Tensor, torch.Tensor]]) -> Iterator[Sample]:
+    """``(input, mask, label, path)`` per item whose mask file exists; the others are skipped with a warning."""
+    for path, label in zip(paths, labels):
+        mask_path = mask_of(path)
+        if not os.path.isfile(mask_path):
+            logger.warning("no mask %s for %s: skipped", mask_path, path)
+            continue
+        x, mask = load(path, mask_path)
+        yield x, mask, label, path
+
+
 def video_samples(cfg, split: str) -> Iterator[Sample]:
     """Centre clip, centre crop, and the masks of the decoded frames (same transform); videos without masks are
     skipped with a warning."""
@@ -46,13 +58,8 @@ def video_samples(cfg, split: str) -> Iterator[Sample]:
     d, spec = cfg.DATA, view_spec(cfg)
     paths, labels = read_split_csv(os.path.join(d.PATH_TO_DATA_DIR, f"{split}.csv"), d.PATH_LABEL_SEPARATOR,
                                    d.PATH_PREFIX, d.PATH_TO_DATA_DIR)
-    for path, label in zip(paths, labels):
-        mask_path = video_mask_path(d.PATH_TO_DATA_DIR, path)
-        if not os.path.isfile(mask_path):
-            logger.warning("no mask %s for %s: skipped", mask_path, path)
-            continue
-        video, mask = load_video_view_with_masks(path, mask_path, spec)
-        yield video, mask, label, path
+    yield from _with_masks(paths, labels, lambda path: video_mask_path(d.PATH_TO_DATA_DIR, path),
+                           lambda path, mask_path: load_video_view_with_masks(path, mask_path, spec))
 
 
 def image_samples(cfg, split: str) -> Iterator[Sample]:
@@ -63,13 +70,8 @@ def image_samples(cfg, split: str) -> Iterator[Sample]:
     data_dir, spec = cfg.DATA.PATH_TO_DATA_DIR, view_spec(cfg)
     root = os.path.join(data_dir, split)
     paths, labels = scan_image_folder(root, find_classes(root))
-    for path, label in zip(paths, labels):
-        mask_path = image_mask_path(data_dir, split, path)
-        if not os.path.isfile(mask_path):
-            logger.warning("no mask %s for %s: skipped", mask_path, path)
-            continue
-        image, mask = load_image_view_with_mask(path, mask_path, spec)
-        yield image, mask, label, path
+    yield from _with_masks(paths, labels, lambda path: image_mask_path(data_dir, split, path),
+                           lambda path, mask_path: load_image_view_with_mask(path, mask_path, spec))
 
 
 def samples_for(cfg, split: str) -> Iterator[Sample]:

@@ -153,8 +153,9 @@ def knob_for_gmacs(cfg: CfgNode, label: str, target: float, steps: int = 12) -> 
         return gmacs_of(node)
 
     cheap, dear = (knob.low, knob.high) if knob.cost_rises else (knob.high, knob.low)
-    if cost(cheap) > target or cost(dear) <= target:
-        best = dear if cost(dear) <= target else cheap
+    dear_fits = cost(dear) <= target  # each cost() builds and runs a model: evaluated once
+    if dear_fits or cost(cheap) > target:
+        best = dear if dear_fits else cheap
         return [knob.key, repr(int(best) if knob.integer else float(best))]
     for _ in range(steps):
         mid = (cheap + dear) / 2
