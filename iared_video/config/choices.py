@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["VIDEO_MODELS", "MODEL_NAMES", "DEVICES", "DECODING_BACKENDS", "OPTIMIZERS", "AMP_DTYPES",
            "UPSAMPLE_MODES", "ANIMATION_FORMATS", "BINARIZE_RULES", "KEEP_SCHEDULES", "CPU_LINEARS",
-           "PRECISIONS", "IMAGE_INTERPOLATIONS", "CHOICES", "LIST_CHOICES"]
+           "PRECISIONS", "IMAGE_INTERPOLATIONS", "PATCH_INFLATIONS", "CHOICES", "LIST_CHOICES"]
 
 VIDEO_MODELS = ("timesformer",)  # MODEL.MODEL_NAME values that take clips (C, T, H, W); see ``is_video``
 MODEL_NAMES = VIDEO_MODELS + ("deit",)
@@ -23,6 +23,7 @@ BINARIZE_RULES = ("mean", "fixed", "otsu")
 KEEP_SCHEDULES = ("geometric", "first")
 CPU_LINEARS = ("aten", "onednn")
 PRECISIONS = ("fp32", "bf16", "fp16")
+PATCH_INFLATIONS = ("mean_diff", "mean", "central")  # 2-d patch weights -> a window of frames (models/weights.py)
 IMAGE_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos")  # timm's eval names
 
 #: Keys whose value must be one of a fixed set. ``IARED.POLICY`` and ``BENCHMARK.FIXED_POLICIES`` come from the
@@ -30,6 +31,7 @@ IMAGE_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "box", "hamming", "lan
 CHOICES: dict[str, tuple] = {
     "MODEL.MODEL_NAME": MODEL_NAMES,
     "MODEL.ATTENTION_TYPE": ("joint_space_time", "divided_space_time"),
+    "MODEL.PATCH_FRAMES_INFLATION": PATCH_INFLATIONS,
     "IARED.REWARD": ("square", "linear"),
     "IARED.REWARD_NORMALIZER": ("original", "entering"),
     "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS,

@@ -60,6 +60,15 @@ _C.MODEL.DROP_PATH_RATE = 0.0
 # over each position's frames, then spatial attention within each frame; kept tokens only after a drop).
 # Must match the checkpoint: divST files have blocks.*.temporal_attn / temporal_fc keys.
 _C.MODEL.ATTENTION_TYPE = "joint_space_time"
+# TimeSformer: frames each patch token embeds (a Conv3d of kernel (PATCH_FRAMES, PATCH_SIZE, PATCH_SIZE), stride 1
+# in time: the token grid stays (T, h, w), each token sees its frame's neighbours and so the local motion at its
+# patch). 1 is TimeSformer's per-frame embedding.
+_C.MODEL.PATCH_FRAMES = 1
+# How 2-d patch weights W (an image checkpoint) inflate to PATCH_FRAMES frames; a static clip embeds as W does under
+# each. "mean_diff": W / k on every frame plus W times the window's central difference (-1 .. 1 over the window),
+# so every token also carries the temporal derivative of the pre-trained features; "mean": W / k (I3D); "central":
+# W on the token's own frame, zero elsewhere (ViViT). See docs/datasets/SYNTHETIC.md, "Video model".
+_C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
 # content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see docs/datasets/SYNTHETIC.md).

@@ -24,10 +24,12 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
+from iared_video.config.choices import PATCH_INFLATIONS
 from iared_video.models.archs import resolve_arch
 from iared_video.models.divided import ATTENTION_TYPES, DividedBlock
 
-__all__ = ["Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "TimeSformer", "TimmViT", "check_input"]
+__all__ = ["Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "FramePatchEmbed", "TimeSformer", "TimmViT",
+           "check_input"]
 
 
 @dataclass
@@ -58,6 +60,37 @@ def check_input(x: Tensor, ndim: int, channels: int, patch: int, layout: str) ->
         raise ValueError(f"input size {height}x{width} is not divisible by the patch size {patch}")
 
 
+class FramePatchEmbed(nn.Module):
+    """One patch token per frame and position, embedding a window of ``frames`` frames around its own.
+
+    A ``Conv3d`` of kernel ``(frames, p, p)`` and stride ``(1, p, p)``: the token of frame ``t`` sees frames
+    ``t - (frames - 1) // 2 .. t + frames // 2`` (the first and last frame repeated at the ends), so the
+    token grid stays ``(T, h, w)`` while each token carries the local motion at its patch. ``frames = 1``
+    is TimeSformer's per-frame embedding (``TimeSformer`` then keeps timm's ``PatchEmbed``). ``inflation`` is how
+    ``load_pretrained`` spreads 2-d weights over the window (``PATCH_INFLATIONS``, see ``models/weights.py``).
+    """
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, frames: int,
+                 inflation: str = "mean_diff") -> None:
+        super().__init__()
+        if frames < 1:
+            raise ValueError(f"a patch must cover at least one frame, got {frames}")
+        if inflation not in PATCH_INFLATIONS:
+            raise ValueError(f"inflation must be one of {PATCH_INFLATIONS}, got {inflation!r}")
+        self.frames, self.inflation = frames, inflation
+        self.patch_size = (patch_size, patch_size)
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv3d(in_chans, embed_dim, (frames, patch_size, patch_size), stride=(1, patch_size, patch_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, T, h * w, embed_dim)``."""
+        before, after = (self.frames - 1) // 2, self.frames // 2
+        padded = torch.cat([x[:, :, :1].expand(-1, -1, before, -1, -1), x,
+                            x[:, :, -1:].expand(-1, -1, after, -1, -1)], dim=2)
+        return self.proj(padded).flatten(3).permute(0, 2, 3, 1)
+
+
 class TimeSformer(nn.Module):
     """TimeSformer with joint (JointST) or divided (divST) space-time attention, official key layout.
 
@@ -73,6 +106,8 @@ class TimeSformer(nn.Module):
         attention_type: ``"joint_space_time"`` (timm blocks over all tokens) or ``"divided_space_time"``
             (``DividedBlock``: temporal then spatial attention; ``temporal_fc`` starts at zero after the
             first block, as in TimeSformer).
+        patch_frames: frames each patch token embeds (``FramePatchEmbed``); 1 is TimeSformer.
+        patch_inflation: how 2-d patch weights inflate to ``patch_frames`` frames (``FramePatchEmbed``).
     """
 
     num_prefix_tokens: int = 1
@@ -81,13 +116,16 @@ class TimeSformer(nn.Module):
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  pos_embed_std: float = 0.02, time_embed_std: float = 0.0,
-                 attention_type: str = "joint_space_time") -> None:
+                 attention_type: str = "joint_space_time", patch_frames: int = 1,
+                 patch_inflation: str = "mean_diff") -> None:
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
             raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
         self.embed_dim, self.num_frames, self.in_chans = embed_dim, num_frames, in_chans
         self.attention_type = attention_type
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
+        self.patch_embed: PatchEmbed | FramePatchEmbed = (
+            PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False) if patch_frames == 1
+            else FramePatchEmbed(img_size, patch_size, in_chans, embed_dim, patch_frames, patch_inflation))
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
@@ -124,7 +162,10 @@ class TimeSformer(nn.Module):
         check_input(x, 5, self.in_chans, self.patch_size, "(B, C, T, H, W)")
         batch, _, frames, height, width = x.shape
         h, w = height // self.patch_size, width // self.patch_size
-        raw = self.patch_embed(x.transpose(1, 2).flatten(0, 1))  # (B*T, h*w, C)
+        if isinstance(self.patch_embed, FramePatchEmbed):
+            raw = self.patch_embed(x).flatten(0, 1)
+        else:
+            raw = self.patch_embed(x.transpose(1, 2).flatten(0, 1))  # (B*T, h*w, C)
         pos = resample_abs_pos_embed(self.pos_embed, (h, w), num_prefix_tokens=1)
         time: Tensor = self.time_embed
         if frames != time.shape[1]:

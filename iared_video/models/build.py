@@ -24,7 +24,9 @@ def timesformer(cfg: CfgNode) -> TimeSformer:
                        patch_size=m.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM, embed_dim=m.EMBED_DIM,
                        depth=m.DEPTH, num_heads=m.NUM_HEADS, mlp_ratio=m.MLP_RATIO, drop_rate=m.DROPOUT_RATE,
                        drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD,
-                       time_embed_std=m.TIME_EMBED_INIT_STD, attention_type=m.ATTENTION_TYPE)
+                       time_embed_std=m.TIME_EMBED_INIT_STD, attention_type=m.ATTENTION_TYPE,
+                       patch_frames=m.PATCH_FRAMES,
+                       patch_inflation=m.PATCH_FRAMES_INFLATION)
 
 
 @MODEL_REGISTRY.register()

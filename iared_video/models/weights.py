@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from iared_video.models.backbones import Backbone
 
 __all__ = ["CheckpointFileError", "CheckpointMismatchError", "LoadReport", "load_checkpoint_file",
-           "extract_state_dict", "load_pretrained"]
+           "extract_state_dict", "inflate_patch_weight", "load_pretrained"]
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +342,41 @@ def _inflate_divided(state: dict[str, Tensor], target: Mapping[str, Tensor],
     return out
 
 
+def inflate_patch_weight(weight: Tensor, frames: int, rule: str) -> Tensor:
+    """2-d patch weights ``W`` ``(C, 3, p, p)`` -> ``(C, 3, frames, p, p)`` for ``FramePatchEmbed``.
+
+    ``"mean"``: ``W / frames`` on every frame (I3D); ``"central"``: ``W`` on the token's own frame
+    (``(frames - 1) // 2``), zero elsewhere (ViViT); ``"mean_diff"``: the mean plus ``c_j W`` on frame ``j``
+    with ``c`` running -1 .. 1 over the window (sum 0), i.e. the pre-trained features of the window's last frame
+    minus its first on top of their mean. The weights sum to ``W`` over the window under every rule, so a
+    static clip embeds as the 2-d model embeds each frame.
+    """
+    if rule == "central":
+        inflated = weight.new_zeros(weight.shape[:2] + (frames,) + weight.shape[2:])
+        inflated[:, :, (frames - 1) // 2] = weight
+        return inflated
+    inflated = (weight / frames).unsqueeze(2).repeat(1, 1, frames, 1, 1)
+    if rule == "mean_diff" and frames > 1:
+        slope = torch.linspace(-1.0, 1.0, frames, dtype=weight.dtype, device=weight.device)
+        inflated += slope[:, None, None] * weight.unsqueeze(2)
+    return inflated
+
+
+def _inflate_patch_frames(state: dict[str, Tensor], target: Mapping[str, Tensor], rule: str,
+                          report: LoadReport) -> dict[str, Tensor]:
+    """A 2-d ``patch_embed.proj.weight`` into a model whose tokens embed a window of frames."""
+    key = "backbone.patch_embed.proj.weight"
+    value, current = state.get(key), target.get(key)
+    if value is None or current is None or value.ndim != 4 or current.ndim != 5:
+        return state
+    if value.shape != current[:, :, 0].shape:
+        return state  # reported as a misfit by _match
+    report.reshaped.append(key)
+    shapes = f"{tuple(value.shape)} -> {tuple(current.shape)}"
+    report.notes[key] = f"inflated over {current.shape[2]} frames ({rule}) {shapes}"
+    return {**state, key: inflate_patch_weight(value, current.shape[2], rule)}
+
+
 def _log_report(path: str, report: LoadReport, total: int) -> None:
     _log(logging.INFO, "loaded %d/%d model tensors from %s (format %s)", len(report.loaded), total, path,
          report.format)
@@ -374,7 +409,9 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict_shapes: bo
     report = LoadReport(format=fmt)
     _check_attention_type(path, state, target)
     state = _inflate_divided(state, target, report)
-    grid = tuple(cast(Backbone, model.backbone).patch_embed.grid_size)  # every wrapped model has a backbone
+    embed = cast(Backbone, model.backbone).patch_embed  # every wrapped model has a backbone
+    state = _inflate_patch_frames(state, target, getattr(embed, "inflation", "mean_diff"), report)
+    grid = tuple(embed.grid_size)
     loadable, misfits = _match(state, target, grid, report)
     if misfits and strict_shapes:
         raise CheckpointMismatchError(_mismatch_message(path, misfits, state, target))

@@ -1,0 +1,110 @@
+"""MODEL.PATCH_FRAMES: per-frame patch tokens that each embed a window of frames (``FramePatchEmbed``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_weights import official_checkpoint, randomise, tiny_timesformer
+
+from iared_video.models import IARED, NoDropPolicy, TimeSformer
+from iared_video.models.backbones import FramePatchEmbed
+from iared_video.models.flops import patch_embed_macs
+from iared_video.models.weights import CheckpointMismatchError, load_pretrained
+
+
+def _by_hand(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, before: int) -> torch.Tensor:
+    """Token of frame t = bias + sum_j conv2d(frame clamp(t - before + j), weight[:, :, j]), as (B, T, N, C)."""
+    frames, patch = x.shape[2], weight.shape[-1]
+    out = []
+    for t in range(frames):
+        acc = bias[None, :, None, None]
+        for j in range(weight.shape[2]):
+            source = min(max(t - before + j, 0), frames - 1)
+            acc = acc + F.conv2d(x[:, :, source], weight[:, :, j], stride=patch)
+        out.append(acc.flatten(2).transpose(1, 2))
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("frames,before", [(1, 0), (2, 0), (3, 1), (4, 1)])
+def test_each_token_embeds_its_window_with_the_end_frames_repeated(frames, before):
+    embed = FramePatchEmbed(img_size=32, patch_size=16, in_chans=3, embed_dim=8, frames=frames)
+    x = torch.randn(2, 3, 5, 32, 32, generator=torch.Generator().manual_seed(frames))
+    with torch.no_grad():
+        got = embed(x)
+        want = _by_hand(x, embed.proj.weight, embed.proj.bias, before)
+    assert got.shape == (2, 5, 4, 8)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_frame_window_of_one_is_timesformers_per_frame_embedding():
+    one = tiny_timesformer(img_size=32, patch=16)
+    assert not isinstance(one.patch_embed, FramePatchEmbed)  # official checkpoints keep their 4-d key
+    window = TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2, num_heads=4,
+                         patch_frames=1)
+    assert window.patch_embed.proj.weight.shape == one.patch_embed.proj.weight.shape == (64, 3, 16, 16)
+
+
+#: Per-frame coefficients of the 3-frame window (t - 1, t, t + 1) under each inflation rule, worked by hand:
+#: mean 1/3 each; central only frame t; mean_diff 1/3 + (-1, 0, 1).
+WINDOW_COEFFICIENTS = {"mean": (1 / 3, 1 / 3, 1 / 3), "central": (0.0, 1.0, 0.0), "mean_diff": (-2 / 3, 1 / 3, 4 / 3)}
+
+
+def _window_input(clip: torch.Tensor, coefficients: tuple[float, ...]) -> torch.Tensor:
+    """Frame t replaced by sum_j c_j * frame clamp(t - 1 + j): what a per-frame model must see to embed as the
+    window model does (the embedding is linear in the frames)."""
+    length = clip.shape[2]
+    frames = [sum(c * clip[:, :, min(max(t - 1 + j, 0), length - 1)] for j, c in enumerate(coefficients))
+              for t in range(length)]
+    return torch.stack(frames, dim=2)
+
+
+@pytest.mark.parametrize("rule", sorted(WINDOW_COEFFICIENTS))
+def test_inflation_spreads_2d_patch_weights_over_the_window(tmp_path, rule):
+    """A per-frame (4-d) checkpoint loaded into a 3-frame-window model: weights c_j W on frame j, so the window
+    model on a clip is the per-frame model on the clip's window sums, and on a static clip the same model."""
+    state = randomise(tiny_timesformer(img_size=32, patch=16).state_dict())
+    path = tmp_path / "per_frame.pyth"
+    torch.save(official_checkpoint(state), path)
+    per_frame = IARED(tiny_timesformer(img_size=32, patch=16), NoDropPolicy(), 1).eval()
+    window = IARED(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
+                               num_heads=4, patch_frames=3, patch_inflation=rule), NoDropPolicy(), 1).eval()
+    load_pretrained(per_frame, path)
+    report = load_pretrained(window, path)
+    key = "backbone.patch_embed.proj.weight"
+    assert report.reshaped == [key] and f"inflated over 3 frames ({rule})" in report.notes[key]
+    weight = window.backbone.patch_embed.proj.weight.detach()
+    coefficients = WINDOW_COEFFICIENTS[rule]
+    for j, c in enumerate(coefficients):
+        torch.testing.assert_close(weight[:, :, j], c * state["patch_embed.proj.weight"])
+    clip = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(3))
+    static = clip[:, :, :1].expand(-1, -1, 4, -1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(window(clip), per_frame(_window_input(clip, coefficients)), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(window(static), per_frame(static), atol=1e-5, rtol=1e-5)
+        if rule != "central":
+            assert not torch.allclose(window(clip), per_frame(clip), atol=1e-3)  # motion changes the tokens
+
+
+def test_unknown_inflation_rule_is_refused():
+    with pytest.raises(ValueError, match="inflation must be one of"):
+        FramePatchEmbed(32, 16, 3, 8, frames=3, inflation="sum")
+
+
+def test_window_checkpoint_into_another_window_names_the_key(tmp_path):
+    state = TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2, num_heads=4,
+                        patch_frames=3).state_dict()
+    path = tmp_path / "window3.pyth"
+    torch.save(official_checkpoint(state), path)
+    model = IARED(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
+                              num_heads=4, patch_frames=2), NoDropPolicy(), 1)
+    with pytest.raises(CheckpointMismatchError, match=r"patch_embed\.proj\.weight: checkpoint \(64, 3, 3, 16, 16\)"):
+        load_pretrained(model, path)
+
+
+def test_patch_embedding_macs_count_every_frame_of_the_window():
+    """C_out * C_in * k * p * p MACs per token, worked out: 64 * 3 * 3 * 16 * 16 = 147456."""
+    model = TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2, num_heads=4,
+                        patch_frames=3)
+    assert patch_embed_macs(model, 1) == 147456
+    assert patch_embed_macs(tiny_timesformer(img_size=32, patch=16), 1) == 49152
