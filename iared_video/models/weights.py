@@ -347,9 +347,9 @@ def inflate_patch_weight(weight: Tensor, frames: int, rule: str) -> Tensor:
 
     ``"mean"``: ``W / frames`` on every frame (I3D); ``"central"``: ``W`` on the token's own frame
     (``(frames - 1) // 2``), zero elsewhere (ViViT); ``"mean_diff"``: the mean plus ``c_j W`` on frame ``j``
-    with ``c`` running -1 .. 1 over the window (sum 0), i.e. the pre-trained features of the window's last frame
-    minus its first on top of their mean. The weights sum to ``W`` over the window under every rule, so a
-    static clip embeds as the 2-d model embeds each frame.
+    with ``c`` a linear ramp from -1 to 1 over the window (sum 0), i.e. a temporal difference of the pre-trained
+    features on top of their mean (for 3 frames: the next frame's minus the previous one's). The weights sum to
+    ``W`` over the window under every rule, so a static clip embeds as the 2-d model embeds each frame.
     """
     if rule == "central":
         inflated = weight.new_zeros(weight.shape[:2] + (frames,) + weight.shape[2:])
