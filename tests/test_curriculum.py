@@ -83,7 +83,9 @@ def test_late_first_drop_group_keeps_early_groups_dense():
     assert out.keep[0].all() and (out.scores[0] == 1).all() and out.log_probs[0] is None
     assert out.log_probs[1] is not None and not out.keep[1].all()
     set_trainable(model, stage)
-    loss, _ = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, StepArgs())
+    torch.manual_seed(0)  # a draw whose advantage is not 0 for every sample (else no gradient at all)
+    loss, stats = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, StepArgs())
+    assert stats["advantage"] != 0
     loss.backward()
     assert _grads(model) == _expected(model, stage) != set()
     with pytest.raises(ConfigError, match="FIRST_DROP_GROUP=3 must lie in"):

@@ -63,6 +63,26 @@ def test_interpreter_equation_one_by_hand() -> None:
     assert interp(torch.tensor([token])).item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("init_score", [0.25, 0.5, 0.8])
+def test_interpreter_starts_at_init_score_off_the_saddle(init_score: float) -> None:
+    torch.manual_seed(0)
+    interp = MultiHeadInterpreter(dim=8, num_heads=3, head_dim=4, init_score=init_score)
+    # b_k = (1/2, 1/2, 1/2, 1/2) per head (unit length for head_dim 4), b_q = logit(p) * b_k: b_q . b_k = logit(p)
+    torch.testing.assert_close(interp.key.bias, torch.full((12,), 0.5))
+    torch.testing.assert_close(interp.query.bias, torch.full((12,), 0.5 * math.log(init_score / (1 - init_score))))
+    with torch.no_grad():  # F_q(x) = b_q and F_k(P) = b_k
+        interp.query.weight.zero_()
+        interp.policy_token.zero_()
+    assert interp(torch.randn(5, 8)).tolist() == pytest.approx([init_score] * 5, abs=1e-6)
+    # off the bilinear saddle: the query map gets a gradient of the key bias' size, not of the 0.02 weights'
+    interp.query.weight.requires_grad_(True)
+    interp(torch.ones(1, 8)).sum().backward()
+    assert interp.query.weight.grad is not None
+    assert interp.query.weight.grad.abs().min().item() > 0.1 * init_score * (1 - init_score)
+    with pytest.raises(ValueError, match="init_score"):
+        MultiHeadInterpreter(dim=8, init_score=1.0)
+
+
 def _count_block_inputs(model: IARED) -> list[int]:
     counts: list[int] = []
     for block in model.backbone.blocks:

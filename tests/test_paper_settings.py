@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.config import load_config
+from iared_video.config import ConfigError, load_config
 from iared_video.engine.reinforce import reward
 from iared_video.engine.trainer import StepArgs, build_initial_model, reinforce_step, stages_of
 from iared_video.models import build_model
@@ -54,6 +54,30 @@ def test_reinforce_step_divides_by_the_chosen_normalizer() -> None:
         want = reward(out.keep[1].sum(1), denominator, out.logits.argmax(1) == y, 0.5)
         assert stats["reward"] == pytest.approx(want.mean().item(), abs=1e-6), normalizer
         assert entering.lt(out.keep[1].shape[1]).any()  # group 1 dropped something: the two options differ
+
+
+def test_reinforce_step_with_several_samples_and_the_leave_one_out_baseline() -> None:
+    """K = 3 samples of each of 2 inputs (input-major): the loss is -mean(A * log p) over the 6 rows, with A each
+    row's reward minus the mean of its input's other two, all recomputed here from one replayed forward."""
+    torch.manual_seed(0)
+    model = build_model(load_config(None, [*TINY, "IARED.FIRST_DROP_GROUP", "1"])).eval()
+    x, y = torch.randn(2, 3, 2, 32, 32), torch.tensor([0, 2])
+    modes, args = ["sample", "keep_all"], StepArgs(tau=0.5, reinforce_samples=3, reinforce_baseline="leave_one_out")
+    torch.manual_seed(1)
+    loss, stats = reinforce_step(model, model, x, y, modes, 0, args)
+    torch.manual_seed(1)
+    xs, ys = torch.stack([x[0]] * 3 + [x[1]] * 3), torch.tensor([0, 0, 0, 2, 2, 2])
+    out = model(xs, return_policy=True, modes=modes)
+    r = reward(out.keep[0].sum(1), out.keep[0].shape[1], out.logits.argmax(1) == ys, 0.5).view(2, 3)
+    advantage = r - (r.sum(1, keepdim=True) - r) / 2
+    assert loss.item() == pytest.approx(-(advantage.flatten() * out.log_probs[0]).mean().item(), abs=1e-5)
+    assert stats["reward"] == pytest.approx(r.mean().item(), abs=1e-6) and "greedy_reward" not in stats
+    assert out.keep[0].sum(1).unique().numel() > 1  # the three samples of an input really differ
+
+
+def test_leave_one_out_needs_two_samples() -> None:
+    with pytest.raises(ConfigError, match="REINFORCE_SAMPLES >= 2"):
+        load_config(None, ["IARED.REINFORCE_BASELINE", "leave_one_out"])
 
 
 def test_checkpoint_file_path_is_the_start_and_overwrites_pretrained(tmp_path: Path, caplog) -> None:

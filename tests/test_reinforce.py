@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
+from iared_video.engine.reinforce import (
+    leave_one_out_advantage,
+    policy_gradient_loss,
+    reward,
+    reward_denominator,
+    self_critical_advantage,
+)
 
 KEPT = torch.tensor([2, 4, 1])
 CORRECT = torch.tensor([True, True, False])
@@ -39,6 +45,17 @@ def test_advantage_and_loss_by_hand():
 def test_advantage_carries_no_gradient():
     sampled = torch.tensor([1.0, 0.0], requires_grad=True)
     assert not self_critical_advantage(sampled, torch.zeros(2)).requires_grad
+
+
+def test_leave_one_out_advantage_by_hand():
+    rewards = torch.tensor([1.0, 0.0, -0.5, 0.8])
+    # K = 2: inputs (1, 0) and (-0.5, 0.8); each sample minus the other one
+    assert torch.allclose(leave_one_out_advantage(rewards, 2), torch.tensor([1.0, -1.0, -1.3, 1.3]))
+    # K = 4, one input: 1 - (0 - 0.5 + 0.8) / 3 = 0.9, 0 - 1.3 / 3, -0.5 - 1.8 / 3, 0.8 - 0.5 / 3
+    want = torch.tensor([0.9, -1.3 / 3, -0.5 - 0.6, 0.8 - 0.5 / 3])
+    assert torch.allclose(leave_one_out_advantage(rewards, 4), want)
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_out_advantage(rewards, 1)
 
 
 def test_reward_normalizers_by_hand_for_a_later_group():

@@ -204,9 +204,12 @@ def validate(cfg: CfgNode) -> None:
     if not 0.0 <= cfg.IARED.DROP_RATIO < 1.0:
         errors.append(f"IARED.DROP_RATIO must lie in [0, 1), got {cfg.IARED.DROP_RATIO}")
     for key in ("IARED.NUM_GROUPS", "DATA.NUM_FRAMES", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "NUM_GPUS",
-                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES"):
+                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES", "IARED.REINFORCE_SAMPLES"):
         if flat[key] < 1:
             errors.append(f"{key} must be >= 1, got {flat[key]}")
+    if cfg.IARED.REINFORCE_BASELINE == "leave_one_out" and cfg.IARED.REINFORCE_SAMPLES < 2:
+        errors.append(f"IARED.REINFORCE_BASELINE leave_one_out needs IARED.REINFORCE_SAMPLES >= 2, got "
+                      f"{cfg.IARED.REINFORCE_SAMPLES}")
     if cfg.MODEL.EMBED_DIM % cfg.MODEL.NUM_HEADS:
         errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by "
                       f"MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")

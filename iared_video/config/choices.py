@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple] = {
     "MODEL.PATCH_FRAMES_INFLATION": PATCH_INFLATIONS,
     "IARED.REWARD": ("square", "linear"),
     "IARED.REWARD_NORMALIZER": ("original", "entering"),
+    "IARED.REINFORCE_BASELINE": ("greedy", "leave_one_out"),
     "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS,
     "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
     "DATA.DATASET": ("kinetics", "imagenet"),

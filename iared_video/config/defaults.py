@@ -107,6 +107,14 @@ _C.IARED.REWARD = "square"
 # divides the count kept after the group by the patch tokens of the input, "entering" by the tokens entering the
 # group (so every group's interpreter sees the same 0..1 range for its own decisions). Group 1: the same either way.
 _C.IARED.REWARD_NORMALIZER = "original"
+# Decisions u sampled per input in each REINFORCE step (the input's batch row repeated K times). 1 is the paper.
+# K > 1 averages K policy gradients per input for K cheap forwards (no backward through the backbone).
+_C.IARED.REINFORCE_SAMPLES = 1
+# Baseline subtracted from R(u): "greedy" is the paper's self-critical R(u_hat) of the threshold decision;
+# "leave_one_out" (needs REINFORCE_SAMPLES >= 2) the mean reward of the input's other samples, which stays a
+# fair baseline when the greedy decision is far worse than the samples (an untrained interpreter's threshold
+# keeps correlated tokens: all of one colour, say).
+_C.IARED.REINFORCE_BASELINE = "greedy"
 # Fraction of patch tokens dropped at the input by the fixed-ratio policies (random, attention, temporal_diff).
 _C.IARED.DROP_RATIO = 0.3
 # 0-based block whose head-averaged class-token attention scores the patches for the "attention" policy and the
@@ -117,6 +125,9 @@ _C.IARED.ATTENTION_BLOCK = 1
 _C.IARED.INTERPRETER_HEADS = 4
 # Width of each interpreter head's query/key maps.
 _C.IARED.INTERPRETER_DIM = 64
+# Every token's informative score when the interpreters are built, i.e. the keep rate REINFORCE first samples
+# at (models/interpreter.py). The paper does not say; 0.5 is the zero-bias start.
+_C.IARED.INTERPRETER_INIT_SCORE = 0.5
 # Interpreter epochs per group in the curriculum (Alg. 1 step a).
 _C.IARED.INTERPRETER_EPOCHS = 5
 # Backbone fine-tuning epochs per group in the curriculum (Alg. 1 step b).

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["reward", "reward_denominator", "self_critical_advantage", "policy_gradient_loss", "REWARDS",
-           "REWARD_NORMALIZERS"]
+__all__ = ["reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
+           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "BASELINES"]
 
 REWARDS = ("square", "linear")
 REWARD_NORMALIZERS = ("original", "entering")
+BASELINES = ("greedy", "leave_one_out")  # IARED.REINFORCE_BASELINE
 
 
 def reward_denominator(keep: Sequence[Tensor], group: int, normalizer: str = "original") -> Tensor:
@@ -54,6 +55,18 @@ def reward(kept: Tensor, num_patches: int | Tensor, correct: Tensor, tau: float,
 def self_critical_advantage(sampled_reward: Tensor, greedy_reward: Tensor) -> Tensor:
     """``A = R(u) - R(u_hat)``: the greedy decision is the baseline (no gradient through it)."""
     return (sampled_reward - greedy_reward).detach()
+
+
+def leave_one_out_advantage(sampled_reward: Tensor, num_samples: int) -> Tensor:
+    """``A_bk = R(u_bk) - mean_{j != k} R(u_bj)`` for ``num_samples`` K >= 2 samples of each input.
+
+    ``sampled_reward`` is ``(B * K,)``, input-major (input b's samples are rows ``b*K .. b*K + K - 1``).
+    """
+    if num_samples < 2:
+        raise ValueError(f"the leave-one-out baseline needs at least 2 samples per input, got {num_samples}")
+    r = sampled_reward.detach().view(-1, num_samples)
+    others = (r.sum(1, keepdim=True) - r) / (num_samples - 1)
+    return (r - others).reshape(-1)
 
 
 def policy_gradient_loss(advantage: Tensor, log_prob: Tensor) -> Tensor:

@@ -23,6 +23,8 @@ class StepArgs:
     tau: float = 0.5
     reward_kind: str = "square"
     reward_normalizer: str = "original"  # IARED.REWARD_NORMALIZER: N of |u|_0 / N for groups after the first
+    reinforce_samples: int = 1  # IARED.REINFORCE_SAMPLES: decisions sampled per input in a REINFORCE step
+    reinforce_baseline: str = "greedy"  # IARED.REINFORCE_BASELINE: "greedy" (self-critical) or "leave_one_out"
     clip_grad: float = 0.0
     accum_steps: int = 1
     amp_dtype: torch.dtype | None = None

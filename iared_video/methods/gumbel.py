@@ -105,7 +105,7 @@ class GumbelIARED2(IARED2):
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                       p.FIRST_DROP_GROUP - 1, tau=p.GUMBEL_TAU)
+                                       p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=p.GUMBEL_TAU)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return GumbelIARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

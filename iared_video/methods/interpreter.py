@@ -17,7 +17,13 @@ from torch import Tensor, nn
 
 from iared_video.config.choices import KEEP_SCHEDULES
 from iared_video.engine.curriculum import Stage
-from iared_video.engine.reinforce import policy_gradient_loss, reward, reward_denominator, self_critical_advantage
+from iared_video.engine.reinforce import (
+    leave_one_out_advantage,
+    policy_gradient_loss,
+    reward,
+    reward_denominator,
+    self_critical_advantage,
+)
 from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant
@@ -31,24 +37,32 @@ __all__ = ["IARED2", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample"
 
 def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, modes: list[str], group: int,
                    args: StepArgs) -> tuple[Tensor, dict]:
-    """Self-critical REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
+    """REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
 
-    ``net`` samples at ``group``; ``greedy_net`` (same weights, no DDP) gives the baseline ``u_hat``.
+    ``net`` samples at ``group``, ``args.reinforce_samples`` decisions per input (the batch repeated, input-major).
+    The baseline is the greedy decision ``u_hat`` of ``greedy_net`` (same weights, no DDP; the paper's
+    self-critical baseline) or, with ``args.reinforce_baseline == "leave_one_out"``, the input's other samples.
     """
-    greedy_modes = ["greedy" if m == "sample" else m for m in modes]
+    k = args.reinforce_samples
+    xs, ys = (x.repeat_interleave(k, 0), y.repeat_interleave(k, 0)) if k > 1 else (x, y)
     with autocast(x.device, args.amp_dtype):
-        out = net(x, return_policy=True, modes=modes)
-        with torch.no_grad():
+        out = net(xs, return_policy=True, modes=modes)
+    r_sample = reward(out.keep[group].sum(1), reward_denominator(out.keep, group, args.reward_normalizer),
+                      out.logits.argmax(1) == ys, args.tau, args.reward_kind)
+    stats = {"reward": r_sample.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
+             "top1_err": top1_err(out.logits, ys)}
+    if args.reinforce_baseline == "leave_one_out":
+        advantage = leave_one_out_advantage(r_sample, k)
+    else:
+        greedy_modes = ["greedy" if m == "sample" else m for m in modes]
+        with torch.no_grad(), autocast(x.device, args.amp_dtype):
             base = greedy_net(x, return_policy=True, modes=greedy_modes)
-    norm_sample = reward_denominator(out.keep, group, args.reward_normalizer)
-    norm_greedy = reward_denominator(base.keep, group, args.reward_normalizer)
-    r_sample = reward(out.keep[group].sum(1), norm_sample, out.logits.argmax(1) == y, args.tau, args.reward_kind)
-    r_greedy = reward(base.keep[group].sum(1), norm_greedy, base.logits.argmax(1) == y, args.tau, args.reward_kind)
-    advantage = self_critical_advantage(r_sample, r_greedy)
+        r_greedy = reward(base.keep[group].sum(1), reward_denominator(base.keep, group, args.reward_normalizer),
+                          base.logits.argmax(1) == y, args.tau, args.reward_kind)
+        advantage = self_critical_advantage(r_sample, r_greedy.repeat_interleave(k))
+        stats |= {"greedy_reward": r_greedy.mean().item(), "greedy_keep_ratio": base.keep_ratio.mean().item()}
     loss = policy_gradient_loss(advantage, out.log_probs[group].float())
-    return loss, {"loss": loss.item(), "reward": r_sample.mean().item(), "greedy_reward": r_greedy.mean().item(),
-                  "advantage": advantage.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
-                  "greedy_keep_ratio": base.keep_ratio.mean().item(), "top1_err": top1_err(out.logits, y)}
+    return loss, {"loss": loss.item(), "advantage": advantage.mean().item(), **stats}
 
 
 def threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
@@ -117,7 +131,7 @@ class IARED2(Method):
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                 p.FIRST_DROP_GROUP - 1)
+                                 p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
@@ -21,18 +23,27 @@ class MultiHeadInterpreter(nn.Module):
         dim: token width.
         num_heads: H.
         head_dim: output width of each ``F_q^h`` / ``F_k^h``.
+        init_score: every token's score at initialisation (so the keep rate REINFORCE starts sampling at).
+
+    The weights start small (std 0.02) and the biases do not: ``b_k`` is a unit vector per head and ``b_q``
+    its multiple with ``b_q . b_k = logit(init_score)``. With both biases zero, ``F_q . F_k`` would start at
+    the bilinear saddle, where each map's gradient is scaled by the other's (0.02-sized) output.
     """
 
-    def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64, init_score: float = 0.5) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
         self.policy_token = nn.Parameter(torch.zeros(1, dim))
         self.query = nn.Linear(dim, num_heads * head_dim)  # F_q^h, h = 1..H
         self.key = nn.Linear(dim, num_heads * head_dim)  # F_k^h, h = 1..H
         trunc_normal_(self.policy_token, std=0.02)
+        if not 0.0 < init_score < 1.0:
+            raise ValueError(f"init_score must lie in (0, 1), got {init_score}")
         for layer in (self.query, self.key):
             trunc_normal_(layer.weight, std=0.02)
-            nn.init.zeros_(layer.bias)
+        unit = head_dim ** -0.5
+        nn.init.constant_(self.key.bias, unit)
+        nn.init.constant_(self.query.bias, math.log(init_score / (1.0 - init_score)) * unit)
 
     def head_logits(self, tokens: Tensor) -> Tensor:
         """``F_q^h(X_i) . F_k^h(P)`` for every head: ``(..., C) -> (..., H)``."""

@@ -85,12 +85,13 @@ class InterpreterPolicy(DropPolicy):
     """
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
-                 head_dim: int = 64, first_group: int = 0) -> None:
+                 head_dim: int = 64, first_group: int = 0, init_score: float = 0.5) -> None:
         super().__init__()
         if not 0 <= first_group < num_groups:
             raise ValueError(f"first_group must lie in [0, {num_groups}), got {first_group}")
         self.threshold, self.first_group = threshold, first_group
-        self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim) for _ in range(num_groups))
+        self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim, init_score)
+                                          for _ in range(num_groups))
 
     def share(self, source: InterpreterPolicy, threshold: float) -> None:
         """Use ``source``'s interpreters and first dropping group (no copy) with ``threshold``."""
