@@ -8,11 +8,10 @@ import torch
 from torch import Tensor
 
 __all__ = ["reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
-           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "BASELINES"]
+           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS"]
 
 REWARDS = ("square", "linear")
 REWARD_NORMALIZERS = ("original", "entering")
-BASELINES = ("greedy", "leave_one_out")  # IARED.REINFORCE_BASELINE
 
 
 def reward_denominator(keep: Sequence[Tensor], group: int, normalizer: str = "original") -> Tensor:

@@ -28,7 +28,7 @@ from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant
 from iared_video.models.backbones import Backbone
-from iared_video.models.iared import IARED
+from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import GroupInput, InterpreterPolicy
 
@@ -47,8 +47,7 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
     xs, ys = (x.repeat_interleave(k, 0), y.repeat_interleave(k, 0)) if k > 1 else (x, y)
     with autocast(x.device, args.amp_dtype):
         out = net(xs, return_policy=True, modes=modes)
-    r_sample = reward(out.keep[group].sum(1), reward_denominator(out.keep, group, args.reward_normalizer),
-                      out.logits.argmax(1) == ys, args.tau, args.reward_kind)
+    r_sample = _reward_of(out, ys, group, args)
     stats = {"reward": r_sample.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
              "top1_err": top1_err(out.logits, ys)}
     if args.reinforce_baseline == "leave_one_out":
@@ -57,12 +56,17 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
         greedy_modes = ["greedy" if m == "sample" else m for m in modes]
         with torch.no_grad(), autocast(x.device, args.amp_dtype):
             base = greedy_net(x, return_policy=True, modes=greedy_modes)
-        r_greedy = reward(base.keep[group].sum(1), reward_denominator(base.keep, group, args.reward_normalizer),
-                          base.logits.argmax(1) == y, args.tau, args.reward_kind)
+        r_greedy = _reward_of(base, y, group, args)
         advantage = self_critical_advantage(r_sample, r_greedy.repeat_interleave(k))
         stats |= {"greedy_reward": r_greedy.mean().item(), "greedy_keep_ratio": base.keep_ratio.mean().item()}
     loss = policy_gradient_loss(advantage, out.log_probs[group].float())
     return loss, {"loss": loss.item(), "advantage": advantage.mean().item(), **stats}
+
+
+def _reward_of(out: PolicyOutput, labels: Tensor, group: int, args: StepArgs) -> Tensor:
+    """``(B,)`` reward of each row of ``out`` for interpreter ``group``'s decisions (Eq. 2)."""
+    kept, denominator = out.keep[group].sum(1), reward_denominator(out.keep, group, args.reward_normalizer)
+    return reward(kept, denominator, out.logits.argmax(1) == labels, args.tau, args.reward_kind)
 
 
 def threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:

@@ -32,13 +32,13 @@ class MultiHeadInterpreter(nn.Module):
 
     def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64, init_score: float = 0.5) -> None:
         super().__init__()
+        if not 0.0 < init_score < 1.0:
+            raise ValueError(f"init_score must lie in (0, 1), got {init_score}")
         self.num_heads, self.head_dim = num_heads, head_dim
         self.policy_token = nn.Parameter(torch.zeros(1, dim))
         self.query = nn.Linear(dim, num_heads * head_dim)  # F_q^h, h = 1..H
         self.key = nn.Linear(dim, num_heads * head_dim)  # F_k^h, h = 1..H
         trunc_normal_(self.policy_token, std=0.02)
-        if not 0.0 < init_score < 1.0:
-            raise ValueError(f"init_score must lie in (0, 1), got {init_score}")
         for layer in (self.query, self.key):
             trunc_normal_(layer.weight, std=0.02)
         unit = head_dim ** -0.5
