@@ -98,20 +98,58 @@ def test_controlled_keep_with_a_late_first_drop_group() -> None:
     torch.testing.assert_close(out.logits, expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("lengths,padded", [([3, 7, 1, 5], True), ([200, 20], False)])
-def test_block_diagonal_sdpa_paths_match_per_sample_softmax(lengths: list[int], padded: bool) -> None:
-    """Padded-and-masked and per-sample SDPA both equal softmax(q k^T * scale) v computed per sample."""
+@pytest.mark.parametrize("lengths,groups", [([3, 7, 1, 5], 1), ([200, 20], 2), ([36] * 6 + [4] * 10 + [9, 11] * 4, 2)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_block_diagonal_sdpa_matches_per_sample_softmax(lengths: list[int], groups: int, with_bias: bool) -> None:
+    """Every bucketing (one padded call, one call per sample, groups of similar length) equals
+    softmax(q k^T * scale + key bias) v computed per sample."""
     from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 
     torch.manual_seed(0)
-    heads, dim = 2, 4
+    heads, dim = 3, 32  # the tiny models' heads: the cost model's groups at their pair cost
     q, k, v = (torch.randn(sum(lengths), heads, dim) for _ in range(3))
+    bias = torch.randn(sum(lengths)) if with_bias else None
     seqs = PackedSeqs.from_lengths(lengths, torch.device("cpu"))
-    assert seqs.prefers_padding(pair_macs=2 * heads * dim) is padded
-    out = block_diagonal_sdpa(q, k, v, seqs)
+    assert len(seqs.buckets(pair_macs=2 * heads * dim)) == groups
+    out = block_diagonal_sdpa(q, k, v, seqs, key_bias=bias)
     start = 0
     for n in lengths:
         qs, ks, vs = (t[start:start + n].transpose(0, 1) for t in (q, k, v))
-        probs = torch.softmax(qs @ ks.transpose(1, 2) * dim ** -0.5, dim=-1)
+        logits = qs @ ks.transpose(1, 2) * dim ** -0.5
+        if bias is not None:
+            logits = logits + bias[start:start + n]
+        probs = torch.softmax(logits, dim=-1)
         torch.testing.assert_close(out[start:start + n], (probs @ vs).transpose(0, 1), atol=1e-5, rtol=1e-5)
         start += n
+
+
+def test_length_buckets_are_the_cheapest_partition() -> None:
+    """The dynamic programme's grouping costs what the best of every split of the sorted order costs
+    (enumerated), and a group pads to its longest member."""
+    import itertools
+    import random
+
+    from iared_video.models import packed
+
+    rng = random.Random(0)
+    for _ in range(20):
+        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 8))]
+        pair = rng.choice([16, 192, 4096])
+        ordered = sorted(lengths)
+
+        def cost(groups: list[list[int]], pair: int = pair) -> float:
+            return sum(packed._SDPA_CALL_MACS + pair * len(g) * max(g) ** 2 for g in groups)
+
+        splits = []
+        for cuts in itertools.product([False, True], repeat=len(ordered) - 1):
+            groups, current = [], [ordered[0]]
+            for n, cut in zip(ordered[1:], cuts):
+                if cut:
+                    groups.append(current)
+                    current = []
+                current.append(n)
+            splits.append(cost([*groups, current]))
+        seqs = packed.PackedSeqs.from_lengths(lengths, torch.device("cpu"))
+        chosen = [[lengths[i] for i in group] for group in seqs.buckets(pair)]
+        assert sorted(i for group in seqs.buckets(pair) for i in group) == list(range(len(lengths)))
+        assert cost(chosen) == pytest.approx(min(splits))

@@ -4,7 +4,7 @@ A batch whose samples keep different numbers of tokens is stored as one
 ``(T_total, C)`` tensor plus sequence offsets (``cu_seqlens``), as in varlen
 flash attention. LayerNorm, QKV, projection and MLP act per token and run once
 on the packed tensor; only attention needs the sequence boundaries and runs
-block-diagonally. Nothing is padded and no sample is processed twice. The blocks themselves run through the
+block-diagonally (on CPU, samples of similar length are padded together for it). The blocks themselves run through the
 token-ops layer (``token_ops.py``); this module holds the sequence bookkeeping and the attention kernels.
 """
 
@@ -23,7 +23,7 @@ try:  # CUDA flash varlen kernel (torch >= 2.10)
 except ImportError:  # pragma: no cover - older torch
     varlen_attn = None  # type: ignore[assignment]  # None marks the kernel missing (see _use_varlen)
 
-__all__ = ["PackedSeqs", "block_diagonal_sdpa"]
+__all__ = ["PackedSeqs", "Bucket", "BucketLayout", "block_diagonal_sdpa"]
 
 
 @dataclass
@@ -93,20 +93,108 @@ class PackedSeqs:
         """Padded ``(B, max_seqlen, ...)`` -> packed ``(T, ...)``."""
         return x[self._padded_index]
 
-    def prefers_padding(self, pair_macs: int) -> bool:
-        """Whether one masked SDPA call over the padded batch is cheaper than one call per sample.
+    def buckets(self, pair_macs: int) -> list[list[int]]:
+        """Samples grouped for attention: one SDPA call per group over its members padded to the longest.
 
-        Cost model (CPU): each SDPA call costs a fixed ``_SDPA_CALL_MACS`` of dispatch overhead plus
-        ``pair_macs`` per query-key pair. Short sequences (images, a few dozen tokens) favour padding;
-        long ones with uneven lengths (video clips) favour the per-sample loop.
+        Cost model (CPU): a call costs a fixed ``_SDPA_CALL_MACS`` (dispatch, gathering the group's
+        tokens) plus ``pair_macs`` per query-key pair of the padded group. Groups are runs of the samples
+        sorted by length, and the partition minimising the total is found exactly by dynamic programming.
+        Short sequences (images, a few dozen tokens) end up in a few groups of similar length, long ones
+        (video clips) one sample per group. Computed once per ``pair_macs``.
         """
-        loop = self.batch_size * _SDPA_CALL_MACS + pair_macs * sum(n * n for n in self.seqlens)
-        padded = _SDPA_CALL_MACS + pair_macs * self.batch_size * self.max_seqlen ** 2
-        return padded < loop
+        if pair_macs not in self._bucket_cache:
+            self._bucket_cache[pair_macs] = _partition_by_length(self.seqlens, pair_macs)
+        return self._bucket_cache[pair_macs]
+
+    @cached_property
+    def _bucket_cache(self) -> dict[int, list[list[int]]]:
+        return {}
+
+    def bucket_layout(self, pair_macs: int) -> BucketLayout:
+        """``buckets(pair_macs)`` as index tensors (computed once per ``pair_macs``)."""
+        if pair_macs not in self._layout_cache:
+            self._layout_cache[pair_macs] = BucketLayout.build(self, self.buckets(pair_macs))
+        return self._layout_cache[pair_macs]
+
+    @cached_property
+    def _layout_cache(self) -> dict[int, BucketLayout]:
+        return {}
 
 
-#: Dispatch overhead of one CPU SDPA call, in multiply-accumulates of attention work (about 25 us of
-#: overhead against about 20 GMAC/s of attention on two cores; measured with tools/benchmark.py).
+@dataclass(frozen=True)
+class Bucket:
+    """One attention call: ``size`` samples padded to ``width`` tokens, sample-major.
+
+    Attributes:
+        gather: ``(size * width,)`` packed row feeding each padded slot; a padding slot repeats its
+            sample's first row (its key is masked out and its query's output is discarded).
+        dest: padded slot of each of the bucket's tokens, in packed order.
+        valid: ``(size * width,)`` bool, True on real tokens; None when no slot is padding.
+    """
+
+    gather: Tensor
+    dest: Tensor
+    size: int
+    width: int
+    valid: Tensor | None
+
+    @classmethod
+    def build(cls, lengths: Tensor, starts: Tensor, members: list[int]) -> Bucket:
+        index = torch.tensor(sorted(members), device=lengths.device)
+        n, first = lengths[index], starts[index]
+        width = int(n.max())
+        position = torch.arange(width, device=lengths.device)
+        valid = position < n[:, None]
+        gather = (first[:, None] + position * valid).flatten()
+        flat = valid.flatten()
+        return cls(gather, flat.nonzero().squeeze(1), len(members), width, None if bool(flat.all()) else flat)
+
+
+@dataclass(frozen=True)
+class BucketLayout:
+    """The buckets of a packed batch and ``inverse``: packed row of each token in the buckets' concatenated
+    outputs (None for a single bucket, whose outputs are already in packed order)."""
+
+    buckets: list[Bucket]
+    inverse: Tensor | None
+
+    @classmethod
+    def build(cls, seqs: PackedSeqs, groups: list[list[int]]) -> BucketLayout:
+        device = seqs.cu_seqlens.device
+        lengths, starts = torch.tensor(seqs.seqlens, device=device), seqs.cu_seqlens[:-1].long()
+        buckets = [Bucket.build(lengths, starts, members) for members in groups]
+        if len(buckets) == 1:
+            return cls(buckets, None)
+        order = torch.cat([b.gather[b.dest] for b in buckets])
+        return cls(buckets, torch.argsort(order))
+
+
+def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
+    """Cheapest grouping of samples into runs of the length-sorted order (see ``PackedSeqs.buckets``).
+
+    A cut between two samples of equal length never pays (both sides pad to that length), so the
+    dynamic programme runs over the distinct lengths: ``best[j]`` is the cost of the samples of the j
+    shortest lengths, ``count[j]`` their number.
+    """
+    order = sorted(range(len(seqlens)), key=seqlens.__getitem__)
+    distinct = sorted(set(seqlens))
+    count = [0]
+    for n in distinct:
+        count.append(count[-1] + seqlens.count(n))
+    best, cut = [0.0] * (len(distinct) + 1), [0] * (len(distinct) + 1)
+    for j in range(1, len(distinct) + 1):  # one group for lengths distinct[i:j], padded to distinct[j - 1]
+        pair = pair_macs * distinct[j - 1] ** 2
+        cut[j] = min(range(j), key=lambda i: best[i] + (count[j] - count[i]) * pair)
+        best[j] = best[cut[j]] + _SDPA_CALL_MACS + (count[j] - count[cut[j]]) * pair
+    groups, j = [], len(distinct)
+    while j > 0:
+        groups.append(order[count[cut[j]]:count[j]])
+        j = cut[j]
+    return groups[::-1]
+
+
+#: Dispatch overhead of one CPU SDPA call on a gathered group, in multiply-accumulates of attention work
+#: (about 25 us of overhead against about 20 GMAC/s of attention on two cores; measured with tools/benchmark.py).
 _SDPA_CALL_MACS = 500_000
 
 
@@ -119,9 +207,10 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
     """Attention within each sample of packed ``(T, H, d)`` q/k/v; returns ``(T, H, d)``.
 
     CUDA half precision uses the varlen flash kernel (without ``key_bias``). Equal lengths use one
-    batched SDPA call. Otherwise, where the cost model says so (short sequences), one SDPA call over the
-    zero-padded batch with padded keys masked out; else one SDPA call per sample on its own slice. The
-    linear layers, where most FLOPs are, stay packed in every case.
+    batched SDPA call. Otherwise the samples go in length buckets (``PackedSeqs.buckets``: from one call
+    over the whole padded batch to one call per sample, whichever the cost model finds cheapest), each
+    one SDPA call with its padded keys masked out. The linear layers, where most FLOPs are, stay packed
+    in every case.
 
     Args:
         q, k, v: packed queries, keys and values.
@@ -142,24 +231,20 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
         mask = None if bias is None else bias.view(seqs.batch_size, 1, 1, length)
         out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return out.transpose(1, 2).reshape(q.shape)
-    if seqs.prefers_padding(pair_macs=2 * q.shape[1] * q.shape[2]):
-        q4, k4, v4 = (seqs.pad(t).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=_padded_mask(seqs, bias), dropout_p=dropout_p,
-                                             scale=scale)
-        return seqs.unpad(out.transpose(1, 2))
-    biases = bias.split(seqs.seqlens) if bias is not None else [None] * seqs.batch_size
-    outs = [
-        F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1),
-                                       attn_mask=None if b is None else b.view(1, 1, -1), dropout_p=dropout_p,
-                                       scale=scale).transpose(0, 1)
-        for qs, ks, vs, b in zip(q.split(seqs.seqlens), k.split(seqs.seqlens), v.split(seqs.seqlens), biases)
-    ]
-    return torch.cat(outs, dim=0)
+    layout = seqs.bucket_layout(pair_macs=2 * q.shape[1] * q.shape[2])
+    outs = [_bucket_sdpa(q, k, v, b, bias, dropout_p, scale) for b in layout.buckets]
+    return outs[0] if layout.inverse is None else torch.cat(outs)[layout.inverse]
 
 
-def _padded_mask(seqs: PackedSeqs, bias: Tensor | None) -> Tensor:
-    """The padded batch's attention mask: bool key mask, or the key bias with ``-inf`` on padded keys."""
-    if bias is None:
-        return seqs.key_mask
-    padded = seqs.pad(bias)[:, None, None, :]
-    return padded.masked_fill(~seqs.key_mask, float("-inf"))
+def _bucket_sdpa(q: Tensor, k: Tensor, v: Tensor, bucket: Bucket, bias: Tensor | None, dropout_p: float,
+                 scale: float | None) -> Tensor:
+    """SDPA over one bucket's samples padded to its width; returns its tokens' outputs in packed order."""
+    shape = (bucket.size, bucket.width) + q.shape[1:]
+    q4, k4, v4 = (t[bucket.gather].view(shape).transpose(1, 2) for t in (q, k, v))
+    valid = bucket.valid
+    mask = None if valid is None else valid.view(bucket.size, 1, 1, bucket.width)
+    if bias is not None:
+        keys = bias[bucket.gather] if valid is None else bias[bucket.gather].masked_fill(~valid, float("-inf"))
+        mask = keys.view(bucket.size, 1, 1, bucket.width)
+    out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    return out.transpose(1, 2).reshape(-1, *q.shape[1:])[bucket.dest]
