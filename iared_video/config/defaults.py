@@ -170,6 +170,10 @@ _C.DATA.NUM_FRAMES = 8
 _C.DATA.SAMPLING_RATE = 32
 # Frame rate the sampling rate refers to.
 _C.DATA.TARGET_FPS = 30
+# Which frames a clip takes: "clip" (PySlowFast: NUM_FRAMES frames SAMPLING_RATE apart at TARGET_FPS, in a
+# window at a random start or evenly spaced for test views) or "segment" (TSN, TimeSformer on SSv2: one
+# frame from each of NUM_FRAMES equal segments of the whole video; SAMPLING_RATE and TARGET_FPS unused).
+_C.DATA.TEMPORAL_SAMPLING = "clip"
 # Decoder: "decord" or "pyav"; the other one is tried per file when the first fails.
 _C.DATA.DECODING_BACKEND = "decord"
 # Train short-side jitter range [min, max] in pixels.

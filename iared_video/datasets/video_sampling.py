@@ -7,6 +7,11 @@ window is placed at a random start (training), in the centre (one clip), or at
 ``num_clips`` evenly spaced positions (multi-view testing); the frame indices
 are a linspace over the window, clamped to ``[0, video_frames - 1]`` so that a
 video shorter than the window repeats its frames instead of failing.
+
+``segment_indices`` is the other rule (TSN; TimeSformer on Something-Something): the whole video is cut
+into ``num_frames`` equal segments and one frame is taken from each, at a random place in training and at
+the same place in every segment for a test view, so every clip spans the whole video whatever its length
+and frame rate.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import random
 
 import numpy as np
 
-__all__ = ["clip_size_in_source_frames", "clip_window", "linspace_indices", "clip_indices"]
+from iared_video.config.choices import TEMPORAL_SAMPLINGS
+
+__all__ = ["TEMPORAL_SAMPLINGS", "clip_size_in_source_frames", "clip_window", "linspace_indices", "clip_indices",
+           "segment_indices", "view_indices"]
 
 
 def clip_size_in_source_frames(num_frames: int, sampling_rate: int, video_fps: float, target_fps: float) -> float:
@@ -90,3 +98,46 @@ def clip_indices(
     size = clip_size_in_source_frames(num_frames, sampling_rate, video_fps, target_fps)
     start, end = clip_window(video_frames, size, clip_idx, num_clips, rng)
     return linspace_indices(start, end, num_frames, video_frames)
+
+
+def segment_indices(
+    video_frames: int, num_frames: int, clip_idx: int, num_clips: int, rng: random.Random | None = None
+) -> np.ndarray:
+    """One frame from each of ``num_frames`` equal segments of the whole video.
+
+    Segment ``i`` covers source frames ``[i * n / T, (i + 1) * n / T)`` (``n = video_frames``,
+    ``T = num_frames``); the frame taken is ``floor(i * n / T + u * n / T)``, with ``u`` drawn
+    uniformly from [0, 1) per segment for ``clip_idx == -1`` (training) and ``u = (clip_idx + 0.5) /
+    num_clips`` for test view ``clip_idx`` (one view: each segment's middle). A video with fewer
+    frames than segments repeats frames.
+    """
+    if video_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {video_frames}")
+    if clip_idx == -1:
+        offsets = np.array([(rng or random).random() for _ in range(num_frames)])
+    elif not 0 <= clip_idx < num_clips:
+        raise ValueError(f"clip_idx {clip_idx} out of range for {num_clips} clips")
+    else:
+        offsets = np.full(num_frames, (clip_idx + 0.5) / num_clips)
+    positions = (np.arange(num_frames) + offsets) * (video_frames / num_frames)
+    return np.clip(np.floor(positions), 0, video_frames - 1).astype(np.int64)
+
+
+def view_indices(
+    sampling: str,
+    video_frames: int,
+    video_fps: float,
+    num_frames: int,
+    sampling_rate: int,
+    target_fps: float,
+    clip_idx: int,
+    num_clips: int,
+    rng: random.Random | None = None,
+) -> np.ndarray:
+    """Frame indices under ``sampling`` ("clip": ``clip_indices``; "segment": ``segment_indices``,
+    which ignores the frame rate and the sampling rate)."""
+    if sampling == "clip":
+        return clip_indices(video_frames, video_fps, num_frames, sampling_rate, target_fps, clip_idx, num_clips, rng)
+    if sampling == "segment":
+        return segment_indices(video_frames, num_frames, clip_idx, num_clips, rng)
+    raise ValueError(f"unknown temporal sampling {sampling!r}; choose from {TEMPORAL_SAMPLINGS}")

@@ -1,7 +1,7 @@
 """The test-view layer: decode + transform (+ masks) of one evaluation view of a video or an image.
 
 One place for what the test split, the visualiser and the heatmap evaluation must agree on: which frames a
-view decodes (``clip_indices`` over ``num_clips`` evenly spaced clips), how they are resized and cropped
+view decodes (``view_indices``: ``num_clips`` evenly spaced clips or segment offsets), how they are resized and cropped
 (short side to the crop size, crop 0/1/2 along the long side), how images are resized and centre-cropped
 (timm's eval transform), and how ground-truth masks follow the same geometry (nearest resampling).
 """
@@ -27,7 +27,7 @@ from iared_video.datasets.transforms import (
     image_transform,
     video_test_transform,
 )
-from iared_video.datasets.video_sampling import clip_indices
+from iared_video.datasets.video_sampling import view_indices
 
 __all__ = ["ViewSpec", "view_spec", "clip_index_fn", "decode_view", "video_view_transform", "image_view_transform",
            "load_video_view", "load_image_view", "load_video_view_with_masks", "load_image_view_with_mask"]
@@ -51,6 +51,7 @@ class ViewSpec:
     interpolation: str = "bicubic"
     fallback: bool = True
     threads: int = 1
+    sampling: str = "clip"
 
 
 def view_spec(cfg: Any) -> ViewSpec:
@@ -60,13 +61,15 @@ def view_spec(cfg: Any) -> ViewSpec:
     d = cfg.DATA
     return ViewSpec(is_video(cfg), d.TEST_CROP_SIZE, tuple(d.MEAN), tuple(d.STD), d.NUM_FRAMES, d.SAMPLING_RATE,
                     d.TARGET_FPS, d.DECODING_BACKEND, d.IMAGE_CROP_PCT, d.IMAGE_INTERPOLATION, d.DECODING_FALLBACK,
-                    d.DECODING_THREADS)
+                    d.DECODING_THREADS, d.TEMPORAL_SAMPLING)
 
 
 def clip_index_fn(spec: ViewSpec, clip_idx: int = 0, num_clips: int = 1) -> functools.partial:
-    """``(video_frames, fps) -> indices`` of temporal view ``clip_idx`` of ``num_clips`` (0 of 1: the centre clip)."""
-    return functools.partial(clip_indices, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate,
-                             target_fps=spec.target_fps, clip_idx=clip_idx, num_clips=num_clips)
+    """``(video_frames, fps) -> indices`` of temporal view ``clip_idx`` of ``num_clips`` (0 of 1: the centre clip;
+    -1: a random training clip)."""
+    return functools.partial(view_indices, spec.sampling, num_frames=spec.num_frames,
+                             sampling_rate=spec.sampling_rate, target_fps=spec.target_fps, clip_idx=clip_idx,
+                             num_clips=num_clips)
 
 
 def decode_view(path: str, spec: ViewSpec, clip_idx: int = 0, num_clips: int = 1) -> DecodedClip:

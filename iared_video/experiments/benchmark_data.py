@@ -19,7 +19,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import logging
 import os
@@ -38,7 +37,7 @@ from iared_video.datasets import build_dataset
 from iared_video.datasets.bad_data import RobustDataset
 from iared_video.datasets.decoder import BACKENDS, decode_clip
 from iared_video.datasets.loader import worker_init_fn
-from iared_video.datasets.video_sampling import clip_indices
+from iared_video.datasets.views import clip_index_fn
 from iared_video.utils.results import format_table, save_json
 
 logger = logging.getLogger("benchmark_data")
@@ -66,8 +65,7 @@ def synthetic_split(out_dir: str, num_videos: int) -> str:
 
 def time_decode(dataset, backend: str, clips: int) -> float:
     """Clips/s of ``decode_clip`` alone over ``clips`` training clips (cycling through the split)."""
-    index_fn = functools.partial(clip_indices, num_frames=dataset.num_frames, sampling_rate=dataset.sampling_rate,
-                                 target_fps=dataset.target_fps, clip_idx=-1, num_clips=1)
+    index_fn = clip_index_fn(dataset.view, clip_idx=-1)
     start = time.perf_counter()
     for i in range(clips):
         decode_clip(dataset.paths[i % len(dataset.paths)], index_fn, backend, dataset.fallback, dataset.threads)
@@ -106,8 +104,9 @@ def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
                             "clips_per_s": statistics.median(runs), "runs": runs,
                             "substituted": sum(sub for _, sub in timed)})
         data = cfg.DATA
-    settings = {key: data[key] for key in ("NUM_FRAMES", "SAMPLING_RATE", "TARGET_FPS", "TRAIN_JITTER_SCALES",
-                                           "TRAIN_CROP_SIZE", "DECODING_THREADS", "DECODING_FALLBACK")}
+    settings = {key: data[key] for key in ("NUM_FRAMES", "TEMPORAL_SAMPLING", "SAMPLING_RATE", "TARGET_FPS",
+                                           "TRAIN_JITTER_SCALES", "TRAIN_CROP_SIZE", "DECODING_THREADS",
+                                           "DECODING_FALLBACK")}
     return {"data_dir": data_dir, "num_videos": len(dataset.paths), "clips": args.clips, "repeats": args.repeats,
             "batch_size": args.batch_size, "data": settings, "results": results,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}}
