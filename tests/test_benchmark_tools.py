@@ -141,3 +141,31 @@ def test_benchmark_inputs_from_a_real_split(tmp_path: Path) -> None:
     assert sorted(labels.tolist()) == sorted(v["label"] for v in meta["videos"] if v["split"] == "val")
     x = data_input(cfg, "val", batch=num_val + 1)  # one more than the split holds: repeated from the start
     assert x.shape == (num_val + 1, 3, 2, 32, 32) and torch.equal(x[num_val], x[0])
+
+
+def test_benchmark_variants_run_the_test_checkpoint_over_the_pretrained_weights(tmp_path: Path) -> None:
+    """TEST.CHECKPOINT_FILE_PATH (a trained IA-RED^2 model) is what the variants run, loaded over
+    MODEL.PRETRAINED: every tensor of the threshold variant equals the test checkpoint's."""
+    from iared_video.engine.benchmark import build_variants
+    from iared_video.engine.checkpoint import save_checkpoint
+
+    cfg = load_config(None, TINY)
+    paths = {}
+    for name, seed in (("pretrained", 1), ("trained", 2)):
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_()
+        paths[name] = str(tmp_path / f"{name}.pyth")
+        save_checkpoint(paths[name], {"model_state": model.state_dict()})
+    trained = torch.load(paths["trained"], weights_only=True)["model_state"]
+    settings = BenchSettings(batch_sizes=[1], warmup=0, iters=1, thresholds=[0.5], keep_ratios=[])
+    cfg = load_config(None, [*TINY, "MODEL.PRETRAINED", paths["pretrained"],
+                             "TEST.CHECKPOINT_FILE_PATH", paths["trained"]])
+    variants = build_variants(cfg, settings, torch.device("cpu"))
+    threshold = next(v for v in variants if v.name.startswith("iared@t="))
+    state = threshold.model.state_dict()
+    assert set(state) == set(trained)
+    for key, value in trained.items():
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)

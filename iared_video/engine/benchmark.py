@@ -101,8 +101,9 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
-    if cfg.MODEL.PRETRAINED and not bench.shared:  # no method loaded it with its own modules
-        load_pretrained(IARED(bench.backbone, NoDropPolicy(), 1), cfg.MODEL.PRETRAINED)
+    if not bench.shared:  # no method loaded the weights with its own modules
+        for path in bench.weights:
+            load_pretrained(IARED(bench.backbone, NoDropPolicy(), 1), path)
     for v in variants:
         v.model.to(device).eval()
     return variants

@@ -99,6 +99,12 @@ class BenchContext:
     def num_groups(self) -> int:
         return self.cfg.IARED.NUM_GROUPS
 
+    @property
+    def weights(self) -> list[str]:
+        """Files to load, in order: ``MODEL.PRETRAINED``, then ``TEST.CHECKPOINT_FILE_PATH`` (the trained
+        model, as ``tools/run_net.py`` tests it) over it."""
+        return [p for p in (self.cfg.MODEL.PRETRAINED, self.cfg.TEST.CHECKPOINT_FILE_PATH) if p]
+
 
 class Method:
     """A token-reduction method. Class attributes describe it; methods are the hooks the package calls.

@@ -172,13 +172,13 @@ class IARED2(Method):
         return interpreter_macs(cast(MultiHeadInterpreter, interpreters[group]), num_scored)
 
     def shared_interpreters(self, bench: BenchContext) -> InterpreterPolicy:
-        """The benchmark's interpreters (built once; ``MODEL.PRETRAINED`` loaded over backbone and them)."""
+        """The benchmark's interpreters (built once; ``bench.weights`` loaded over backbone and them)."""
         if "interpreter" not in bench.shared:
             from iared_video.models.weights import load_pretrained
 
             policy = self.build_policy(bench.cfg, bench.backbone.embed_dim)
-            if bench.cfg.MODEL.PRETRAINED:
-                load_pretrained(IARED(bench.backbone, policy, bench.num_groups), bench.cfg.MODEL.PRETRAINED)
+            for path in bench.weights:
+                load_pretrained(IARED(bench.backbone, policy, bench.num_groups), path)
             bench.shared["interpreter"] = policy
         return cast(InterpreterPolicy, bench.shared["interpreter"])
 
