@@ -125,20 +125,23 @@ def test_block_diagonal_sdpa_matches_per_sample_softmax(lengths: list[int], grou
 
 def test_length_buckets_are_the_cheapest_partition() -> None:
     """The dynamic programme's grouping costs what the best of every split of the sorted order costs
-    (enumerated), and a group pads to its longest member."""
+    (enumerated), and a group pads to its longest member; the cost model by hand."""
     import itertools
     import random
 
     from iared_video.models import packed
 
+    call, gather = packed._SDPA_CALL_MACS, packed._GATHER_PAIRS
+    assert packed.bucket_cost(1, 10, 2) == call + 2 * 100  # one sample: no padding, no gather
+    assert packed.bucket_cost(3, 10, 2) == call + 2 * (3 * 100 + gather * 30)
     rng = random.Random(0)
     for _ in range(20):
-        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 8))]
+        lengths = [rng.randint(1, 300) for _ in range(rng.randint(1, 8))]
         pair = rng.choice([16, 192, 4096])
         ordered = sorted(lengths)
 
         def cost(groups: list[list[int]], pair: int = pair) -> float:
-            return sum(packed._SDPA_CALL_MACS + pair * len(g) * max(g) ** 2 for g in groups)
+            return sum(packed.bucket_cost(len(g), max(g), pair) for g in groups)
 
         splits = []
         for cuts in itertools.product([False, True], repeat=len(ordered) - 1):

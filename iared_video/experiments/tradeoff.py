@@ -38,6 +38,10 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default="./output/sweep")
 
 
+#: Axis labels of the sweep plots' x keys (a key not listed is its own label).
+X_LABELS = {"gmacs": "GMACs per sample", "linear_reduction": "fraction of linear-layer MACs removed"}
+
+
 def write_outputs(rows: list[dict], out_dir: str, name: str, x: str = "gmacs", meta: dict | None = None) -> None:
     """Table on stdout, ``name.json`` and ``name.png`` (accuracy vs ``x`` per method) in ``out_dir``."""
     print(format_table(rows, columns=SWEEP_COLUMNS))
@@ -49,7 +53,7 @@ def write_outputs(rows: list[dict], out_dir: str, name: str, x: str = "gmacs", m
         labels.setdefault(r["method"], []).append(_label(r))
     generated = meta is not None and meta.get("data", "") == "generated"
     ylabel = "top-1 agreement with dense (%)" if generated else "top-1 accuracy (%)"
-    plot_series(series, x, ylabel, str(Path(out_dir) / f"{name}.png"), name, labels)
+    plot_series(series, X_LABELS.get(x, x), ylabel, str(Path(out_dir) / f"{name}.png"), name, labels)
     print(f"wrote {out_dir}/{name}.json and {name}.png")
 
 

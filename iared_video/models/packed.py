@@ -96,11 +96,11 @@ class PackedSeqs:
     def buckets(self, pair_macs: int) -> list[list[int]]:
         """Samples grouped for attention: one SDPA call per group over its members padded to the longest.
 
-        Cost model (CPU): a call costs a fixed ``_SDPA_CALL_MACS`` (dispatch, gathering the group's
-        tokens) plus ``pair_macs`` per query-key pair of the padded group. Groups are runs of the samples
-        sorted by length, and the partition minimising the total is found exactly by dynamic programming.
-        Short sequences (images, a few dozen tokens) end up in a few groups of similar length, long ones
-        (video clips) one sample per group. Computed once per ``pair_macs``.
+        Cost model (CPU, ``bucket_cost``): a call costs a fixed overhead, ``pair_macs`` per query-key pair
+        of the padded group and, for a group of several samples, the gather of its tokens. Groups are runs
+        of the samples sorted by length, and the partition minimising the total is found exactly by
+        dynamic programming. Short sequences (images, a few dozen tokens) end up in a few groups of
+        similar length, long ones (video clips) mostly one sample per call. Computed once per ``pair_macs``.
         """
         if pair_macs not in self._bucket_cache:
             self._bucket_cache[pair_macs] = _partition_by_length(self.seqlens, pair_macs)
@@ -127,19 +127,27 @@ class Bucket:
 
     Attributes:
         gather: ``(size * width,)`` packed row feeding each padded slot; a padding slot repeats its
-            sample's first row (its key is masked out and its query's output is discarded).
+            sample's first row (its key is masked out and its query's output is discarded). None (as
+            ``dest`` and ``src``) for a one-sample bucket.
         dest: padded slot of each of the bucket's tokens, in packed order.
+        src: packed row of each of the bucket's tokens (``gather[dest]``).
         valid: ``(size * width,)`` bool, True on real tokens; None when no slot is padding.
+        rows: ``(start, stop)`` packed rows of a one-sample bucket, which runs on a view (nothing gathered).
     """
 
-    gather: Tensor
-    dest: Tensor
+    gather: Tensor | None
+    dest: Tensor | None
+    src: Tensor | None
     size: int
     width: int
     valid: Tensor | None
+    rows: tuple[int, int] | None
 
     @classmethod
-    def build(cls, lengths: Tensor, starts: Tensor, members: list[int]) -> Bucket:
+    def build(cls, lengths: Tensor, starts: Tensor, members: list[int], seqs: PackedSeqs) -> Bucket:
+        if len(members) == 1:  # a view of the packed rows: no index tensors at all
+            start = sum(seqs.seqlens[:members[0]])
+            return cls(None, None, None, 1, seqs.seqlens[members[0]], None, (start, start + seqs.seqlens[members[0]]))
         index = torch.tensor(sorted(members), device=lengths.device)
         n, first = lengths[index], starts[index]
         width = int(n.max())
@@ -147,55 +155,64 @@ class Bucket:
         valid = position < n[:, None]
         gather = (first[:, None] + position * valid).flatten()
         flat = valid.flatten()
-        return cls(gather, flat.nonzero().squeeze(1), len(members), width, None if bool(flat.all()) else flat)
+        dest = flat.nonzero().squeeze(1)
+        return cls(gather, dest, gather[dest], len(members), width, None if bool(flat.all()) else flat, None)
 
 
 @dataclass(frozen=True)
 class BucketLayout:
-    """The buckets of a packed batch and ``inverse``: packed row of each token in the buckets' concatenated
-    outputs (None for a single bucket, whose outputs are already in packed order)."""
+    """The buckets of a packed batch (``whole``: one bucket of every sample, whose output is already in
+    packed order)."""
 
     buckets: list[Bucket]
-    inverse: Tensor | None
+
+    @property
+    def whole(self) -> bool:
+        return len(self.buckets) == 1
 
     @classmethod
     def build(cls, seqs: PackedSeqs, groups: list[list[int]]) -> BucketLayout:
         device = seqs.cu_seqlens.device
         lengths, starts = torch.tensor(seqs.seqlens, device=device), seqs.cu_seqlens[:-1].long()
-        buckets = [Bucket.build(lengths, starts, members) for members in groups]
-        if len(buckets) == 1:
-            return cls(buckets, None)
-        order = torch.cat([b.gather[b.dest] for b in buckets])
-        return cls(buckets, torch.argsort(order))
+        return cls([Bucket.build(lengths, starts, members, seqs) for members in groups])
 
 
 def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
-    """Cheapest grouping of samples into runs of the length-sorted order (see ``PackedSeqs.buckets``).
-
-    A cut between two samples of equal length never pays (both sides pad to that length), so the
-    dynamic programme runs over the distinct lengths: ``best[j]`` is the cost of the samples of the j
-    shortest lengths, ``count[j]`` their number.
-    """
+    """Cheapest grouping of samples into runs of the length-sorted order (see ``PackedSeqs.buckets``):
+    exact dynamic programme, ``best[j]`` the cost of the j shortest samples, O(B^2) host arithmetic."""
     order = sorted(range(len(seqlens)), key=seqlens.__getitem__)
-    distinct = sorted(set(seqlens))
-    count = [0]
-    for n in distinct:
-        count.append(count[-1] + seqlens.count(n))
-    best, cut = [0.0] * (len(distinct) + 1), [0] * (len(distinct) + 1)
-    for j in range(1, len(distinct) + 1):  # one group for lengths distinct[i:j], padded to distinct[j - 1]
-        pair = pair_macs * distinct[j - 1] ** 2
-        cut[j] = min(range(j), key=lambda i: best[i] + (count[j] - count[i]) * pair)
-        best[j] = best[cut[j]] + _SDPA_CALL_MACS + (count[j] - count[cut[j]]) * pair
-    groups, j = [], len(distinct)
+    lengths = [seqlens[i] for i in order]
+    best, cut = [0.0] * (len(order) + 1), [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):  # the last group is order[i:j], padded to lengths[j - 1]
+        width = lengths[j - 1]
+        best[j], cut[j] = best[j - 1] + bucket_cost(1, width, pair_macs), j - 1
+        grouped = pair_macs * width * (width + _GATHER_PAIRS)  # per member of a group of several
+        for i in range(j - 1):
+            cost = best[i] + _SDPA_CALL_MACS + (j - i) * grouped
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(order)
     while j > 0:
-        groups.append(order[count[cut[j]]:count[j]])
+        groups.append(order[cut[j]:j])
         j = cut[j]
     return groups[::-1]
 
 
-#: Dispatch overhead of one CPU SDPA call on a gathered group, in multiply-accumulates of attention work
-#: (about 25 us of overhead against about 20 GMAC/s of attention on two cores; measured with tools/benchmark.py).
-_SDPA_CALL_MACS = 500_000
+def bucket_cost(size: int, width: int, pair_macs: int) -> float:
+    """Modelled CPU cost, in MACs, of one attention call over ``size`` samples padded to ``width`` tokens:
+    the call's fixed overhead, the padded query-key pairs and, for several samples, gathering their
+    tokens (``_GATHER_PAIRS`` pairs' worth per token; one sample runs on a view of its rows)."""
+    gather = _GATHER_PAIRS * size * width if size > 1 else 0
+    return _SDPA_CALL_MACS + pair_macs * (size * width * width + gather)
+
+
+#: Fixed cost of one CPU attention call (dispatch and the group's index tensors, about 200 us against
+#: about 20 GMAC/s of attention on two cores) in multiply-accumulates, and the cost of gathering one token
+#: into a padded group in query-key pairs. Fitted to interleaved timings of the synthetic models' IA-RED^2
+#: forwards (2 cores): images (at most 37 tokens) run fastest in one or a few large groups, video clips
+#: (150-290 tokens) one per call, their short outliers grouped.
+_SDPA_CALL_MACS = 4_000_000
+_GATHER_PAIRS = 200
 
 
 def _use_varlen(q: Tensor) -> bool:
@@ -232,13 +249,26 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
         out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return out.transpose(1, 2).reshape(q.shape)
     layout = seqs.bucket_layout(pair_macs=2 * q.shape[1] * q.shape[2])
-    outs = [_bucket_sdpa(q, k, v, b, bias, dropout_p, scale) for b in layout.buckets]
-    return outs[0] if layout.inverse is None else torch.cat(outs)[layout.inverse]
+    if layout.whole:
+        return _bucket_sdpa(q, k, v, layout.buckets[0], bias, dropout_p, scale)
+    out = q.new_empty(q.shape)
+    for bucket in layout.buckets:
+        where = slice(*bucket.rows) if bucket.rows is not None else bucket.src
+        out[where] = _bucket_sdpa(q, k, v, bucket, bias, dropout_p, scale)
+    return out
 
 
 def _bucket_sdpa(q: Tensor, k: Tensor, v: Tensor, bucket: Bucket, bias: Tensor | None, dropout_p: float,
                  scale: float | None) -> Tensor:
     """SDPA over one bucket's samples padded to its width; returns its tokens' outputs in packed order."""
+    if bucket.rows is not None:  # one sample: its own rows, no padding
+        rows = slice(*bucket.rows)
+        mask = None if bias is None else bias[rows].view(1, 1, -1)
+        out = F.scaled_dot_product_attention(q[rows].transpose(0, 1), k[rows].transpose(0, 1),
+                                             v[rows].transpose(0, 1), attn_mask=mask, dropout_p=dropout_p,
+                                             scale=scale)
+        return out.transpose(0, 1)
+    assert bucket.gather is not None and bucket.dest is not None  # set for every bucket of several samples
     shape = (bucket.size, bucket.width) + q.shape[1:]
     q4, k4, v4 = (t[bucket.gather].view(shape).transpose(1, 2) for t in (q, k, v))
     valid = bucket.valid
