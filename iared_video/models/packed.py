@@ -10,6 +10,7 @@ token-ops layer (``token_ops.py``); this module holds the sequence bookkeeping a
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import cast
@@ -144,10 +145,11 @@ class Bucket:
     rows: tuple[int, int] | None
 
     @classmethod
-    def build(cls, lengths: Tensor, starts: Tensor, members: list[int], seqs: PackedSeqs) -> Bucket:
+    def build(cls, lengths: Tensor, starts: Tensor, members: list[int], rows: list[int]) -> Bucket:
+        """The bucket of samples ``members``; ``rows`` are the host copy of ``cu_seqlens``."""
         if len(members) == 1:  # a view of the packed rows: no index tensors at all
-            start = sum(seqs.seqlens[:members[0]])
-            return cls(None, None, None, 1, seqs.seqlens[members[0]], None, (start, start + seqs.seqlens[members[0]]))
+            start, stop = rows[members[0]], rows[members[0] + 1]
+            return cls(None, None, None, 1, stop - start, None, (start, stop))
         index = torch.tensor(sorted(members), device=lengths.device)
         n, first = lengths[index], starts[index]
         width = int(n.max())
@@ -174,7 +176,8 @@ class BucketLayout:
     def build(cls, seqs: PackedSeqs, groups: list[list[int]]) -> BucketLayout:
         device = seqs.cu_seqlens.device
         lengths, starts = torch.tensor(seqs.seqlens, device=device), seqs.cu_seqlens[:-1].long()
-        return cls([Bucket.build(lengths, starts, members, seqs) for members in groups])
+        rows = [0, *itertools.accumulate(seqs.seqlens)]
+        return cls([Bucket.build(lengths, starts, members, rows) for members in groups])
 
 
 def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
