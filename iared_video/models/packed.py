@@ -145,20 +145,21 @@ class Bucket:
     rows: tuple[int, int] | None
 
     @classmethod
-    def build(cls, lengths: Tensor, starts: Tensor, members: list[int], rows: list[int]) -> Bucket:
-        """The bucket of samples ``members``; ``rows`` are the host copy of ``cu_seqlens``."""
+    def build(cls, members: list[int], rows: list[int], device: torch.device) -> Bucket:
+        """The bucket of samples ``members``; ``rows`` is the host copy of ``cu_seqlens``."""
         if len(members) == 1:  # a view of the packed rows: no index tensors at all
             start, stop = rows[members[0]], rows[members[0] + 1]
             return cls(None, None, None, 1, stop - start, None, (start, stop))
-        index = torch.tensor(sorted(members), device=lengths.device)
-        n, first = lengths[index], starts[index]
-        width = int(n.max())
-        position = torch.arange(width, device=lengths.device)
+        members = sorted(members)
+        lengths = [rows[i + 1] - rows[i] for i in members]
+        first, n = (torch.tensor(v, device=device) for v in ([rows[i] for i in members], lengths))
+        width = max(lengths)
+        position = torch.arange(width, device=device)
         valid = position < n[:, None]
         gather = (first[:, None] + position * valid).flatten()
         flat = valid.flatten()
         dest = flat.nonzero().squeeze(1)
-        return cls(gather, dest, gather[dest], len(members), width, None if bool(flat.all()) else flat, None)
+        return cls(gather, dest, gather[dest], len(members), width, None if min(lengths) == width else flat, None)
 
 
 @dataclass(frozen=True)
@@ -174,10 +175,8 @@ class BucketLayout:
 
     @classmethod
     def build(cls, seqs: PackedSeqs, groups: list[list[int]]) -> BucketLayout:
-        device = seqs.cu_seqlens.device
-        lengths, starts = torch.tensor(seqs.seqlens, device=device), seqs.cu_seqlens[:-1].long()
         rows = [0, *itertools.accumulate(seqs.seqlens)]
-        return cls([Bucket.build(lengths, starts, members, rows) for members in groups])
+        return cls([Bucket.build(members, rows, seqs.cu_seqlens.device) for members in groups])
 
 
 def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
