@@ -56,6 +56,7 @@ from iared_video.experiments.main_job import (
     run_recipe,
     run_stage,
 )
+from iared_video.experiments.pareto import AXIS_LABELS
 from iared_video.methods import get_method, registered_methods
 from iared_video.utils.results import TestResults, format_table, save_json
 
@@ -351,7 +352,7 @@ def write_outputs(rows: list[dict], out: str) -> None:
         for kind in sorted({r["kind"] for r in rows}):
             series = {r["method"]: [(r[x], r["accuracy"])] for r in rows if r["kind"] == kind}
             unit = "clips/s" if kind == "video" else "images/s"
-            label = "GMACs per view" if x == "gmacs" else f"measured throughput at batch 1 ({unit})"
+            label = AXIS_LABELS[x] if x == "gmacs" else f"{AXIS_LABELS[x]} at batch 1 ({unit})"
             plot_series(series, label, "top-1 accuracy (%)", os.path.join(out, f"{kind}_{name}"),
                         f"{kind}: accuracy vs {x}")
     large = next((k for r in rows for k in r if k.startswith("speedup_b") and k != "speedup_b1"), "")

@@ -15,6 +15,7 @@ from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
 from iared_video.engine.benchmark import Variant, make_input, split_batches, time_interleaved
+from iared_video.experiments.pareto import AXIS_LABELS
 from iared_video.methods.interpreter import threshold_policy
 from iared_video.models.flops import model_gmacs_per_sample
 from iared_video.models.iared import IARED
@@ -39,7 +40,7 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
 
 
 #: Axis labels of the sweep plots' x keys (a key not listed is its own label).
-X_LABELS = {"gmacs": "GMACs per sample", "linear_reduction": "fraction of linear-layer MACs removed"}
+X_LABELS = {**AXIS_LABELS, "linear_reduction": "fraction of linear-layer MACs removed"}
 
 
 def write_outputs(rows: list[dict], out_dir: str, name: str, x: str = "gmacs", meta: dict | None = None) -> None:

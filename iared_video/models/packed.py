@@ -101,18 +101,12 @@ class PackedSeqs:
         of the padded group and, for a group of several samples, the gather of its tokens. Groups are runs
         of the samples sorted by length, and the partition minimising the total is found exactly by
         dynamic programming. Short sequences (images, a few dozen tokens) end up in a few groups of
-        similar length, long ones (video clips) mostly one sample per call. Computed once per ``pair_macs``.
+        similar length, long ones (video clips) mostly one sample per call.
         """
-        if pair_macs not in self._bucket_cache:
-            self._bucket_cache[pair_macs] = _partition_by_length(self.seqlens, pair_macs)
-        return self._bucket_cache[pair_macs]
-
-    @cached_property
-    def _bucket_cache(self) -> dict[int, list[list[int]]]:
-        return {}
+        return _partition_by_length(self.seqlens, pair_macs)
 
     def bucket_layout(self, pair_macs: int) -> BucketLayout:
-        """``buckets(pair_macs)`` as index tensors (computed once per ``pair_macs``)."""
+        """``buckets(pair_macs)`` as index tensors (computed once per ``pair_macs``: the blocks of a group share it)."""
         if pair_macs not in self._layout_cache:
             self._layout_cache[pair_macs] = BucketLayout.build(self, self.buckets(pair_macs))
         return self._layout_cache[pair_macs]
@@ -188,7 +182,7 @@ def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
     for j in range(1, len(order) + 1):  # the last group is order[i:j], padded to lengths[j - 1]
         width = lengths[j - 1]
         best[j], cut[j] = best[j - 1] + bucket_cost(1, width, pair_macs), j - 1
-        grouped = pair_macs * width * (width + _GATHER_PAIRS)  # per member of a group of several
+        grouped = pair_macs * width * (width + _GATHER_PAIRS)  # bucket_cost(n, width) = call + n * grouped, inlined
         for i in range(j - 1):
             cost = best[i] + _SDPA_CALL_MACS + (j - i) * grouped
             if cost < best[j]:
