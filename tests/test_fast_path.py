@@ -156,3 +156,27 @@ def test_length_buckets_are_the_cheapest_partition() -> None:
         chosen = [[lengths[i] for i in group] for group in seqs.buckets(pair)]
         assert sorted(i for group in seqs.buckets(pair) for i in group) == list(range(len(lengths)))
         assert cost(chosen) == pytest.approx(min(splits))
+
+
+def test_length_buckets_match_the_quadratic_programme_on_large_batches() -> None:
+    """The convex-hull DP costs what the plain O(B^2) recurrence over every last group costs, on batches
+    too large to enumerate (up to 300 samples, repeated lengths, the three pair costs)."""
+    import random
+
+    from iared_video.models import packed
+
+    def quadratic_best(lengths: list[int], pair: int) -> int:
+        ordered, best = sorted(lengths), [0]
+        for j in range(1, len(ordered) + 1):
+            best.append(min(best[i] + packed.bucket_cost(j - i, ordered[j - 1], pair) for i in range(j)))
+        return best[-1]
+
+    rng = random.Random(1)
+    for _ in range(40):
+        lengths = [rng.randint(1, rng.choice([5, 37, 300])) for _ in range(rng.randint(9, 300))]
+        pair = rng.choice([16, 192, 4096])
+        seqs = packed.PackedSeqs.from_lengths(lengths, torch.device("cpu"))
+        groups = seqs.buckets(pair)
+        assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+        chosen = sum(packed.bucket_cost(len(g), max(lengths[i] for i in g), pair) for g in groups)
+        assert chosen == quadratic_best(lengths, pair)

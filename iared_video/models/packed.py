@@ -10,6 +10,7 @@ token-ops layer (``token_ops.py``); this module holds the sequence bookkeeping a
 
 from __future__ import annotations
 
+import collections
 import itertools
 from dataclasses import dataclass
 from functools import cached_property
@@ -175,23 +176,50 @@ class BucketLayout:
 
 def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
     """Cheapest grouping of samples into runs of the length-sorted order (see ``PackedSeqs.buckets``):
-    exact dynamic programme, ``best[j]`` the cost of the j shortest samples, O(B^2) host arithmetic."""
+    exact dynamic programme, ``best[j]`` the cost of the j shortest samples, O(B) integer host arithmetic.
+
+    The last group of the j shortest is ``order[i:j]``: alone (``i = j - 1``, no gather) or padded to
+    ``width = lengths[j - 1]`` at ``grouped`` per sample, costing ``best[i] + call + (j - i) * grouped``.
+    Minimising ``best[i] - i * grouped`` over i is the lower envelope of lines of slope ``-i`` at
+    ``x = grouped``; slopes fall as i grows and x never falls (lengths are sorted), so a deque whose
+    front is the best line for the current x answers each j in amortised O(1) (the convex hull trick).
+    """
     order = sorted(range(len(seqlens)), key=seqlens.__getitem__)
     lengths = [seqlens[i] for i in order]
-    best, cut = [0.0] * (len(order) + 1), [0] * (len(order) + 1)
-    for j in range(1, len(order) + 1):  # the last group is order[i:j], padded to lengths[j - 1]
+    best, cut = [0] * (len(order) + 1), [0] * (len(order) + 1)
+    hull: collections.deque[int] = collections.deque()  # candidate i, slopes -i decreasing
+
+    def line(i: int, x: int) -> int:
+        return best[i] - i * x
+
+    for j in range(1, len(order) + 1):
         width = lengths[j - 1]
-        best[j], cut[j] = best[j - 1] + bucket_cost(1, width, pair_macs), j - 1
-        grouped = pair_macs * width * (width + _GATHER_PAIRS)  # bucket_cost(n, width) = call + n * grouped, inlined
-        for i in range(j - 1):
-            cost = best[i] + _SDPA_CALL_MACS + (j - i) * grouped
+        best[j], cut[j] = best[j - 1] + _SDPA_CALL_MACS + pair_macs * width * width, j - 1  # bucket_cost(1, width)
+        if j >= 2:
+            _hull_push(hull, j - 2, best)
+            grouped = pair_macs * width * (width + _GATHER_PAIRS)  # bucket_cost(n, width) = call + n * grouped
+            while len(hull) > 1 and line(hull[1], grouped) <= line(hull[0], grouped):
+                hull.popleft()
+            cost = line(hull[0], grouped) + _SDPA_CALL_MACS + j * grouped
             if cost < best[j]:
-                best[j], cut[j] = cost, i
+                best[j], cut[j] = cost, hull[0]
     groups, j = [], len(order)
     while j > 0:
         groups.append(order[cut[j]:j])
         j = cut[j]
     return groups[::-1]
+
+
+def _hull_push(hull: collections.deque[int], i: int, best: list[int]) -> None:
+    """Adds line ``y = best[i] - i x`` to the lower envelope, dropping the lines it makes useless: the back
+    line b (between a and i) is useless when a and i cross at or left of where a and b cross."""
+    while len(hull) > 1:
+        a, b = hull[-2], hull[-1]
+        if (best[i] - best[a]) * (b - a) <= (best[b] - best[a]) * (i - a):
+            hull.pop()
+        else:
+            break
+    hull.append(i)
 
 
 def bucket_cost(size: int, width: int, pair_macs: int) -> float:
