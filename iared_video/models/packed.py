@@ -91,10 +91,6 @@ class PackedSeqs:
         out[self._padded_index] = x
         return out
 
-    def unpad(self, x: Tensor) -> Tensor:
-        """Padded ``(B, max_seqlen, ...)`` -> packed ``(T, ...)``."""
-        return x[self._padded_index]
-
     def buckets(self, pair_macs: int) -> list[list[int]]:
         """Samples grouped for attention: one SDPA call per group over its members padded to the longest.
 
@@ -194,7 +190,7 @@ def _partition_by_length(seqlens: list[int], pair_macs: int) -> list[list[int]]:
 
     for j in range(1, len(order) + 1):
         width = lengths[j - 1]
-        best[j], cut[j] = best[j - 1] + _SDPA_CALL_MACS + pair_macs * width * width, j - 1  # bucket_cost(1, width)
+        best[j], cut[j] = best[j - 1] + bucket_cost(1, width, pair_macs), j - 1
         if j >= 2:
             _hull_push(hull, j - 2, best)
             grouped = pair_macs * width * (width + _GATHER_PAIRS)  # bucket_cost(n, width) = call + n * grouped
@@ -222,7 +218,7 @@ def _hull_push(hull: collections.deque[int], i: int, best: list[int]) -> None:
     hull.append(i)
 
 
-def bucket_cost(size: int, width: int, pair_macs: int) -> float:
+def bucket_cost(size: int, width: int, pair_macs: int) -> int:
     """Modelled CPU cost, in MACs, of one attention call over ``size`` samples padded to ``width`` tokens:
     the call's fixed overhead, the padded query-key pairs and, for several samples, gathering their
     tokens (``_GATHER_PAIRS`` pairs' worth per token; one sample runs on a view of its rows)."""

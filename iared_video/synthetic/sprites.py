@@ -79,8 +79,8 @@ class Actor:
         region, lx, ly = loc
         body = SHAPES[self.shape](lx, ly, r)
         inner = SHAPES[self.shape](lx, ly, r - 1.0)
-        # 0.35 r wide at 0.5 r from the centre (1.2.0; 0.2 r at 0.45 r before, where a 64-pixel video's
-        # 3-pixel dot left the rotation pair at chance: docs/datasets/SYNTHETIC.md, "Classes")
+        # radius 0.35 r at 0.5 r from the centre (1.2.0; radius 0.2 r at 0.45 r before, where a 64-pixel
+        # video's 3-pixel dot left the rotation pair at chance: docs/datasets/SYNTHETIC.md, "Classes")
         marker = (lx - 0.5 * r) ** 2 + ly * ly <= max(1.5, 0.35 * r) ** 2
         contrast, patch = contrast_color(self.color).astype(np.uint8), frame[region]
         patch[body] = contrast
