@@ -113,7 +113,7 @@ def hand_block(n: Tensor) -> Tensor:
 
 def hand_interpreter(scored: Tensor) -> Tensor:
     width = I_HEADS * I_DIM
-    return scored * C * width + C * width + scored * width  # F_q on tokens, F_k on P, per-head dot products
+    return scored * C * I_HEADS + C * width + width * C  # folded F_q on tokens, F_k on P, the fold itself
 
 
 def test_per_sample_gmacs_from_keep_masks_match_hand_formula():

@@ -63,6 +63,32 @@ def test_interpreter_equation_one_by_hand() -> None:
     assert interp(torch.tensor([token])).item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_folded_interpreter_matches_unfolded_maps_in_value_and_gradient() -> None:
+    """head_logits folds F_k(P) into F_q; Eq. 1 written with the unfolded maps is the reference."""
+    torch.manual_seed(0)
+    interp = MultiHeadInterpreter(dim=6, num_heads=3, head_dim=4)
+    with torch.no_grad():
+        for p in interp.parameters():
+            p.normal_()
+    tokens = torch.randn(2, 5, 6)
+
+    def unfolded() -> torch.Tensor:
+        query = interp.query(tokens).view(2, 5, 3, 4)
+        key = interp.key(interp.policy_token).view(3, 4)
+        return (query * key).sum(-1).sigmoid().mean(-1)
+
+    weights = torch.randn(2, 5)
+    grads = []
+    for score in (interp, unfolded):
+        interp.zero_grad()
+        value = score(tokens) if score is interp else score()
+        (value * weights).sum().backward()
+        grads.append((value.detach(), [p.grad.clone() for p in interp.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for folded_grad, reference_grad in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(folded_grad, reference_grad)
+
+
 @pytest.mark.parametrize("init_score", [0.25, 0.5, 0.8])
 def test_interpreter_starts_at_init_score_off_the_saddle(init_score: float) -> None:
     torch.manual_seed(0)

@@ -11,10 +11,8 @@ model:
 * LayerNorm: 5 per element (fvcore's rough estimate for affine norms);
 * element-wise ops (GELU, softmax, sigmoid, residual adds, bias) are free.
 
-One addition to fvcore's rules: the interpreter's per-head dot product
-``F_q^h(X_i) . F_k^h(P)`` is a mat-vec written as ``mul`` + ``sum`` that fvcore
-misses; it is counted here (``H * d`` per scored token, < 2% of the interpreter's
-own cost and negligible against the blocks). DynamicViT's prediction modules
+The interpreter runs as linear maps (``MultiHeadInterpreter.head_logits``: ``F_k`` on the policy
+token, its fold into ``F_q``, then ``C x H`` per scored token). DynamicViT's prediction modules
 count their LayerNorm and linear layers on the tokens they score (the masked
 global mean and the concat are element-wise, hence free).
 
@@ -157,9 +155,10 @@ def head_macs(backbone: Backbone) -> Count:
 
 
 def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Count:
-    """``F_q`` on the scored tokens, ``F_k`` on the policy token, and the per-head dot products."""
-    width = interpreter.num_heads * interpreter.head_dim
-    return num_scored * (_linear_macs(interpreter.query) + width) + _linear_macs(interpreter.key)
+    """``F_k`` on the policy token, its fold into ``F_q`` (``H x C`` weights) and the folded map on the scored
+    tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``)."""
+    fold = _linear_macs(interpreter.query)  # every weight of F_q meets one key entry
+    return num_scored * interpreter.num_heads * interpreter.query.in_features + fold + _linear_macs(interpreter.key)
 
 
 def attention_policy_macs(backbone: Backbone, num_tokens: Count, block_index: int = 0) -> Count:

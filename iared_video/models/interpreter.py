@@ -46,10 +46,18 @@ class MultiHeadInterpreter(nn.Module):
         nn.init.constant_(self.query.bias, math.log(init_score / (1.0 - init_score)) * unit)
 
     def head_logits(self, tokens: Tensor) -> Tensor:
-        """``F_q^h(X_i) . F_k^h(P)`` for every head: ``(..., C) -> (..., H)``."""
-        query = self.query(tokens).unflatten(-1, (self.num_heads, self.head_dim))
+        """``F_q^h(X_i) . F_k^h(P)`` for every head: ``(..., C) -> (..., H)``.
+
+        The key ``k_h = F_k^h(P)`` is one vector per head, so each head's logit is linear in the token:
+        ``(W_q^h X + b_q^h) . k_h = X . (W_q^h^T k_h) + b_q^h . k_h``. The maps are folded first (``H x C``
+        weights, a few hundred MACs) and the tokens meet ``H`` outputs instead of ``H * head_dim``; the
+        function and its gradients are the same.
+        """
         key = self.key(self.policy_token).view(self.num_heads, self.head_dim)
-        return (query * key).sum(-1)
+        weight = self.query.weight.view(self.num_heads, self.head_dim, -1)
+        folded = torch.einsum("hdc,hd->hc", weight, key)
+        bias = (self.query.bias.view(self.num_heads, self.head_dim) * key).sum(-1)
+        return nn.functional.linear(tokens, folded, bias)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Informative scores in (0, 1): ``(..., C) -> (...)``."""
