@@ -90,3 +90,31 @@ def test_late_first_drop_group_keeps_early_groups_dense():
     assert _grads(model) == _expected(model, stage) != set()
     with pytest.raises(ConfigError, match="FIRST_DROP_GROUP=3 must lie in"):
         load_config(None, [*OPTS, "IARED.FIRST_DROP_GROUP", "3"])
+
+
+def test_early_last_drop_group_keeps_later_groups_as_given():
+    """IARED.LAST_DROP_GROUP 1 of 2: no stage for group 2, which keeps exactly the tokens group 1 kept and costs
+    no interpreter."""
+    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1, last_group=1)] == [
+        "interpreter_g2", "backbone_g2"]
+    cfg = load_config(None, [*OPTS, "IARED.LAST_DROP_GROUP", "1"])
+    assert [s.name for s in stages_of(cfg)] == ["interpreter_g1", "backbone_g1"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # spread the scores so that group 1 drops some tokens
+        model.policy.interpreters[0].query.weight.normal_(std=0.5)
+    out = model(torch.randn(4, 3, 2, 32, 32), return_policy=True, modes=["sample", "sample"])
+    assert not out.keep[0].all() and out.log_probs[0] is not None
+    assert torch.equal(out.keep[1], out.keep[0]) and out.log_probs[1] is None
+    every = load_config(None, OPTS)
+    full = build_model(every).eval()
+    full.load_state_dict(model.state_dict())
+    from iared_video.models.flops import model_gmacs_per_sample
+    counts = torch.tensor([[6, 6]])  # of the 8 patch tokens (2 frames of 2 x 2)
+    one = model_gmacs_per_sample(model, counts, num_patches=8)
+    both = model_gmacs_per_sample(full, counts, num_patches=8)
+    interp = model.policy.interpreters[1]  # 6 tokens x C=32 x H=2, the fold, F_k on the policy token
+    assert (both - one).item() * 1e9 == pytest.approx(6 * 32 * 2 + interp.query.weight.numel()
+                                                      + interp.key.weight.numel())
+    with pytest.raises(ConfigError, match="LAST_DROP_GROUP=3 must be 0"):
+        load_config(None, [*OPTS, "IARED.LAST_DROP_GROUP", "3"])

@@ -230,6 +230,10 @@ def _shape_errors(cfg: CfgNode, flat: dict[str, Any], depth: int, patch: int) ->
     if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
         errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
                       f"{cfg.IARED.NUM_GROUPS}]")
+    last = cfg.IARED.LAST_DROP_GROUP
+    if last and not cfg.IARED.FIRST_DROP_GROUP <= last <= cfg.IARED.NUM_GROUPS:
+        errors.append(f"IARED.LAST_DROP_GROUP={last} must be 0 (every group) or lie in [IARED.FIRST_DROP_GROUP="
+                      f"{cfg.IARED.FIRST_DROP_GROUP}, IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS}]")
     if depth % cfg.IARED.NUM_GROUPS:
         errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
     if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:

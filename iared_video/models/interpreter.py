@@ -53,8 +53,8 @@ class MultiHeadInterpreter(nn.Module):
         weights, a few hundred MACs) and the tokens meet ``H`` outputs instead of ``H * head_dim``; the
         function and its gradients are the same.
         """
-        key = self.key(self.policy_token).view(self.num_heads, self.head_dim)
         weight = self.query.weight.view(self.num_heads, self.head_dim, -1)
+        key = self.key(self.policy_token).view(self.num_heads, self.head_dim).to(weight.dtype)  # autocast: bf16
         folded = torch.einsum("hdc,hd->hc", weight, key)
         bias = (self.query.bias.view(self.num_heads, self.head_dim) * key).sum(-1)
         return nn.functional.linear(tokens, folded, bias)

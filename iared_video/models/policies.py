@@ -80,25 +80,28 @@ class NoDropPolicy(DropPolicy):
 class InterpreterPolicy(DropPolicy):
     """IA-RED^2: one multi-head interpreter per group, drop where ``I < threshold``.
 
-    Groups before ``first_group`` (0-based) keep every token; their interpreters exist (so checkpoints keep one
-    layout) but are never run or trained.
+    Groups outside ``first_group..last_group`` (0-based, inclusive; ``last_group`` None: the last group) keep
+    every token; their interpreters exist (so checkpoints keep one layout) but are never run or trained.
     """
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
-                 head_dim: int = 64, first_group: int = 0, init_score: float = 0.5) -> None:
+                 head_dim: int = 64, first_group: int = 0, init_score: float = 0.5,
+                 last_group: int | None = None) -> None:
         super().__init__()
-        if not 0 <= first_group < num_groups:
-            raise ValueError(f"first_group must lie in [0, {num_groups}), got {first_group}")
-        self.threshold, self.first_group = threshold, first_group
+        last_group = num_groups - 1 if last_group is None else last_group
+        if not 0 <= first_group <= last_group < num_groups:
+            raise ValueError(f"need 0 <= first_group <= last_group < {num_groups}, got {first_group} and {last_group}")
+        self.threshold, self.first_group, self.last_group = threshold, first_group, last_group
         self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim, init_score)
                                           for _ in range(num_groups))
 
     def share(self, source: InterpreterPolicy, threshold: float) -> None:
-        """Use ``source``'s interpreters and first dropping group (no copy) with ``threshold``."""
-        self.threshold, self.interpreters, self.first_group = threshold, source.interpreters, source.first_group
+        """Use ``source``'s interpreters and dropping groups (no copy) with ``threshold``."""
+        self.threshold, self.interpreters = threshold, source.interpreters
+        self.first_group, self.last_group = source.first_group, source.last_group
 
     def acts_on(self, group: int) -> bool:
-        return group >= self.first_group
+        return self.first_group <= group <= self.last_group
 
     def score(self, inp: GroupInput) -> Tensor:
         return self.interpreters[inp.group](inp.tokens)
