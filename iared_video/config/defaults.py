@@ -97,8 +97,8 @@ _C.IARED.NUM_GROUPS = 1
 # tell object from background linearly (see docs/datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
 _C.IARED.FIRST_DROP_GROUP = 1
 # Last group (1-based) whose interpreter may drop tokens; 0 = IARED.NUM_GROUPS (the paper: every group). Later
-# groups keep what they are given and train no interpreter (on the synthetic images a third interpreter learned to
-# keep every token, docs/datasets/SYNTHETIC.md).
+# groups keep what they are given and train no interpreter (on the synthetic images a third interpreter kept nearly
+# every token it was given, docs/datasets/SYNTHETIC.md).
 _C.IARED.LAST_DROP_GROUP = 0
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
