@@ -7,6 +7,7 @@ from iared_video.config import ConfigError, load_config
 from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
 from iared_video.engine.trainer import StepArgs, ce_step, reinforce_step, stages_of
 from iared_video.models import build_model
+from iared_video.models.flops import model_gmacs_per_sample
 
 D = 2
 OPTS = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2",
@@ -109,7 +110,6 @@ def test_early_last_drop_group_keeps_later_groups_as_given():
     every = load_config(None, OPTS)
     full = build_model(every).eval()
     full.load_state_dict(model.state_dict())
-    from iared_video.models.flops import model_gmacs_per_sample
     counts = torch.tensor([[6, 6]])  # of the 8 patch tokens (2 frames of 2 x 2)
     one = model_gmacs_per_sample(model, counts, num_patches=8)
     both = model_gmacs_per_sample(full, counts, num_patches=8)

@@ -60,11 +60,11 @@ class Stage:
 
 def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
                  backbone_epochs: int, gumbel: bool = False, first_group: int = 0,
-                 last_group: int = -1) -> list[Stage]:
+                 last_group: int | None = None) -> list[Stage]:
     """Stages of the method ``IARED.POLICY policy`` selects (``gumbel``: with ``IARED.GUMBEL``).
 
     Stages with zero epochs are left out. The IA-RED^2 curriculum runs from ``first_group`` to ``last_group``
-    (0-based, inclusive; ``IARED.FIRST_DROP_GROUP - 1`` and ``IARED.LAST_DROP_GROUP - 1``, -1: the last group):
+    (0-based, inclusive; ``IARED.FIRST_DROP_GROUP - 1`` and ``IARED.LAST_DROP_GROUP - 1``, None: the last group):
     other groups never drop, so they get neither an interpreter nor a backbone stage.
     """
     from iared_video.methods import method_for_cfg

@@ -25,7 +25,7 @@ from iared_video.engine.curriculum import Stage
 from iared_video.engine.steps import ce_step
 from iared_video.models.backbones import Backbone
 
-__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_group"]
+__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_index"]
 
 #: Table order of the built-in methods (others follow by name).
 ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
@@ -41,22 +41,24 @@ class StagePlan:
     interpreter_epochs: int = 0
     backbone_epochs: int = 0
     first_group: int = 0
-    last_group: int = -1  # 0-based, inclusive; -1: the last group
+    last_group: int | None = None  # 0-based, inclusive; None: the last group
 
-    def __post_init__(self) -> None:
-        if self.last_group < 0:
-            object.__setattr__(self, "last_group", self.num_groups - 1)
+    @property
+    def dropping_groups(self) -> range:
+        """0-based groups whose interpreters may drop, ``first_group`` to ``last_group``."""
+        last = self.num_groups - 1 if self.last_group is None else self.last_group
+        return range(self.first_group, last + 1)
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode) -> StagePlan:
         i = cfg.IARED
         return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1,
-                   last_drop_group(cfg) - 1)
+                   last_drop_index(cfg))
 
 
-def last_drop_group(cfg: CfgNode) -> int:
-    """``IARED.LAST_DROP_GROUP`` (1-based), 0 read as ``IARED.NUM_GROUPS``."""
-    return int(cfg.IARED.LAST_DROP_GROUP or cfg.IARED.NUM_GROUPS)
+def last_drop_index(cfg: CfgNode) -> int | None:
+    """0-based index of ``IARED.LAST_DROP_GROUP`` (1-based), None for its 0 (every group from the first)."""
+    return int(cfg.IARED.LAST_DROP_GROUP) - 1 if cfg.IARED.LAST_DROP_GROUP else None
 
 
 @dataclass(frozen=True)

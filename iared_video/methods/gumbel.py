@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
-from iared_video.methods.base import Method, StagePlan, last_drop_group
+from iared_video.methods.base import Method, StagePlan, last_drop_index
 from iared_video.methods.interpreter import IARED2
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
@@ -106,7 +106,7 @@ class GumbelIARED2(IARED2):
         p = cfg.IARED
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                        p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=p.GUMBEL_TAU,
-                                       last_group=last_drop_group(cfg) - 1)
+                                       last_group=last_drop_index(cfg))
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return GumbelIARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

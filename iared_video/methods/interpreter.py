@@ -26,7 +26,7 @@ from iared_video.engine.reinforce import (
 )
 from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
 from iared_video.methods import register
-from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant, last_drop_group
+from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant, last_drop_index
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
@@ -135,14 +135,14 @@ class IARED2(Method):
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                 p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, last_group=last_drop_group(cfg) - 1)
+                                 p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, last_group=last_drop_index(cfg))
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def stages(self, plan: StagePlan) -> list[Stage]:
         stages = []
-        for group in range(plan.first_group, plan.last_group + 1):
+        for group in plan.dropping_groups:
             stages += [Stage("interpreter", group, plan.interpreter_epochs),
                        Stage("backbone", group, plan.backbone_epochs)]
         return [s for s in stages if s.epochs > 0]
