@@ -17,7 +17,15 @@ from iared_video.models import (
     TimeSformer,
     TimmViT,
 )
-from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, model_gmacs_per_sample, sdpa_flop_jit
+from iared_video.models.flops import (
+    block_macs,
+    dense_gmacs,
+    fvcore_gflops,
+    interpreter_macs,
+    model_gmacs_per_sample,
+    sdpa_flop_jit,
+)
+from iared_video.models.interpreter import MultiHeadInterpreter
 
 
 # ---------------------------------------------------------------------------
@@ -114,6 +122,14 @@ def hand_block(n: Tensor) -> Tensor:
 def hand_interpreter(scored: Tensor) -> Tensor:
     width = I_HEADS * I_DIM
     return scored * C * I_HEADS + C * width + width * C  # folded F_q on tokens, F_k on P, the fold itself
+
+
+def test_interpreter_macs_with_hidden_layer_by_hand():
+    """INTERPRETER_HIDDEN W: each scored token meets Linear(C, W) and the folded W x H map; the fold is W x H x D."""
+    hidden, scored = 5, torch.tensor([7.0, 0.0])
+    interp = MultiHeadInterpreter(C, I_HEADS, I_DIM, hidden=hidden)
+    expected = scored * (C * hidden + hidden * I_HEADS) + hidden * I_HEADS * I_DIM + C * I_HEADS * I_DIM
+    torch.testing.assert_close(interpreter_macs(interp, scored), expected)
 
 
 def test_per_sample_gmacs_from_keep_masks_match_hand_formula():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from iared_video.config import load_config
-from iared_video.models import IARED, MultiHeadInterpreter, build_model
+from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer, build_model
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
@@ -63,17 +63,19 @@ def test_interpreter_equation_one_by_hand() -> None:
     assert interp(torch.tensor([token])).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_folded_interpreter_matches_unfolded_maps_in_value_and_gradient() -> None:
+@pytest.mark.parametrize("hidden", [0, 7])
+def test_folded_interpreter_matches_unfolded_maps_in_value_and_gradient(hidden: int) -> None:
     """head_logits folds F_k(P) into F_q; Eq. 1 written with the unfolded maps is the reference."""
     torch.manual_seed(0)
-    interp = MultiHeadInterpreter(dim=6, num_heads=3, head_dim=4)
+    interp = MultiHeadInterpreter(dim=6, num_heads=3, head_dim=4, hidden=hidden)
     with torch.no_grad():
         for p in interp.parameters():
             p.normal_()
     tokens = torch.randn(2, 5, 6)
 
     def unfolded() -> torch.Tensor:
-        query = interp.query(tokens).view(2, 5, 3, 4)
+        features = torch.nn.functional.gelu(interp.hidden[0](tokens)) if hidden else tokens
+        query = interp.query(features).view(2, 5, 3, 4)
         key = interp.key(interp.policy_token).view(3, 4)
         return (query * key).sum(-1).sigmoid().mean(-1)
 
@@ -87,6 +89,48 @@ def test_folded_interpreter_matches_unfolded_maps_in_value_and_gradient() -> Non
     torch.testing.assert_close(grads[0][0], grads[1][0])
     for folded_grad, reference_grad in zip(grads[0][1], grads[1][1], strict=True):
         torch.testing.assert_close(folded_grad, reference_grad)
+
+
+def test_interpreter_hidden_layer_by_hand() -> None:
+    """INTERPRETER_HIDDEN: F_q^h(X) = W_q GELU(W_1 X + b_1) + b_q, worked for one token and one head."""
+    interp = MultiHeadInterpreter(dim=2, num_heads=1, head_dim=2, hidden=2)
+    with torch.no_grad():
+        interp.hidden[0].weight.copy_(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))  # |x_0 - x_1| from two halves
+        interp.hidden[0].bias.zero_()
+        interp.query.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+        interp.query.bias.copy_(torch.tensor([-1.0, 0.0]))
+        interp.key.weight.zero_()
+        interp.key.bias.copy_(torch.tensor([2.0, 3.0]))
+    gelu = lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    for token, diff in (([0.5, -0.5], 1.0), ([-0.5, 0.5], -1.0), ([0.2, 0.2], 0.0)):
+        logit = 2.0 * (gelu(diff) + gelu(-diff) - 1.0)  # key (2, 3) meets query (g(d) + g(-d) - 1, 0)
+        assert interp(torch.tensor([token])).item() == pytest.approx(1 / (1 + math.exp(-logit)), abs=1e-6)
+    # the score depends on |x_0 - x_1|, not its sign: what one linear map cannot do
+    assert interp(torch.tensor([[0.5, -0.5]])).item() == pytest.approx(interp(torch.tensor([[-0.5, 0.5]])).item())
+    with pytest.raises(ValueError, match="hidden"):
+        MultiHeadInterpreter(dim=2, hidden=-1)
+
+
+def test_content_input_scores_the_patch_embedding_without_position_or_time() -> None:
+    """INTERPRETER_INPUT content: group 0's interpreter sees Embedded.raw, "tokens" the positioned patches."""
+    torch.manual_seed(0)
+    backbone = TimeSformer(num_classes=3, img_size=32, num_frames=2, patch_size=16, embed_dim=16, depth=2,
+                           num_heads=2, pos_embed_std=1.0, time_embed_std=1.0)
+    scores = {}
+    for kind in ("tokens", "content"):
+        policy = InterpreterPolicy(16, 1, num_heads=2, head_dim=4, hidden=8, input_kind=kind)
+        with torch.no_grad():
+            policy.interpreters[0].query.weight.normal_()
+        model = IARED(backbone, policy, num_groups=1).eval()
+        x = torch.randn(2, 3, 2, 32, 32)
+        with torch.no_grad():
+            out, embedded = model(x, return_policy=True), backbone.embed(x)
+            seen = embedded.raw if kind == "content" else embedded.patches
+            torch.testing.assert_close(out.scores[0], policy.interpreters[0](seen))
+            scores[kind] = out.scores[0]
+    assert not torch.allclose(scores["tokens"], scores["content"])
+    with pytest.raises(ValueError, match="input_kind"):
+        InterpreterPolicy(16, 1, input_kind="pixels")
 
 
 @pytest.mark.parametrize("init_score", [0.25, 0.5, 0.8])

@@ -1,10 +1,13 @@
 """Reward, self-critical advantage and policy-gradient loss against values worked by hand."""
 
+import math
+
 import pytest
 import torch
 
 from iared_video.engine.reinforce import (
     leave_one_out_advantage,
+    outcome,
     policy_gradient_loss,
     reward,
     reward_denominator,
@@ -27,6 +30,24 @@ def test_linear_reward_by_hand():
 def test_unknown_reward_kind():
     with pytest.raises(ValueError, match="square"):
         reward(KEPT, 4, CORRECT, 0.5, kind="cube")
+
+
+def test_probability_outcome_reward_by_hand():
+    """REWARD_OUTCOME probability: p * (1 - (k/N)^2) - (1 - p) * tau; p = 1 and p = 0 give the paper's two cases."""
+    p = torch.tensor([0.8, 1.0, 0.0])
+    # 0.8 * 0.75 - 0.2 * 1.5 = 0.3; 1.0 * 0 - 0 = 0; 0 - 1.0 * 1.5 = -1.5
+    torch.testing.assert_close(reward(KEPT, 4, p, tau=1.5), torch.tensor([0.3, 0.0, -1.5]))
+    torch.testing.assert_close(reward(KEPT, 4, CORRECT.float(), tau=1.5), reward(KEPT, 4, CORRECT, tau=1.5))
+
+
+def test_outcome_by_hand():
+    logits, labels = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.0]]), torch.tensor([0, 2])
+    assert outcome(logits, labels).tolist() == [True, False]
+    e = math.e
+    torch.testing.assert_close(outcome(logits, labels, "probability"),
+                               torch.tensor([e ** 2 / (e ** 2 + 1 + e), 1 / (e ** 3 + 2)]))
+    with pytest.raises(ValueError, match="probability"):
+        outcome(logits, labels, "margin")
 
 
 def test_advantage_and_loss_by_hand():

@@ -111,6 +111,11 @@ _C.IARED.REWARD = "square"
 # divides the count kept after the group by the patch tokens of the input, "entering" by the tokens entering the
 # group (so every group's interpreter sees the same 0..1 range for its own decisions). Group 1: the same either way.
 _C.IARED.REWARD_NORMALIZER = "original"
+# What "correct" is in R(u): "prediction" (the paper: the argmax is the label, R = efficiency, else -TAU) or
+# "probability" (p, the softmax probability of the label: R = p * efficiency - (1 - p) * TAU, the paper's reward
+# in expectation when the prediction is right with probability p). A sample that moves p without flipping the
+# argmax earns a different reward, so REINFORCE hears about far more of the decisions.
+_C.IARED.REWARD_OUTCOME = "prediction"
 # Decisions u sampled per input in each REINFORCE step (the input's batch row repeated K times). 1 is the paper.
 # K > 1 averages K policy gradients per input for K cheap forwards (no backward through the backbone).
 _C.IARED.REINFORCE_SAMPLES = 1
@@ -129,6 +134,13 @@ _C.IARED.ATTENTION_BLOCK = 1
 _C.IARED.INTERPRETER_HEADS = 4
 # Width of each interpreter head's query/key maps.
 _C.IARED.INTERPRETER_DIM = 64
+# 0: F_q is linear (the paper). W > 0: the tokens first pass a shared Linear(C, W) + GELU, so a score can be a
+# non-linear function of the token (motion energy |x_t+1 - x_t-1| is not linear in the pixels).
+_C.IARED.INTERPRETER_HIDDEN = 0
+# What the first group's interpreter scores: "tokens" (the paper: the tokens entering the group, positional and
+# temporal embedding added) or "content" (the patch embedding before them, what temporal_diff compares). Later
+# groups always score their tokens.
+_C.IARED.INTERPRETER_INPUT = "tokens"
 # Every token's informative score when the interpreters are built, i.e. the keep rate REINFORCE first samples
 # at (models/interpreter.py). The paper does not say; 0.5 is the zero-bias start.
 _C.IARED.INTERPRETER_INIT_SCORE = 0.5

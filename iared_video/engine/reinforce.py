@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from iared_video.config.choices import REWARD_OUTCOMES
+
 __all__ = ["reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
-           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS"]
+           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "REWARD_OUTCOMES", "outcome"]
 
 REWARDS = ("square", "linear")
 REWARD_NORMALIZERS = ("original", "entering")
@@ -31,16 +33,27 @@ def reward_denominator(keep: Sequence[Tensor], group: int, normalizer: str = "or
     return keep[group - 1].sum(dim=1).float().clamp_min(1.0)
 
 
+def outcome(logits: Tensor, labels: Tensor, kind: str = "prediction") -> Tensor:
+    """``(B,)`` how right each prediction is: bool ``argmax == label`` ("prediction", the paper) or the
+    probability the model gives the label ("probability")."""
+    if kind not in REWARD_OUTCOMES:
+        raise ValueError(f"reward outcome must be one of {REWARD_OUTCOMES}, got {kind!r}")
+    if kind == "prediction":
+        return logits.argmax(1) == labels
+    return logits.float().softmax(1).gather(1, labels[:, None]).squeeze(1)
+
+
 def reward(kept: Tensor, num_patches: int | Tensor, correct: Tensor, tau: float, kind: str = "square") -> Tensor:
     """Per-sample reward ``R(u)``.
 
     ``1 - (|u|_0 / N)^2`` ("square", the paper) or ``1 - |u|_0 / N`` ("linear") when the
-    prediction is correct, else ``-tau``.
+    prediction is correct, else ``-tau``. A float ``correct`` is the probability ``p`` that it is (``outcome``
+    "probability"): the reward's expectation ``p * efficiency - (1 - p) * tau``.
 
     Args:
         kept: ``(B,)`` number of patch tokens kept, ``|u|_0``.
         num_patches: N, or ``(B,)`` per-sample denominators (``reward_denominator``).
-        correct: ``(B,)`` bool, prediction equals the label.
+        correct: ``(B,)`` bool, prediction equals the label; or float in [0, 1].
         tau: penalty for a wrong prediction.
         kind: "square" or "linear".
     """
@@ -48,6 +61,8 @@ def reward(kept: Tensor, num_patches: int | Tensor, correct: Tensor, tau: float,
         raise ValueError(f"reward kind must be one of {REWARDS}, got {kind!r}")
     ratio = kept.float() / num_patches
     efficiency = 1.0 - (ratio ** 2 if kind == "square" else ratio)
+    if correct.is_floating_point():
+        return correct * efficiency - (1.0 - correct) * tau
     return torch.where(correct.bool(), efficiency, torch.full_like(efficiency, -tau))
 
 

@@ -23,6 +23,7 @@ class StepArgs:
     tau: float = 0.5
     reward_kind: str = "square"
     reward_normalizer: str = "original"  # IARED.REWARD_NORMALIZER: N of |u|_0 / N for groups after the first
+    reward_outcome: str = "prediction"  # IARED.REWARD_OUTCOME: the prediction right or wrong, or p(label)
     reinforce_samples: int = 1  # IARED.REINFORCE_SAMPLES: decisions sampled per input in a REINFORCE step
     reinforce_baseline: str = "greedy"  # IARED.REINFORCE_BASELINE: "greedy" (self-critical) or "leave_one_out"
     clip_grad: float = 0.0

@@ -374,7 +374,8 @@ def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device:
 
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
     return StepArgs(tau=cfg.IARED.TAU, reward_kind=cfg.IARED.REWARD, reward_normalizer=cfg.IARED.REWARD_NORMALIZER,
-                    reinforce_samples=cfg.IARED.REINFORCE_SAMPLES, reinforce_baseline=cfg.IARED.REINFORCE_BASELINE,
+                    reward_outcome=cfg.IARED.REWARD_OUTCOME, reinforce_samples=cfg.IARED.REINFORCE_SAMPLES,
+                    reinforce_baseline=cfg.IARED.REINFORCE_BASELINE,
                     clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
                     accum_steps=accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
                     amp_dtype=amp_dtype_of(cfg, device), **method_for_cfg(cfg).step_options(cfg))

@@ -19,6 +19,7 @@ from iared_video.config.choices import KEEP_SCHEDULES
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.reinforce import (
     leave_one_out_advantage,
+    outcome,
     policy_gradient_loss,
     reward,
     reward_denominator,
@@ -66,7 +67,8 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
 def _reward_of(out: PolicyOutput, labels: Tensor, group: int, args: StepArgs) -> Tensor:
     """``(B,)`` reward of each row of ``out`` for interpreter ``group``'s decisions (Eq. 2)."""
     kept, denominator = out.keep[group].sum(1), reward_denominator(out.keep, group, args.reward_normalizer)
-    return reward(kept, denominator, out.logits.argmax(1) == labels, args.tau, args.reward_kind)
+    correct = outcome(out.logits, labels, args.reward_outcome)
+    return reward(kept, denominator, correct, args.tau, args.reward_kind)
 
 
 def threshold_policy(source: InterpreterPolicy, threshold: float) -> InterpreterPolicy:
@@ -135,7 +137,8 @@ class IARED2(Method):
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                 p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, last_group=last_drop_index(cfg))
+                                 p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, last_group=last_drop_index(cfg),
+                                 hidden=p.INTERPRETER_HIDDEN, input_kind=p.INTERPRETER_INPUT)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

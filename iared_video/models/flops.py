@@ -158,7 +158,9 @@ def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Co
     """``F_k`` on the policy token, its fold into ``F_q`` (``H x C`` weights) and the folded map on the scored
     tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``)."""
     fold = _linear_macs(interpreter.query)  # every weight of F_q meets one key entry
-    return num_scored * interpreter.num_heads * interpreter.query.in_features + fold + _linear_macs(interpreter.key)
+    hidden = sum(_linear_macs(m) for m in interpreter.hidden.modules() if isinstance(m, nn.Linear))
+    per_token = hidden + interpreter.num_heads * interpreter.query.in_features
+    return num_scored * per_token + fold + _linear_macs(interpreter.key)
 
 
 def attention_policy_macs(backbone: Backbone, num_tokens: Count, block_index: int = 0) -> Count:

@@ -24,19 +24,25 @@ class MultiHeadInterpreter(nn.Module):
         num_heads: H.
         head_dim: output width of each ``F_q^h`` / ``F_k^h``.
         init_score: every token's score at initialisation (so the keep rate REINFORCE starts sampling at).
+        hidden: 0 (the paper) or the width of a GELU layer the tokens pass before ``F_q`` (``F_q^h`` becomes a
+            one-hidden-layer MLP shared by the heads up to its last layer).
 
     The weights start small (std 0.02) and the biases do not: ``b_k`` is a unit vector per head and ``b_q``
     its multiple with ``b_q . b_k = logit(init_score)``. With both biases zero, ``F_q . F_k`` would start at
     the bilinear saddle, where each map's gradient is scaled by the other's (0.02-sized) output.
     """
 
-    def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64, init_score: float = 0.5) -> None:
+    def __init__(self, dim: int, num_heads: int = 4, head_dim: int = 64, init_score: float = 0.5,
+                 hidden: int = 0) -> None:
         super().__init__()
         if not 0.0 < init_score < 1.0:
             raise ValueError(f"init_score must lie in (0, 1), got {init_score}")
+        if hidden < 0:
+            raise ValueError(f"hidden must be 0 (linear F_q) or a positive width, got {hidden}")
         self.num_heads, self.head_dim = num_heads, head_dim
         self.policy_token = nn.Parameter(torch.zeros(1, dim))
-        self.query = nn.Linear(dim, num_heads * head_dim)  # F_q^h, h = 1..H
+        self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.GELU()) if hidden else nn.Identity()
+        self.query = nn.Linear(hidden or dim, num_heads * head_dim)  # F_q^h, h = 1..H (its last layer)
         self.key = nn.Linear(dim, num_heads * head_dim)  # F_k^h, h = 1..H
         trunc_normal_(self.policy_token, std=0.02)
         for layer in (self.query, self.key):
@@ -57,7 +63,7 @@ class MultiHeadInterpreter(nn.Module):
         key = self.key(self.policy_token).view(self.num_heads, self.head_dim).to(weight.dtype)  # autocast: bf16
         folded = torch.einsum("hdc,hd->hc", weight, key)
         bias = (self.query.bias.view(self.num_heads, self.head_dim) * key).sum(-1)
-        return nn.functional.linear(tokens, folded, bias)
+        return nn.functional.linear(self.hidden(tokens), folded, bias)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Informative scores in (0, 1): ``(..., C) -> (...)``."""

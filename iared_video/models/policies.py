@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from iared_video.config.choices import INTERPRETER_INPUTS
 from iared_video.models.backbones import Embedded
 from iared_video.models.interpreter import MultiHeadInterpreter
 
@@ -82,28 +83,36 @@ class InterpreterPolicy(DropPolicy):
 
     Groups outside ``first_group..last_group`` (0-based, inclusive; ``last_group`` None: the last group) keep
     every token; their interpreters exist (so checkpoints keep one layout) but are never run or trained.
+    With ``input_kind="content"`` the first group's interpreter scores the patch embedding before the positional
+    (and temporal) embedding, ``Embedded.raw``; the kept tokens enter the blocks with it as always.
     """
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
                  head_dim: int = 64, first_group: int = 0, init_score: float = 0.5,
-                 last_group: int | None = None) -> None:
+                 last_group: int | None = None, hidden: int = 0, input_kind: str = "tokens") -> None:
         super().__init__()
         last_group = num_groups - 1 if last_group is None else last_group
         if not 0 <= first_group <= last_group < num_groups:
             raise ValueError(f"need 0 <= first_group <= last_group < {num_groups}, got {first_group} and {last_group}")
+        if input_kind not in INTERPRETER_INPUTS:
+            raise ValueError(f"input_kind must be one of {INTERPRETER_INPUTS}, got {input_kind!r}")
         self.threshold, self.first_group, self.last_group = threshold, first_group, last_group
-        self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim, init_score)
+        self.input_kind = input_kind
+        self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim, init_score, hidden)
                                           for _ in range(num_groups))
 
     def share(self, source: InterpreterPolicy, threshold: float) -> None:
         """Use ``source``'s interpreters and dropping groups (no copy) with ``threshold``."""
         self.threshold, self.interpreters = threshold, source.interpreters
         self.first_group, self.last_group = source.first_group, source.last_group
+        self.input_kind = source.input_kind
 
     def acts_on(self, group: int) -> bool:
         return self.first_group <= group <= self.last_group
 
     def score(self, inp: GroupInput) -> Tensor:
+        if self.input_kind == "content" and inp.group == 0:
+            return self.interpreters[0](inp.embedded.raw.flatten(0, 1))  # group 0: every token, sample-major
         return self.interpreters[inp.group](inp.tokens)
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
