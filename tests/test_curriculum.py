@@ -118,3 +118,14 @@ def test_early_last_drop_group_keeps_later_groups_as_given():
                                                       + interp.key.weight.numel())
     with pytest.raises(ConfigError, match="LAST_DROP_GROUP=3 must be 0"):
         load_config(None, [*OPTS, "IARED.LAST_DROP_GROUP", "3"])
+
+
+def test_interpreter_option_errors_name_the_keys():
+    with pytest.raises(ConfigError, match="INTERPRETER_INPUT content changes the first group's interpreter only"):
+        load_config(None, [*OPTS, "IARED.INTERPRETER_INPUT", "content", "IARED.FIRST_DROP_GROUP", "2"])
+    with pytest.raises(ConfigError, match="INTERPRETER_HIDDEN must be 0"):
+        load_config(None, [*OPTS, "IARED.INTERPRETER_HIDDEN", "-4"])
+    with pytest.raises(ConfigError, match="REWARD_OUTCOME"):
+        load_config(None, [*OPTS, "IARED.REWARD_OUTCOME", "margin"])
+    cfg = load_config(None, [*OPTS, "IARED.INTERPRETER_INPUT", "content", "IARED.INTERPRETER_HIDDEN", "8"])
+    assert build_model(cfg).policy.interpreters[0].hidden[0].out_features == 8

@@ -143,6 +143,16 @@ class IARED2(Method):
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
+    def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
+        """The interpreter's keys (checked here once for IA-RED^2 and its Gumbel variant)."""
+        p, errors = cfg.IARED, []
+        if p.INTERPRETER_HIDDEN < 0:
+            errors.append(f"IARED.INTERPRETER_HIDDEN must be 0 (linear F_q) or a width > 0, got {p.INTERPRETER_HIDDEN}")
+        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT == "content" and p.FIRST_DROP_GROUP != 1:
+            errors.append(f"IARED.INTERPRETER_INPUT content changes the first group's interpreter only, which "
+                          f"IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} skips; use tokens or FIRST_DROP_GROUP 1")
+        return errors
+
     def stages(self, plan: StagePlan) -> list[Stage]:
         stages = []
         for group in plan.dropping_groups:

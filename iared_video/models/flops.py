@@ -156,7 +156,8 @@ def head_macs(backbone: Backbone) -> Count:
 
 def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Count:
     """``F_k`` on the policy token, its fold into ``F_q`` (``H x C`` weights) and the folded map on the scored
-    tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``)."""
+    tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``); with ``IARED.INTERPRETER_HIDDEN W`` each scored
+    token also meets the ``C x W`` hidden layer and the folded map is ``W x H``."""
     fold = _linear_macs(interpreter.query)  # every weight of F_q meets one key entry
     hidden = sum(_linear_macs(m) for m in interpreter.hidden.modules() if isinstance(m, nn.Linear))
     per_token = hidden + interpreter.num_heads * interpreter.query.in_features
