@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from iared_video.config import load_config
+from iared_video.methods.interpreter import threshold_policy
 from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer, build_model
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
+from iared_video.models.policies import GroupInput
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]
@@ -131,6 +133,27 @@ def test_content_input_scores_the_patch_embedding_without_position_or_time() -> 
     assert not torch.allclose(scores["tokens"], scores["content"])
     with pytest.raises(ValueError, match="input_kind"):
         InterpreterPolicy(16, 1, input_kind="pixels")
+
+
+def test_expected_count_decision_keeps_the_rounded_score_sum_best_tokens() -> None:
+    """IARED.DECISION expected_count: sample b keeps its round(sum_i I_i) highest-scored tokens."""
+    policy = InterpreterPolicy(4, 1, threshold=0.5, decision="expected_count")
+    scores = torch.tensor([0.9, 0.6, 0.2, 0.1, 0.55, 0.5, 0.35])  # sums 1.8 -> 2 and 1.4 -> 1
+    inp = GroupInput(0, torch.zeros(7, 4), 2, 4, None, None, torch.tensor([4, 3]))  # type: ignore[arg-type]
+    assert policy.keep(inp, scores, "greedy").tolist() == [True, True, False, False, True, False, False]
+    assert threshold_policy(policy, 0.5).keep(inp, scores, "greedy").tolist() == [True, True, False, False,
+                                                                                  True, True, False]
+    torch.manual_seed(0)
+    backbone = TimeSformer(num_classes=3, img_size=32, num_frames=2, patch_size=16, embed_dim=16, depth=2,
+                           num_heads=2)
+    policy = InterpreterPolicy(16, 1, num_heads=2, head_dim=4, decision="expected_count")
+    with torch.no_grad():
+        policy.interpreters[0].query.weight.normal_()
+    with torch.no_grad():
+        out = IARED(backbone, policy, num_groups=1).eval()(torch.randn(3, 3, 2, 32, 32), return_policy=True)
+    assert out.keep[0].sum(1).tolist() == out.scores[0].sum(1).round().long().tolist()
+    with pytest.raises(ValueError, match="decision"):
+        InterpreterPolicy(4, 1, decision="top")
 
 
 @pytest.mark.parametrize("init_score", [0.25, 0.5, 0.8])

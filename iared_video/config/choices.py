@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __all__ = ["VIDEO_MODELS", "MODEL_NAMES", "DEVICES", "DECODING_BACKENDS", "OPTIMIZERS", "AMP_DTYPES",
            "UPSAMPLE_MODES", "ANIMATION_FORMATS", "BINARIZE_RULES", "KEEP_SCHEDULES", "REWARD_OUTCOMES",
-           "INTERPRETER_INPUTS", "CPU_LINEARS", "PRECISIONS", "IMAGE_INTERPOLATIONS", "PATCH_INFLATIONS",
-           "TEMPORAL_SAMPLINGS", "CHOICES", "LIST_CHOICES"]
+           "INTERPRETER_INPUTS", "DECISIONS", "CPU_LINEARS", "PRECISIONS", "IMAGE_INTERPOLATIONS",
+           "PATCH_INFLATIONS", "TEMPORAL_SAMPLINGS", "CHOICES", "LIST_CHOICES"]
 
 VIDEO_MODELS = ("timesformer",)  # MODEL.MODEL_NAME values that take clips (C, T, H, W); see ``is_video``
 MODEL_NAMES = VIDEO_MODELS + ("deit",)
@@ -25,6 +25,7 @@ BINARIZE_RULES = ("mean", "fixed", "otsu")
 KEEP_SCHEDULES = ("geometric", "first")
 REWARD_OUTCOMES = ("prediction", "probability")  # what "correct" is in IA-RED^2's reward (engine/reinforce.py)
 INTERPRETER_INPUTS = ("tokens", "content")  # what the input-level interpreter scores (models/policies.py)
+DECISIONS = ("threshold", "expected_count")  # IA-RED^2's deterministic keep rule (models/policies.py)
 CPU_LINEARS = ("aten", "onednn")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PATCH_INFLATIONS = ("mean_diff", "mean", "central")  # 2-d patch weights -> a window of frames (models/weights.py)
@@ -41,6 +42,7 @@ CHOICES: dict[str, tuple] = {
     "IARED.REWARD_OUTCOME": REWARD_OUTCOMES,
     "IARED.REINFORCE_BASELINE": ("greedy", "leave_one_out"),
     "IARED.INTERPRETER_INPUT": INTERPRETER_INPUTS,
+    "IARED.DECISION": DECISIONS,
     "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS,
     "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
     "DATA.DATASET": ("kinetics", "imagenet"),

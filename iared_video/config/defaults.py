@@ -102,6 +102,10 @@ _C.IARED.FIRST_DROP_GROUP = 1
 _C.IARED.LAST_DROP_GROUP = 0
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
+# IA-RED^2's deterministic keep rule (inference and the self-critical baseline): "threshold" (the paper: keep where
+# I >= THRESHOLD) or "expected_count" (each sample keeps its round(sum_i I_i) highest-scored tokens, the number a
+# Bernoulli(I) sample keeps on average, so the decision deployed keeps as many tokens as the ones REINFORCE trained).
+_C.IARED.DECISION = "threshold"
 # Reward for a wrong prediction is -TAU (Eq. 2). Larger TAU keeps more tokens: DeiT-S gives 76.0% / 2.5 GFLOPs at
 # 0.5 and 79.1% / 3.4 GFLOPs at 1.5 (the paper's headline row; Table 8), so 1.5 is the default.
 _C.IARED.TAU = 1.5

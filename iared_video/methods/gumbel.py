@@ -107,7 +107,7 @@ class GumbelIARED2(IARED2):
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                        p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=p.GUMBEL_TAU,
                                        last_group=last_drop_index(cfg), hidden=p.INTERPRETER_HIDDEN,
-                                       input_kind=p.INTERPRETER_INPUT)
+                                       input_kind=p.INTERPRETER_INPUT, decision=p.DECISION)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return GumbelIARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

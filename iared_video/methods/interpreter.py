@@ -31,7 +31,7 @@ from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Var
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
-from iared_video.models.policies import GroupInput, InterpreterPolicy
+from iared_video.models.policies import GroupInput, InterpreterPolicy, topk_per_sample
 
 __all__ = ["IARED2", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
 
@@ -76,6 +76,7 @@ def threshold_policy(source: InterpreterPolicy, threshold: float) -> Interpreter
     policy = InterpreterPolicy.__new__(InterpreterPolicy)
     nn.Module.__init__(policy)
     policy.share(source, threshold)
+    policy.decision = "threshold"  # a threshold sweep: the rule the threshold belongs to
     return policy
 
 
@@ -118,17 +119,6 @@ class ControlledKeepPolicy(InterpreterPolicy):
         return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
 
 
-def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
-    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
-    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
-    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
-    order = key.argsort()
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
-    return rank < k[sample]
-
-
 class IARED2(Method):
     """IA-RED^2: the interpreter policy, Alg. 1's curriculum, REINFORCE."""
 
@@ -138,7 +128,8 @@ class IARED2(Method):
         p = cfg.IARED
         return InterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
                                  p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, last_group=last_drop_index(cfg),
-                                 hidden=p.INTERPRETER_HIDDEN, input_kind=p.INTERPRETER_INPUT)
+                                 hidden=p.INTERPRETER_HIDDEN, input_kind=p.INTERPRETER_INPUT,
+                                 decision=p.DECISION)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)

@@ -182,8 +182,9 @@ class IARED(nn.Module):
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
             return
+        counts = torch.bincount(state.sample_ids(), minlength=state.batch)
         inp = GroupInput(group, state.tokens, state.batch, state.num_patches, emb,
-                         partial(self._class_attention, emb))
+                         partial(self._class_attention, emb), counts)
         scores = self.policy.score(inp)
         keep = self.policy.keep(inp, scores, mode)
         out.scores.append(state.scatter(scores))

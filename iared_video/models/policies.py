@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from iared_video.config.choices import INTERPRETER_INPUTS
+from iared_video.config.choices import DECISIONS, INTERPRETER_INPUTS
 from iared_video.models.backbones import Embedded
 from iared_video.models.interpreter import MultiHeadInterpreter
 
 __all__ = ["GroupInput", "DropPolicy", "InterpreterPolicy", "NoDropPolicy", "RandomPolicy",
-           "AttentionPolicy", "TemporalDiffPolicy", "FixedRatioPolicy", "MODES", "PAPER_ATTENTION_BLOCK"]
+           "AttentionPolicy", "TemporalDiffPolicy", "FixedRatioPolicy", "MODES", "PAPER_ATTENTION_BLOCK",
+           "topk_per_sample", "expected_counts"]
 
 MODES = ("greedy", "sample", "keep_all")
 PAPER_ATTENTION_BLOCK = 1  # the paper's raw-attention baseline: Block_1, the second block (0-based index 1)
@@ -39,6 +40,7 @@ class GroupInput:
         embedded: the input embedding (used by input-level policies at group 0).
         class_attention: ``class_attention(b)`` -> ``(B, N)`` head-averaged class-token attention over the patch
             tokens of block ``b`` (0-based) run densely on the input, computed on demand (the raw-attention policy).
+        counts: ``(B,)`` patch tokens present per sample (the rows of ``tokens``, in order).
     """
 
     group: int
@@ -47,6 +49,7 @@ class GroupInput:
     num_patches: int
     embedded: Embedded
     class_attention: Callable[[int], Tensor]
+    counts: Tensor
 
 
 class DropPolicy(nn.Module, abc.ABC):
@@ -89,15 +92,18 @@ class InterpreterPolicy(DropPolicy):
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
                  head_dim: int = 64, first_group: int = 0, init_score: float = 0.5,
-                 last_group: int | None = None, hidden: int = 0, input_kind: str = "tokens") -> None:
+                 last_group: int | None = None, hidden: int = 0, input_kind: str = "tokens",
+                 decision: str = "threshold") -> None:
         super().__init__()
         last_group = num_groups - 1 if last_group is None else last_group
         if not 0 <= first_group <= last_group < num_groups:
             raise ValueError(f"need 0 <= first_group <= last_group < {num_groups}, got {first_group} and {last_group}")
         if input_kind not in INTERPRETER_INPUTS:
             raise ValueError(f"input_kind must be one of {INTERPRETER_INPUTS}, got {input_kind!r}")
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
         self.threshold, self.first_group, self.last_group = threshold, first_group, last_group
-        self.input_kind = input_kind
+        self.input_kind, self.decision = input_kind, decision
         self.interpreters = nn.ModuleList(MultiHeadInterpreter(dim, num_heads, head_dim, init_score, hidden)
                                           for _ in range(num_groups))
 
@@ -105,7 +111,7 @@ class InterpreterPolicy(DropPolicy):
         """Use ``source``'s interpreters and dropping groups (no copy) with ``threshold``."""
         self.threshold, self.interpreters = threshold, source.interpreters
         self.first_group, self.last_group = source.first_group, source.last_group
-        self.input_kind = source.input_kind
+        self.input_kind, self.decision = source.input_kind, source.decision
 
     def acts_on(self, group: int) -> bool:
         return self.first_group <= group <= self.last_group
@@ -116,6 +122,8 @@ class InterpreterPolicy(DropPolicy):
         return self.interpreters[inp.group](inp.tokens)
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode == "greedy" and self.decision == "expected_count":
+            return topk_per_sample(scores, inp.counts, expected_counts(scores, inp.counts))
         if mode == "greedy":
             return scores >= self.threshold
         if mode == "sample":
@@ -191,6 +199,25 @@ class TemporalDiffPolicy(FixedRatioPolicy):
         previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
         distance = (tokens - previous).norm(dim=-1).flatten(1)
         return _normalise(distance).flatten()
+
+
+def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
+    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
+    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
+    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
+    order = key.argsort()
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
+    return rank < k[sample]
+
+
+def expected_counts(scores: Tensor, counts: Tensor) -> Tensor:
+    """``(B,)`` tokens a Bernoulli(score) sample keeps on average in each sample, rounded (at least 1)."""
+    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
+    total = torch.zeros(counts.numel(), dtype=torch.float64, device=scores.device)
+    total.index_add_(0, sample, scores.detach().double())
+    return total.round().long().clamp_min(1)
 
 
 def _normalise(values: Tensor) -> Tensor:
