@@ -182,7 +182,7 @@ class IARED(nn.Module):
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
             return
-        counts = torch.bincount(state.sample_ids(), minlength=state.batch)
+        counts = state.seqs.cu_seqlens.diff().long() - state.num_prefix  # on the device: no host sync
         inp = GroupInput(group, state.tokens, state.batch, state.num_patches, emb,
                          partial(self._class_attention, emb), counts)
         scores = self.policy.score(inp)
