@@ -56,6 +56,22 @@ def test_reinforce_step_divides_by_the_chosen_normalizer() -> None:
         assert entering.lt(out.keep[1].shape[1]).any()  # group 1 dropped something: the two options differ
 
 
+def test_reinforce_step_with_the_probability_outcome() -> None:
+    """REWARD_OUTCOME probability: the step's mean reward is p * efficiency - (1 - p) * tau, p the label's softmax."""
+    torch.manual_seed(0)
+    model = build_model(load_config(None, [*TINY, "IARED.FIRST_DROP_GROUP", "1"])).eval()
+    x, y = torch.randn(3, 3, 2, 32, 32), torch.tensor([0, 1, 2])
+    modes = ["sample", "keep_all"]
+    torch.manual_seed(1)
+    _, stats = reinforce_step(model, model, x, y, modes, 0, StepArgs(tau=1.5, reward_outcome="probability"))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        out = model(x, return_policy=True, modes=modes)
+    p = out.logits.softmax(1)[torch.arange(3), y]
+    ratio = out.keep[0].sum(1).float() / out.keep[0].shape[1]
+    assert stats["reward"] == pytest.approx((p * (1 - ratio ** 2) - (1 - p) * 1.5).mean().item(), abs=1e-6)
+
+
 def test_reinforce_step_with_several_samples_and_the_leave_one_out_baseline() -> None:
     """K = 3 samples of each of 2 inputs (input-major): the loss is -mean(A * log p) over the 6 rows, with A each
     row's reward minus the mean of its input's other two, all recomputed here from one replayed forward."""
