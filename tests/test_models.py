@@ -139,7 +139,8 @@ def test_expected_count_decision_keeps_the_rounded_score_sum_best_tokens() -> No
     """IARED.DECISION expected_count: sample b keeps its round(sum_i I_i) highest-scored tokens."""
     policy = InterpreterPolicy(4, 1, threshold=0.5, decision="expected_count")
     scores = torch.tensor([0.9, 0.6, 0.2, 0.1, 0.55, 0.5, 0.35])  # sums 1.8 -> 2 and 1.4 -> 1
-    inp = GroupInput(0, torch.zeros(7, 4), 2, 4, None, None, torch.tensor([4, 3]))  # type: ignore[arg-type]
+    seqs = PackedSeqs.from_lengths([1 + 4, 1 + 3], torch.device("cpu"))  # a class token, then 4 and 3 patches
+    inp = GroupInput(0, torch.zeros(7, 4), 2, 4, None, None, seqs, 1)  # type: ignore[arg-type]
     assert policy.keep(inp, scores, "greedy").tolist() == [True, True, False, False, True, False, False]
     assert threshold_policy(policy, 0.5).keep(inp, scores, "greedy").tolist() == [True, True, False, False,
                                                                                   True, True, False]

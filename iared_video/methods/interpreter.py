@@ -100,7 +100,7 @@ class ControlledKeepPolicy(InterpreterPolicy):
         """Final keep ratio per sample, ``(B,)`` in (0, 1]."""
         self.ratios = ratios.clamp(1e-6, 1.0).double().cpu()
 
-    def target_counts(self, group: int, num_groups: int, num_patches: int) -> Tensor:
+    def target_counts(self, group: int, num_patches: int) -> Tensor:
         """``(B,)`` patch tokens kept after ``group`` (at least 1)."""
         acting = self.last_group - self.first_group + 1
         power = (group - self.first_group + 1) / acting if self.schedule == "geometric" else 1.0
@@ -112,11 +112,9 @@ class ControlledKeepPolicy(InterpreterPolicy):
             return super().keep(inp, scores, mode)
         if self.ratios is None or self.ratios.numel() != inp.batch:
             raise ValueError("call set_ratios() with one ratio per sample before the forward")
-        num_groups = len(self.interpreters)
-        present = (self.target_counts(inp.group - 1, num_groups, inp.num_patches) if inp.group > self.first_group
-                   else torch.full((inp.batch,), inp.num_patches, dtype=torch.long))
-        wanted = torch.minimum(self.target_counts(inp.group, num_groups, inp.num_patches), present)
-        return topk_per_sample(scores, present.to(scores.device), wanted.to(scores.device))
+        present = inp.counts  # what the earlier groups kept: their targets
+        wanted = torch.minimum(self.target_counts(inp.group, inp.num_patches).to(present.device), present)
+        return topk_per_sample(scores, present, wanted)
 
 
 class IARED2(Method):

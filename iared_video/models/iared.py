@@ -182,9 +182,8 @@ class IARED(nn.Module):
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
             return
-        counts = state.seqs.cu_seqlens.diff().long() - state.num_prefix  # on the device: no host sync
         inp = GroupInput(group, state.tokens, state.batch, state.num_patches, emb,
-                         partial(self._class_attention, emb), counts)
+                         partial(self._class_attention, emb), state.seqs, state.num_prefix)
         scores = self.policy.score(inp)
         keep = self.policy.keep(inp, scores, mode)
         out.scores.append(state.scatter(scores))

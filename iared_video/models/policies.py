@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from iared_video.config.choices import DECISIONS, INTERPRETER_INPUTS
 from iared_video.models.backbones import Embedded
 from iared_video.models.interpreter import MultiHeadInterpreter
+from iared_video.models.packed import PackedSeqs
 
 __all__ = ["GroupInput", "DropPolicy", "InterpreterPolicy", "NoDropPolicy", "RandomPolicy",
            "AttentionPolicy", "TemporalDiffPolicy", "FixedRatioPolicy", "MODES", "PAPER_ATTENTION_BLOCK",
@@ -40,7 +41,8 @@ class GroupInput:
         embedded: the input embedding (used by input-level policies at group 0).
         class_attention: ``class_attention(b)`` -> ``(B, N)`` head-averaged class-token attention over the patch
             tokens of block ``b`` (0-based) run densely on the input, computed on demand (the raw-attention policy).
-        counts: ``(B,)`` patch tokens present per sample (the rows of ``tokens``, in order).
+        seqs: the packed rows' boundaries (each sample's prefix tokens, then its present patch tokens).
+        num_prefix: prefix (class/distillation) tokens per sample.
     """
 
     group: int
@@ -49,7 +51,13 @@ class GroupInput:
     num_patches: int
     embedded: Embedded
     class_attention: Callable[[int], Tensor]
-    counts: Tensor
+    seqs: PackedSeqs
+    num_prefix: int
+
+    @property
+    def counts(self) -> Tensor:
+        """``(B,)`` patch tokens present per sample (the rows of ``tokens``, in order), on the device."""
+        return self.seqs.cu_seqlens.diff().long() - self.num_prefix
 
 
 class DropPolicy(nn.Module, abc.ABC):
