@@ -123,6 +123,10 @@ def test_early_last_drop_group_keeps_later_groups_as_given():
 def test_interpreter_option_errors_name_the_keys():
     with pytest.raises(ConfigError, match="INTERPRETER_INPUT content changes the first group's interpreter only"):
         load_config(None, [*OPTS, "IARED.INTERPRETER_INPUT", "content", "IARED.FIRST_DROP_GROUP", "2"])
+    with pytest.raises(ConfigError, match="INTERPRETER_INPUT difference changes the first group's interpreter"):
+        load_config(None, [*OPTS, "IARED.INTERPRETER_INPUT", "difference", "IARED.FIRST_DROP_GROUP", "2"])
+    with pytest.raises(ConfigError, match="difference compares frames and needs a video model"):
+        load_config(None, [*OPTS, "MODEL.MODEL_NAME", "deit", "IARED.INTERPRETER_INPUT", "difference"])
     with pytest.raises(ConfigError, match="INTERPRETER_HIDDEN must be 0"):
         load_config(None, [*OPTS, "IARED.INTERPRETER_HIDDEN", "-4"])
     with pytest.raises(ConfigError, match="REWARD_OUTCOME"):

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from iared_video.config import load_config
 from iared_video.methods.interpreter import threshold_policy
 from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer, build_model
+from iared_video.models.backbones import Embedded
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
-from iared_video.models.policies import GroupInput
+from iared_video.models.policies import GroupInput, temporal_difference
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]
@@ -133,6 +134,36 @@ def test_content_input_scores_the_patch_embedding_without_position_or_time() -> 
     assert not torch.allclose(scores["tokens"], scores["content"])
     with pytest.raises(ValueError, match="input_kind"):
         InterpreterPolicy(16, 1, input_kind="pixels")
+
+
+def test_temporal_difference_by_hand() -> None:
+    """Each patch minus the same patch one frame earlier; the first frame takes minus the second's change."""
+    raw = torch.tensor([[1.0, 10.0], [2.0, 30.0], [7.0, 20.0]])  # 3 frames of 2 patches, C = 1
+    emb = Embedded(prefix=torch.zeros(1, 1, 1), patches=raw.view(1, 6, 1), raw=raw.view(1, 6, 1), grid=(3, 1, 2))
+    expected = [[-1.0, -20.0], [1.0, 20.0], [5.0, -10.0]]
+    assert temporal_difference(emb).view(3, 2).tolist() == expected
+    single = Embedded(prefix=torch.zeros(1, 1, 1), patches=raw[:1].view(1, 2, 1), raw=raw[:1].view(1, 2, 1),
+                      grid=(1, 1, 2))
+    assert temporal_difference(single).abs().sum().item() == 0.0
+
+
+def test_difference_input_scores_the_change_of_the_patch_embedding() -> None:
+    """INTERPRETER_INPUT difference: group 0's interpreter sees raw_t - raw_(t-1) of the backbone's embedding."""
+    torch.manual_seed(0)
+    backbone = TimeSformer(num_classes=3, img_size=32, num_frames=2, patch_size=16, embed_dim=16, depth=2,
+                           num_heads=2)
+    policy = InterpreterPolicy(16, 1, num_heads=2, head_dim=4, hidden=8, input_kind="difference")
+    model = IARED(backbone, policy, num_groups=1).eval()
+    x = torch.randn(2, 3, 2, 32, 32)
+    x[1, :, 1] = x[1, :, 0]  # video 1 does not move: its difference is zero at every patch
+    with torch.no_grad():
+        out, raw = model(x, return_policy=True), backbone.embed(x).raw.view(2, 2, 4, 16)
+        change = raw[:, 1] - raw[:, 0]
+        seen = torch.stack([-change, change], 1).flatten(0, 2)
+        torch.testing.assert_close(out.scores[0].flatten(), policy.interpreters[0](seen))
+        still = policy.interpreters[0](torch.zeros(1, 16))
+        torch.testing.assert_close(out.scores[0][1], still.expand(8))
+        assert out.scores[0][0].std() > 1e-4  # the moving video's patches are told apart
 
 
 def test_expected_count_decision_keeps_the_rounded_score_sum_best_tokens() -> None:

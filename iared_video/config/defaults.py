@@ -142,8 +142,9 @@ _C.IARED.INTERPRETER_DIM = 64
 # non-linear function of the token (motion energy |x_t+1 - x_t-1| is not linear in the pixels).
 _C.IARED.INTERPRETER_HIDDEN = 0
 # What the first group's interpreter scores: "tokens" (the paper: the tokens entering the group, positional and
-# temporal embedding added) or "content" (the patch embedding before them, what temporal_diff compares). Later
-# groups always score their tokens.
+# temporal embedding added), "content" (the patch embedding before them, what temporal_diff compares) or
+# "difference" (video: that embedding minus the same patch's one frame earlier, the vector whose norm
+# temporal_diff ranks by). Later groups always score their tokens.
 _C.IARED.INTERPRETER_INPUT = "tokens"
 # Every token's informative score when the interpreters are built, i.e. the keep rate REINFORCE first samples
 # at (models/interpreter.py). The paper does not say; 0.5 is the zero-bias start.

@@ -16,6 +16,7 @@ from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
 from iared_video.config.choices import KEEP_SCHEDULES
+from iared_video.config.runtime import is_video
 from iared_video.engine.curriculum import Stage
 from iared_video.engine.reinforce import (
     leave_one_out_advantage,
@@ -137,9 +138,13 @@ class IARED2(Method):
         p, errors = cfg.IARED, []
         if p.INTERPRETER_HIDDEN < 0:
             errors.append(f"IARED.INTERPRETER_HIDDEN must be 0 (linear F_q) or a width > 0, got {p.INTERPRETER_HIDDEN}")
-        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT == "content" and p.FIRST_DROP_GROUP != 1:
-            errors.append(f"IARED.INTERPRETER_INPUT content changes the first group's interpreter only, which "
-                          f"IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} skips; use tokens or FIRST_DROP_GROUP 1")
+        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT != "tokens" and p.FIRST_DROP_GROUP != 1:
+            errors.append(f"IARED.INTERPRETER_INPUT {p.INTERPRETER_INPUT} changes the first group's interpreter "
+                          f"only, which IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} skips; use tokens or "
+                          "FIRST_DROP_GROUP 1")
+        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT == "difference" and not is_video(cfg):
+            errors.append("IARED.INTERPRETER_INPUT difference compares frames and needs a video model "
+                          "(MODEL.MODEL_NAME timesformer); use tokens or content")
         return errors
 
     def stages(self, plan: StagePlan) -> list[Stage]:

@@ -95,7 +95,8 @@ class InterpreterPolicy(DropPolicy):
     Groups outside ``first_group..last_group`` (0-based, inclusive; ``last_group`` None: the last group) keep
     every token; their interpreters exist (so checkpoints keep one layout) but are never run or trained.
     With ``input_kind="content"`` the first group's interpreter scores the patch embedding before the positional
-    (and temporal) embedding, ``Embedded.raw``; the kept tokens enter the blocks with it as always.
+    (and temporal) embedding, ``Embedded.raw``; with ``"difference"`` its change from the frame before
+    (``temporal_difference``). The kept tokens enter the blocks with their embedding as always.
     """
 
     def __init__(self, dim: int, num_groups: int, threshold: float = 0.5, num_heads: int = 4,
@@ -127,6 +128,8 @@ class InterpreterPolicy(DropPolicy):
     def score(self, inp: GroupInput) -> Tensor:
         if self.input_kind == "content" and inp.group == 0:
             return self.interpreters[0](inp.embedded.raw.flatten(0, 1))  # group 0: every token, sample-major
+        if self.input_kind == "difference" and inp.group == 0:
+            return self.interpreters[0](temporal_difference(inp.embedded).flatten(0, 1))
         return self.interpreters[inp.group](inp.tokens)
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
@@ -207,6 +210,17 @@ class TemporalDiffPolicy(FixedRatioPolicy):
         previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
         distance = (tokens - previous).norm(dim=-1).flatten(1)
         return _normalise(distance).flatten()
+
+
+def temporal_difference(emb: Embedded) -> Tensor:
+    """``(B, N, C)`` each patch embedding minus the same position one frame earlier (the first frame: minus the
+    second, so every frame sees a frame-to-frame change; zeros for a one-frame input)."""
+    frames, h, w = emb.grid
+    raw = emb.raw.view(emb.raw.shape[0], frames, h * w, -1)
+    if frames == 1:
+        return torch.zeros_like(emb.raw)
+    diff = raw[:, 1:] - raw[:, :-1]
+    return torch.cat([-diff[:, :1], diff], dim=1).flatten(1, 2)
 
 
 def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
