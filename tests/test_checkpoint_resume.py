@@ -123,3 +123,24 @@ def test_checkpoint_order_and_weights_only_rng(tmp_path):
     ckpt.save_checkpoint(path, {"rng": state})
     ckpt.set_rng_state(torch.load(path, weights_only=True)["rng"])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_resume_refuses_a_checkpoint_trained_under_another_config(tmp_path):
+    """A re-run whose training keys changed (a baseline's matched drop ratio, say) must not pick up the old run."""
+    from iared_video.config import load_config
+    from iared_video.engine.trainer import _resume_payload
+
+    opts = ["IARED.POLICY", "random", "IARED.DROP_RATIO", "0.78", "OUTPUT_DIR", str(tmp_path)]
+    old = load_config(None, opts)
+    payload = {"model_state": {}, "stage": 0, "stage_name": "train", "stages": ["train"], "epoch": 0,
+               "iteration": 0, "epoch_done": True, "global_epoch": 1, "cfg": old.dump()}
+    ckpt.save_checkpoint(os.path.join(ckpt.checkpoint_dir(str(tmp_path)), ckpt.checkpoint_name(1)), payload)
+    moved = load_config(None, [*opts, "DATA.PATH_TO_DATA_DIR", "/elsewhere", "LOG_PERIOD", "3",
+                               "TRAIN.CHECKPOINT_FILE_PATH", "/elsewhere/dense.pyth"])
+    assert ckpt.training_config_changes(old.dump(), moved) == []  # paths and periods may change
+    assert _resume_payload(moved, ["train"], torch.device("cpu"))["global_epoch"] == 1
+    changed = load_config(None, [*opts, "IARED.DROP_RATIO", "0.88", "SOLVER.BASE_LR", "0.5"])
+    assert ckpt.training_config_changes(old.dump(), changed) == ["IARED.DROP_RATIO: 0.78 -> 0.88",
+                                                                   "SOLVER.BASE_LR: 0.0025 -> 0.5"]
+    with pytest.raises(ckpt.CheckpointError, match=r"another config \(IARED.DROP_RATIO: 0.78 -> 0.88; SOLVER"):
+        _resume_payload(changed, ["train"], torch.device("cpu"))

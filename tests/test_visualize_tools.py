@@ -95,3 +95,13 @@ def test_interpreter_cli_mp4(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = os.listdir(tmp_path / "vis")
     assert any(n.endswith(".mp4") for n in names) and any(n.endswith("_keep.png") for n in names)
+
+
+def test_threshold_drawn_only_where_it_decides():
+    """The colour bar marks IARED.THRESHOLD for the threshold decision, not where each video keeps its best."""
+    from iared_video.visualization.stage import _vis_options
+
+    iared = [*VIDEO_OPTS, "IARED.POLICY", "interpreter", "IARED.THRESHOLD", "0.4"]
+    assert _vis_options(load_config(None, iared)).threshold == 0.4
+    assert _vis_options(load_config(None, [*iared, "IARED.DECISION", "expected_count"])).threshold is None
+    assert _vis_options(load_config(None, VIDEO_OPTS)).threshold is None  # random: no threshold

@@ -20,12 +20,14 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+import yaml
+from fvcore.common.config import CfgNode
 
 from iared_video.engine.logging import get_logger
 
 __all__ = ["checkpoint_dir", "checkpoint_name", "list_checkpoints", "save_checkpoint", "load_checkpoint",
            "load_newest_valid", "newest_checkpoint", "position_of", "rng_state", "set_rng_state", "CheckpointError",
-           "TrainPosition"]
+           "TrainPosition", "training_config_changes"]
 
 logger = get_logger(__name__)
 _PATTERN = re.compile(r"^checkpoint_epoch_(\d{5})(?:_iter_(\d{6}))?\.pyth$")
@@ -157,3 +159,34 @@ def position_of(payload: dict[str, Any]) -> TrainPosition:
     """Training position recorded in a checkpoint payload."""
     return TrainPosition(int(payload["stage"]), int(payload["epoch"]), int(payload["iteration"]),
                          int(payload["global_epoch"]), bool(payload.get("epoch_done", False)))
+
+
+#: Config sections (and top-level keys) whose values shape what a run trains.
+TRAINING_KEYS = ("MODEL", "IARED", "DATA", "SOLVER", "TRAIN", "DYNAMICVIT", "TOME", "EVIT", "RNG_SEED")
+#: Keys that may differ between a run and its resumption: where files are, how often to log, check or save.
+RESUMABLE_CHANGES = ("MODEL.PRETRAINED", "TRAIN.ENABLE", "TRAIN.AUTO_RESUME", "TRAIN.EVAL_PERIOD",
+                     "TRAIN.CHECKPOINT_PERIOD", "TRAIN.CHECKPOINT_ITER_PERIOD")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def training_config_changes(saved_dump: str, cfg: CfgNode) -> list[str]:
+    """``"KEY: saved -> now"`` for every training key where ``cfg`` differs from the config a checkpoint was
+    written under (``saved_dump``, its ``cfg.dump()``); paths and logging/checkpoint periods are not compared."""
+    saved, now = _flat(yaml.safe_load(saved_dump) or {}), _flat(yaml.safe_load(cfg.dump()))
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        leaf = key.rsplit(".", 1)[-1]
+        if key.split(".")[0] not in TRAINING_KEYS or key in RESUMABLE_CHANGES or "PATH" in leaf or "DIR" in leaf:
+            continue
+        if saved.get(key) != now.get(key):
+            changes.append(f"{key}: {saved.get(key)!r} -> {now.get(key)!r}")
+    return changes

@@ -351,6 +351,10 @@ def _resume_payload(cfg: CfgNode, stage_names: list[str], device: torch.device) 
     if list(payload.get("stages", [])) != stage_names:
         raise ckpt.CheckpointError(f"{path} was written for the stages {payload.get('stages')}, this config has "
                                    f"{stage_names}; use another OUTPUT_DIR or TRAIN.AUTO_RESUME False")
+    changes = ckpt.training_config_changes(str(payload.get("cfg", "")), cfg) if "cfg" in payload else []
+    if changes:
+        raise ckpt.CheckpointError(f"{path} was trained under another config ({'; '.join(changes[:8])}); use "
+                                   "another OUTPUT_DIR, the old config, or TRAIN.AUTO_RESUME False to start over")
     pos = ckpt.position_of(payload)
     logger.info("resuming from %s: stage %s epoch %d iteration %d%s", path, payload["stage_name"], pos.epoch + 1,
                 pos.iteration, " (epoch finished)" if pos.epoch_done else "")

@@ -29,7 +29,9 @@ def _vis_options(cfg) -> VisOptions:
     from iared_video.methods import method_for_cfg
     from iared_video.models.policies import InterpreterPolicy
 
-    thresholded = issubclass(method_for_cfg(cfg).policy_type, InterpreterPolicy)  # its scores meet a threshold
+    # its scores meet a threshold (under DECISION expected_count each video keeps its best tokens instead)
+    thresholded = (issubclass(method_for_cfg(cfg).policy_type, InterpreterPolicy)
+                   and cfg.IARED.DECISION == "threshold")
     threshold = float(cfg.IARED.THRESHOLD) if thresholded else None
     return VisOptions(v.UPSAMPLE, float(v.ALPHA), v.ANIMATION, float(v.FPS), threshold)
 
