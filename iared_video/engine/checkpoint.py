@@ -164,8 +164,9 @@ def position_of(payload: dict[str, Any]) -> TrainPosition:
 #: Config sections (and top-level keys) whose values shape what a run trains.
 TRAINING_KEYS = ("MODEL", "IARED", "DATA", "SOLVER", "TRAIN", "DYNAMICVIT", "TOME", "EVIT", "RNG_SEED")
 #: Keys that may differ between a run and its resumption: where files are, how often to log, check or save.
-RESUMABLE_CHANGES = ("MODEL.PRETRAINED", "TRAIN.ENABLE", "TRAIN.AUTO_RESUME", "TRAIN.EVAL_PERIOD",
-                     "TRAIN.CHECKPOINT_PERIOD", "TRAIN.CHECKPOINT_ITER_PERIOD")
+RESUMABLE_CHANGES = ("MODEL.PRETRAINED", "DATA.PATH_TO_DATA_DIR", "DATA.PATH_PREFIX", "TRAIN.CHECKPOINT_FILE_PATH",
+                     "TRAIN.ENABLE", "TRAIN.AUTO_RESUME", "TRAIN.EVAL_PERIOD", "TRAIN.CHECKPOINT_PERIOD",
+                     "TRAIN.CHECKPOINT_ITER_PERIOD")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -184,8 +185,7 @@ def training_config_changes(saved_dump: str, cfg: CfgNode) -> list[str]:
     saved, now = _flat(yaml.safe_load(saved_dump) or {}), _flat(yaml.safe_load(cfg.dump()))
     changes = []
     for key in sorted(set(saved) | set(now)):
-        leaf = key.rsplit(".", 1)[-1]
-        if key.split(".")[0] not in TRAINING_KEYS or key in RESUMABLE_CHANGES or "PATH" in leaf or "DIR" in leaf:
+        if key.split(".")[0] not in TRAINING_KEYS or key in RESUMABLE_CHANGES:
             continue
         if saved.get(key) != now.get(key):
             changes.append(f"{key}: {saved.get(key)!r} -> {now.get(key)!r}")

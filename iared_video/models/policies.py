@@ -126,15 +126,16 @@ class InterpreterPolicy(DropPolicy):
         return self.first_group <= group <= self.last_group
 
     def score(self, inp: GroupInput) -> Tensor:
-        if self.input_kind == "content" and inp.group == 0:
-            return self.interpreters[0](inp.embedded.raw.flatten(0, 1))  # group 0: every token, sample-major
-        if self.input_kind == "difference" and inp.group == 0:
-            return self.interpreters[0](temporal_difference(inp.embedded).flatten(0, 1))
+        if inp.group == 0 and self.input_kind != "tokens":  # group 0: every token, sample-major
+            emb = inp.embedded
+            seen = emb.raw if self.input_kind == "content" else temporal_difference(emb)
+            return self.interpreters[0](seen.flatten(0, 1))
         return self.interpreters[inp.group](inp.tokens)
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
         if mode == "greedy" and self.decision == "expected_count":
-            return topk_per_sample(scores, inp.counts, expected_counts(scores, inp.counts))
+            counts = inp.counts
+            return topk_per_sample(scores, counts, expected_counts(scores, counts))
         if mode == "greedy":
             return scores >= self.threshold
         if mode == "sample":
