@@ -7,7 +7,7 @@ Examples:
     python tools/make_synthetic.py --out /tmp/hard --difficulty hard --set noise=8 \\
         --set actor_size=[0.04,0.06]
 
-See docs/datasets/SYNTHETIC.md for the layout and every knob.
+See datasets/SYNTHETIC.md for the layout and every knob.
 """
 
 from __future__ import annotations

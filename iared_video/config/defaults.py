@@ -67,11 +67,12 @@ _C.MODEL.PATCH_FRAMES = 1
 # How 2-d patch weights W (an image checkpoint) inflate to PATCH_FRAMES frames; a static clip embeds as W does under
 # each. "mean_diff": W / k on every frame plus W times the window's central difference (-1 .. 1 over the window),
 # so every token also carries the temporal derivative of the pre-trained features; "mean": W / k (I3D); "central":
-# W on the token's own frame, zero elsewhere (ViViT). See docs/datasets/SYNTHETIC.md, "Video model".
+# W on the token's own frame, zero elsewhere (ViViT). See docs/experiment_log.md, "Video model".
 _C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
-# content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see docs/datasets/SYNTHETIC.md).
+# content and a ViT sits at chance for epochs (the from-scratch control of tools/main_job.py sets 1.0; see
+# docs/experiment_log.md).
 # Drawn with timm's trunc_normal_, which cuts at +-2 (so stds above 1 are clipped hard).
 _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
@@ -94,11 +95,11 @@ _C.IARED.POLICY = "interpreter"
 _C.IARED.NUM_GROUPS = 1
 # First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
 # interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
-# tell object from background linearly (see docs/datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
+# tell object from background linearly (see docs/experiment_log.md), as DynamicViT prunes only after block 3.
 _C.IARED.FIRST_DROP_GROUP = 1
 # Last group (1-based) whose interpreter may drop tokens; 0 = IARED.NUM_GROUPS (the paper: every group). Later
 # groups keep what they are given and train no interpreter (on the synthetic images a third interpreter kept nearly
-# every token it was given, docs/datasets/SYNTHETIC.md).
+# every token it was given, docs/experiment_log.md).
 _C.IARED.LAST_DROP_GROUP = 0
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5

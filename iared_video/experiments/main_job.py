@@ -45,7 +45,7 @@ MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name
 #: ``IARED.POLICY`` set to the name); temporal difference needs frames.
 BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
 
-#: Generator arguments of the main job's synthetic sets (see docs/datasets/SYNTHETIC.md): the video defaults with
+#: Generator arguments of the main job's synthetic sets (see datasets/SYNTHETIC.md): the video defaults with
 #: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
 #: 5 classes (one shape in 5 fill textures: the tiny ViT from scratch cannot tell the shapes apart).
 SYNTHETIC_KWARGS: dict[str, dict[str, Any]] = {
@@ -54,7 +54,7 @@ SYNTHETIC_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 #: Options that turn the dense stage into the from-scratch control: no pre-trained weights, and the embedding
-#: initialisation that lets a ViT learn these sets from scratch (docs/datasets/SYNTHETIC.md).
+#: initialisation that lets a ViT learn these sets from scratch (docs/experiment_log.md).
 FROM_SCRATCH_OPTS = {
     "video": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0", "MODEL.TIME_EMBED_INIT_STD", "1.0"],
     "image": ["MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0"],

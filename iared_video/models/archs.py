@@ -11,7 +11,7 @@ __all__ = ["PROJECT_ARCHS", "resolve_arch", "is_known_arch", "arch_depth_and_pat
 #: name -> (timm architecture it derives from, shape overrides). Video configs that inflate one of these into a
 #: TimeSformer repeat its shape in ``MODEL.EMBED_DIM`` / ``DEPTH`` / ``NUM_HEADS`` / ``MLP_RATIO``.
 PROJECT_ARCHS: dict[str, tuple[str, dict]] = {
-    # 96-wide, 6 blocks, 3 heads of 32: the embedded pre-trained backbone (weights/, docs/datasets/SYNTHETIC.md).
+    # 96-wide, 6 blocks, 3 heads of 32: the embedded pre-trained backbone (weights/, datasets/SYNTHETIC.md).
     "vit_micro_patch16": ("vit_tiny_patch16_224", {"embed_dim": 96, "depth": 6, "num_heads": 3, "mlp_ratio": 2.0}),
 }
 

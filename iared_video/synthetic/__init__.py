@@ -5,7 +5,7 @@ actor moves over time, so a single frame cannot tell them apart: every random dr
 background, distractors, actor appearance and start pose, motion amplitudes, noise) is made before the
 label is looked at, and every trajectory starts with zero displacement and zero rotation. Videos are
 written as H.264 MP4 in the Kinetics CSV layout with per-frame ground-truth actor masks; the image variant
-uses the ImageNet folder layout with per-image object masks. See ``docs/datasets/SYNTHETIC.md``.
+uses the ImageNet folder layout with per-image object masks. See ``datasets/SYNTHETIC.md``.
 
 Modules, one concern each: ``knobs`` (class lists, knob dataclasses, presets), ``streams`` (random
 streams), ``shapes``, ``backgrounds``, ``sprites`` (distractors, actor, trajectories), ``scenes``

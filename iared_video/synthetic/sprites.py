@@ -80,7 +80,7 @@ class Actor:
         body = SHAPES[self.shape](lx, ly, r)
         inner = SHAPES[self.shape](lx, ly, r - 1.0)
         # radius 0.35 r at 0.5 r from the centre (1.2.0; radius 0.2 r at 0.45 r before, where a 64-pixel
-        # video's 3-pixel dot left the rotation pair at chance: docs/datasets/SYNTHETIC.md, "Classes")
+        # video's 3-pixel dot left the rotation pair at chance: docs/experiment_log.md, "Generator 1.2.0")
         marker = (lx - 0.5 * r) ** 2 + ly * ly <= max(1.5, 0.35 * r) ** 2
         contrast, patch = contrast_color(self.color).astype(np.uint8), frame[region]
         patch[body] = contrast
