@@ -13,7 +13,7 @@ __all__ = ["GENERATOR_NAME", "GENERATOR_VERSION", "VIDEO_CLASSES", "IMAGE_CLASSE
            "ACTOR_SHAPES", "DEFAULT_NUM_VIDEOS", "DEFAULT_NUM_IMAGES", "DEFAULT_IMAGE_CLASSES", "SPLITS",
            "VideoKnobs", "ImageKnobs", "VIDEO_DIFFICULTY", "IMAGE_DIFFICULTY", "make_knobs"]
 
-GENERATOR_VERSION = "1.2.0"
+GENERATOR_VERSION = "1.2.1"
 #: The ``generator`` field of every ``meta.json`` written here (how tools recognise a generated set).
 # Kept as it was before the generator became a package, so sets made then are still recognised.
 GENERATOR_NAME = "iared_video.datasets.synthetic"

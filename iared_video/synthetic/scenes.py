@@ -11,6 +11,7 @@ from iared_video.synthetic.backgrounds import Band, make_background, sample_band
 from iared_video.synthetic.knobs import VIDEO_CLASSES, VideoKnobs, make_knobs
 from iared_video.synthetic.sprites import TRAJECTORIES, Actor, Motion, Sprite, sample_actor, sample_sprites
 from iared_video.synthetic.streams import sample_size
+from iared_video.synthetic.writers import decord_readable_width
 
 __all__ = ["Scene", "sample_noise", "add_noise", "sample_video_spec", "sample_scene", "render_scene", "render_video"]
 
@@ -59,6 +60,7 @@ def sample_video_spec(rng: np.random.Generator,
     """
     knobs = knobs or VideoKnobs()
     h, w = sample_size(rng, knobs)
+    w = decord_readable_width(w)  # no extra draw: only videos of an unreadable width change (generator 1.2.1)
     t = int(rng.integers(knobs.min_frames, knobs.max_frames + 1))
     rate = int(knobs.fps_choices[int(rng.integers(len(knobs.fps_choices)))])
     return h, w, t, rate

@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_mp4", "save_masks", "write_json"]
+__all__ = ["DECORD_UNREADABLE_WIDTHS", "decord_readable_width", "write_mp4", "save_masks", "write_json"]
+
+#: Frame widths whose H.264 files decord 0.6 cannot read back (``get_batch`` fails with "Check failed:
+#: from_size == to_size", dmlc/decord#336): every such width among the even widths 8..2048, found by
+#: writing each with ``write_mp4``. The height does not matter.
+DECORD_UNREADABLE_WIDTHS = frozenset({8, 12, 16, 24, 48, 72})
+
+
+def decord_readable_width(width: int) -> int:
+    """``width``, or the next even width when decord cannot read videos ``width`` pixels wide (72 -> 74)."""
+    return width + 2 if width in DECORD_UNREADABLE_WIDTHS else width
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: int, crf: int = 23) -> None:
