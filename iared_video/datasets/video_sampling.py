@@ -8,6 +8,15 @@ window is placed at a random start (training), in the centre (one clip), or at
 are a linspace over the window, clamped to ``[0, video_frames - 1]`` so that a
 video shorter than the window repeats its frames instead of failing.
 
+The random training window is pytorchvideo's ``RandomClipSampler`` (``make_clip_sampler("random")``), given
+durations in source frames: its start is ``random.uniform(0, max(video_frames - clip_size, 0))``, the rule
+PySlowFast and TimeSformer use. The test views are not pytorchvideo's ``constant_clips_per_video``: that
+sampler starts view ``k`` of ``N`` at ``k * delta / N`` (PySlowFast's default; the last view stops
+``delta / N`` before the end, and a single view is the video's first window), while the views here start at
+``k * delta / (N - 1)``, the first at the video's start and the last at its end, and a single view is
+centred (PySlowFast's ``DATA.USE_OFFSET_SAMPLING``, without its floor). Kept because one centred view is the
+validation clip, and because the test numbers of the project were measured with these views.
+
 ``segment_indices`` is the other rule (TSN; TimeSformer on Something-Something): the whole video is cut
 into ``num_frames`` equal segments and one frame is taken from each, at a random place in training and at
 the same place in every segment for a test view, so every clip spans the whole video whatever its length
@@ -16,15 +25,18 @@ and frame rate.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import Iterator
 
 import numpy as np
+from pytorchvideo.data.clip_sampling import make_clip_sampler
 
 from iared_video.config.choices import TEMPORAL_SAMPLINGS
 
-__all__ = ["TEMPORAL_SAMPLINGS", "clip_size_in_source_frames", "clip_window", "linspace_indices", "clip_indices",
-           "segment_indices", "view_indices"]
+__all__ = ["TEMPORAL_SAMPLINGS", "clip_size_in_source_frames", "clip_window", "random_clip_start", "linspace_indices",
+           "clip_indices", "segment_indices", "view_indices"]
 
 
 def clip_size_in_source_frames(num_frames: int, sampling_rate: int, video_fps: float, target_fps: float) -> float:
@@ -58,7 +70,7 @@ def clip_window(
     """
     delta = max(video_frames - clip_size, 0.0)
     if clip_idx == -1:
-        start = (rng or random).uniform(0.0, delta)
+        start = random_clip_start(video_frames, clip_size, rng)
     elif not 0 <= clip_idx < num_clips:
         raise ValueError(f"clip_idx {clip_idx} out of range for {num_clips} clips")
     elif num_clips == 1:
@@ -66,6 +78,33 @@ def clip_window(
     else:
         start = delta * clip_idx / (num_clips - 1)
     return start, start + clip_size - 1.0
+
+
+@contextlib.contextmanager
+def _random_module_state(rng: random.Random | None) -> Iterator[None]:
+    """Run the block with the ``random`` module drawing from ``rng``'s state (advanced by the draws); None: as is."""
+    if rng is None:
+        yield
+        return
+    saved = random.getstate()
+    random.setstate(rng.getstate())
+    try:
+        yield
+    finally:
+        rng.setstate(random.getstate())
+        random.setstate(saved)
+
+
+def random_clip_start(video_frames: int, clip_size: float, rng: random.Random | None = None) -> float:
+    """Start of a random clip window (source frames), from pytorchvideo's ``RandomClipSampler``.
+
+    The sampler works in any time unit; given frames it draws ``uniform(0, max(video_frames - clip_size, 0))``
+    from the ``random`` module (or from ``rng``, whose state advances as if it had drawn).
+    """
+    sampler = make_clip_sampler("random", clip_size)
+    with _random_module_state(rng):
+        info = sampler(0.0, video_frames, {})
+    return float(info.clip_start_sec)
 
 
 def linspace_indices(start: float, end: float, num_frames: int, video_frames: int) -> np.ndarray:
