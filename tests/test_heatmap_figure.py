@@ -121,3 +121,19 @@ def test_tools_print_the_weights(tmp_path, tool) -> None:
                           capture_output=True, text=True, cwd=root, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"weights: {RANDOM_WEIGHTS}" in proc.stdout.splitlines()
+
+
+def test_uint8_frames_undo_normalisation_channel_last() -> None:
+    from iared_video.visualization.overlay import to_uint8_frames
+
+    # (C=3, T=2, H=1, W=2): channel c of frame t, column x holds (c + 3 t + 6 x) / 17 before normalising,
+    # that is 15 (c + 3 t + 6 x) grey levels.
+    pixels = torch.tensor([[[[(c + 3 * t + 6 * x) / 17 for x in range(2)]] for t in range(2)] for c in range(3)])
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    x = (pixels - torch.tensor(mean).view(3, 1, 1, 1)) / torch.tensor(std).view(3, 1, 1, 1)
+    frames = to_uint8_frames(x, mean, std)
+    assert frames.shape == (2, 1, 2, 3) and frames.dtype == np.uint8
+    for t in range(2):
+        for xx in range(2):
+            assert frames[t, 0, xx].tolist() == [15 * (c + 3 * t + 6 * xx) for c in range(3)]
+    assert to_uint8_frames(x[:, 0], mean, std).shape == (1, 1, 2, 3)  # an image is one frame

@@ -24,6 +24,7 @@ from typing import cast
 
 import numpy as np
 import torch
+from einops import rearrange
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -133,8 +134,8 @@ def gradcam(backbone: Backbone, x: Tensor, target: Tensor | None = None) -> Tens
         emb = backbone.embed(x)
     (frames, h, w), prefix = emb.grid, emb.prefix.shape[1]
 
-    def reshape(tokens: Tensor) -> Tensor:  # (B, P + T*h*w, C) -> (B, C, T*h, w): frames stacked along height
-        return tokens[:, prefix:].reshape(tokens.shape[0], frames * h, w, -1).permute(0, 3, 1, 2)
+    def reshape(tokens: Tensor) -> Tensor:  # patch tokens to a (B, C, T*h, w) map: frames stacked along height
+        return rearrange(tokens[:, prefix:], "b (t h w) c -> b c (t h) w", t=frames, h=h, w=w)
 
     wrapper = _DenseClassifier(backbone).eval()
     cam = _grid_cam_class()(wrapper, [backbone.blocks[-1].norm1], reshape_transform=reshape)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from iared_video.config.choices import UPSAMPLE_MODES  # listed once, with the config keys
@@ -21,7 +22,7 @@ def tokens_to_grid(values: Tensor, grid: Sequence[int]) -> Tensor:
     frames, h, w = (int(g) for g in grid)
     if values.ndim != 2 or values.shape[1] != frames * h * w:
         raise ValueError(f"expected (B, {frames * h * w}) values for grid {tuple(grid)}, got {tuple(values.shape)}")
-    return values.reshape(values.shape[0], frames, h, w)
+    return rearrange(values, "b (t h w) -> b t h w", t=frames, h=h, w=w)
 
 
 def upsample_grid(maps: Tensor, size: Sequence[int], mode: str = "nearest") -> Tensor:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from einops import rearrange
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 from torch import Tensor
@@ -25,7 +26,7 @@ def to_uint8_frames(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> n
     m = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
     pixels = (x.detach().float().cpu() * s + m).clamp(0, 1) * 255
-    return pixels.round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    return rearrange(pixels.round().to(torch.uint8), "c t h w -> t h w c").numpy()
 
 
 def colorize(heat: np.ndarray, cmap: str = "jet", vmax: float = 1.0) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from iared_video.datasets.views import ViewSpec
@@ -89,7 +90,8 @@ def visualize_input(model: nn.Module, x: Tensor, spec: ViewSpec, names: Sequence
     keep = keep_masks(out.keep, out.grid, size)[0].cpu().numpy()
     ratios = [float(k[0].float().mean()) for k in out.keep]
     frames = to_uint8_frames(x, spec.mean, spec.std)
-    keep_grid = torch.stack([k[0].reshape(out.grid) for k in out.keep]).cpu()
+    keep_grid = torch.stack([rearrange(k[0], "(t h w) -> t h w", t=out.grid[0], h=out.grid[1], w=out.grid[2])
+                             for k in out.keep]).cpu()
     summary = _summary(source, out.logits[0].float().cpu(), ratios, keep_grid, names)
     data = _figure_data(frames, heat, keep, summary, frame_indices, weights, opts)
     heat_rows, keep_rows = _panels(frames, heat, keep, ratios, opts)
