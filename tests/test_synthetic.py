@@ -17,8 +17,9 @@ from iared_video.synthetic.images import _fill_marks
 
 # Tiny, fast geometry for generated sets.
 TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
-# A uniform background: no clutter, distractors, moving band or noise.
-PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0)
+# A uniform background: no clutter, distractors, moving band or noise; a still camera and a one-colour actor.
+PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0, camera_pan=0.0,
+             camera_jitter=0.0, camera_zoom=0.0, actor_texture=False)
 PLAIN_IMAGE = dict(clutter=0.0, num_distractors=(0, 0), noise=0.0)
 
 
