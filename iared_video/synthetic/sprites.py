@@ -17,7 +17,7 @@ __all__ = ["Sprite", "sample_sprites", "Actor", "Motion", "TRAJECTORIES", "sampl
 
 @dataclass
 class Sprite:
-    """A distractor: a solid, semi-transparent shape drifting linearly."""
+    """A distractor: a solid (or striped), semi-transparent shape drifting linearly."""
 
     shape: str
     radius: float
@@ -26,6 +26,8 @@ class Sprite:
     start: tuple[float, float]
     drift: tuple[float, float]
     theta: float
+    stripe_color: np.ndarray | None = None  # stripes of this colour across the shape (generator 2.0.0)
+    stripe_period: float = 0.0  # half-period of the stripes, a fraction of the radius
 
     def paint(self, frame: np.ndarray, u: float) -> None:
         """Paints the sprite at normalized time ``u`` into ``frame`` in place."""
@@ -39,8 +41,12 @@ class Sprite:
             return
         region, lx, ly = loc
         inside = SHAPES[self.shape](lx, ly, radius)
+        color = self.color
+        if self.stripe_color is not None:
+            band = (np.floor(lx / max(self.stripe_period * radius, 1.5)) % 2 == 1)[inside][:, None]
+            color = np.where(band, self.stripe_color, self.color)
         patch = frame[region]
-        patch[inside] = ((1 - self.alpha) * patch[inside] + self.alpha * self.color + 0.5).astype(np.uint8)
+        patch[inside] = ((1 - self.alpha) * patch[inside] + self.alpha * color + 0.5).astype(np.uint8)
 
 
 def sample_sprites(rng: np.random.Generator, h: int, w: int, knobs: VideoKnobs) -> list[Sprite]:

@@ -63,8 +63,9 @@ def sample_camera(rng: np.random.Generator, h: int, w: int, t: int,
                   knobs: VideoKnobs) -> tuple[Camera, tuple[int, int]]:
     """Draws the camera path (pan, shake, zoom) and the world size that covers every view.
 
-    The pan travels ``camera_pan`` x short side at most, at constant speed in a random direction; the shake is
-    an AR(1) tremor of std ``camera_jitter`` x short side; the zoom goes geometrically from 1 to a scale drawn
+    The pan travels ``camera_pan`` x short side at most, at constant speed in a random direction; the sway
+    swings up to ``camera_sway`` x short side each way along x and along y (0.5-2 cycles, own phases); the
+    shake is an AR(1) tremor of std ``camera_jitter`` x short side; the zoom goes geometrically from 1 to a scale drawn
     log-uniform in ``[1/(1+z), 1+z]``.
 
     Returns:
@@ -78,9 +79,12 @@ def sample_camera(rng: np.random.Generator, h: int, w: int, t: int,
     shake[0] = eps[0]
     for i in range(1, t):
         shake[i] = SHAKE_CORRELATION * shake[i - 1] + math.sqrt(1 - SHAKE_CORRELATION ** 2) * eps[i]
+    sway = rng.uniform(0.0, knobs.camera_sway, size=2) * short
+    cycles, phases = rng.uniform(0.5, 2.0, size=2), rng.uniform(0, 2 * math.pi, size=2)
     u = np.arange(t) / (t - 1) if t > 1 else np.zeros(1)
     direction = np.array([math.cos(angle), math.sin(angle)])
-    centers = travel * (u[:, None] - 0.5) * direction + knobs.camera_jitter * short * shake
+    swing = sway * (np.sin(2 * math.pi * cycles * u[:, None] + phases) - np.sin(phases))
+    centers = travel * (u[:, None] - 0.5) * direction + swing + knobs.camera_jitter * short * shake
     scales = np.exp(log_zoom * u)
     half = np.stack([w / 2 / scales, h / 2 / scales], axis=1)
     low, high = (centers - half).min(axis=0), (centers + half).max(axis=0)
@@ -113,7 +117,7 @@ def _sample_motion(rng: np.random.Generator, amplitude: float, knobs: VideoKnobs
 
 
 def sample_movers(rng: np.random.Generator, short: int, world: tuple[int, int], knobs: VideoKnobs) -> list[Mover]:
-    """Distractors: solid shapes anywhere in the world, each drifting or following a class trajectory.
+    """Distractors: solid or striped shapes anywhere in the world, each drifting or following a class trajectory.
 
     Every draw is made for every distractor (the branch only picks which are used), so the stream does not
     depend on which distractors move like actors.
@@ -127,6 +131,9 @@ def sample_movers(rng: np.random.Generator, short: int, world: tuple[int, int], 
         angle, dist = rng.uniform(0, 2 * math.pi), rng.uniform(0, knobs.distractor_motion) * short
         sprite = Sprite(shape, radius, color, uniform(rng, (0.6, 1.0)), start,
                         (dist * math.cos(angle), dist * math.sin(angle)), rng.uniform(0, 2 * math.pi))
+        stripes, period = random_color(rng, (0.2, 0.9), (0.3, 1.0)), uniform(rng, (0.35, 0.7))
+        if rng.uniform() < knobs.striped_distractors:
+            sprite.stripe_color, sprite.stripe_period = stripes, period
         actor_like = bool(rng.uniform() < knobs.actor_like_distractors)
         trajectory = VIDEO_CLASSES[int(rng.integers(len(VIDEO_CLASSES)))]
         motion = _sample_motion(rng, uniform(rng, knobs.motion_amplitude) * short, knobs)
@@ -176,10 +183,22 @@ class WorldScene:
     noise_offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
 
+def add_grain(rng: np.random.Generator, world: np.ndarray, sigma: float) -> np.ndarray:
+    """The world with a fine static luminance texture: Gaussian noise on a half-resolution grid, upsampled
+    bilinearly (blobs of 2-4 pixels) and scaled to std about ``sigma``; no draw when ``sigma`` is 0."""
+    if sigma <= 0:
+        return world
+    h, w = world.shape[:2]
+    cells = rng.standard_normal((h // 2 + 2, w // 2 + 2)).astype(np.float32)
+    fine = np.asarray(Image.fromarray(cells).resize((w + 4, h + 4), Image.Resampling.BILINEAR))
+    fine = fine[2:h + 2, 2:w + 2] * np.float32(sigma / max(float(fine.std()), 1e-6))
+    return np.clip(world.astype(np.float32) + fine[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
 def sample_world_scene(rng: np.random.Generator, knobs: VideoKnobs, h: int, w: int, t: int, fps: int) -> WorldScene:
     """Draws one 2.0.0 video's scene after its (h, w, t, fps): camera, world, distractors, actor, noise."""
     camera, world = sample_camera(rng, h, w, t, knobs)
-    background = make_background(rng, *world, knobs.clutter)
+    background = add_grain(rng, make_background(rng, *world, knobs.clutter), knobs.grain)
     bands = sample_bands(rng, *world, knobs)
     movers = sample_movers(rng, min(h, w), world, knobs)
     actor, motion = place_actor(rng, camera, knobs)
