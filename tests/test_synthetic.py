@@ -18,8 +18,8 @@ from iared_video.synthetic.images import _fill_marks
 # Tiny, fast geometry for generated sets.
 TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
 # A uniform background: no clutter, distractors, moving band or noise; a still camera and a one-colour actor.
-PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0, camera_pan=0.0,
-             camera_jitter=0.0, camera_zoom=0.0, actor_texture=False)
+PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0, camera_pan=0.0, camera_sway=0.0,
+             camera_jitter=0.0, camera_zoom=0.0, grain=0.0, actor_texture=False)
 PLAIN_IMAGE = dict(clutter=0.0, num_distractors=(0, 0), noise=0.0)
 
 
@@ -149,7 +149,10 @@ def test_decoded_frames_match_meta_masks_and_render(video_set: tuple[Path, dict]
         assert masks.shape == decoded.shape[:3]
         assert v["height"] % 2 == 0 and v["width"] % 2 == 0
         rendered, _, _ = S.render_video(S.video_rng(7, v["index"]), v["label"], **TINY)
-        assert np.abs(decoded.astype(np.int16) - rendered).mean() < 6.0
+        # x264 at crf 23 smooths the world's grain (std 40) most: about 6 levels on average
+        error = np.abs(decoded.astype(np.int16) - rendered).mean()
+        assert error < 8.0
+        assert error < 0.5 * np.abs(decoded[1:].astype(np.int16) - rendered[:-1]).mean()  # frames in order
 
 
 def test_pyav_decodes_same_frame_count(video_set: tuple[Path, dict]) -> None:
