@@ -68,3 +68,26 @@ def test_matched_gmacs_drop_ratio_reproduces_the_target_cost() -> None:
     ratio = main_job.matched_gmacs_drop_ratio(cfg, target)
     assert main_job.fixed_ratio_gmacs(cfg, ratio) == target
     assert main_job.fixed_ratio_gmacs(cfg, 0.0) > target > main_job.fixed_ratio_gmacs(cfg, 0.95)
+
+
+def test_video_set_recipe_names_its_generator_version(tmp_path) -> None:
+    """A default (1.2.1) video set records the still-camera knobs only, as 1.2.1 did before 2.0.0 existed, and
+    matches its recipe; asked for 2.0.0, the same recipe is another one, and a 2.0.0 set records every knob."""
+    from dataclasses import fields
+
+    from iared_video.synthetic import VideoKnobs, generate_video_dataset
+    from iared_video.synthetic.knobs import CAMERA_KNOBS_OFF
+
+    recipe = dict(num_videos=6, num_classes=2, min_frames=3, max_frames=4, min_short_side=32, max_short_side=34)
+    still, moving = tmp_path / "still", tmp_path / "moving"
+    generate_video_dataset(str(still), **recipe)
+    meta = json.loads((still / "meta.json").read_text())
+    assert meta["version"] == "1.2.1"
+    assert set(meta["knobs"]) == {f.name for f in fields(VideoKnobs)} - set(CAMERA_KNOBS_OFF)
+    assert main_job._meta_matches(str(still), False, 0, recipe)
+    assert not main_job._meta_matches(str(still), False, 0, {**recipe, "version": "2.0.0"})
+    generate_video_dataset(str(moving), version="2.0.0", **recipe)
+    meta = json.loads((moving / "meta.json").read_text())
+    assert meta["version"] == "2.0.0" and meta["knobs"]["camera_pan"] == 0.15
+    assert main_job._meta_matches(str(moving), False, 0, {**recipe, "version": "2.0.0"})
+    assert not main_job._meta_matches(str(moving), False, 0, recipe)

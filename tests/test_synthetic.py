@@ -17,8 +17,9 @@ from iared_video.synthetic.images import _fill_marks
 
 # Tiny, fast geometry for generated sets.
 TINY = dict(min_frames=8, max_frames=14, min_short_side=96, max_short_side=128)
-# A uniform background: no clutter, distractors, moving band or noise.
-PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0)
+# A uniform background: no clutter, distractors, moving band or noise; a still camera and a one-colour actor.
+PLAIN = dict(clutter=0.0, num_distractors=(0, 0), background_motion=0.0, noise=0.0, camera_pan=0.0, camera_sway=0.0,
+             camera_jitter=0.0, camera_zoom=0.0, grain=0.0, actor_texture=False)
 PLAIN_IMAGE = dict(clutter=0.0, num_distractors=(0, 0), noise=0.0)
 
 
@@ -148,7 +149,7 @@ def test_decoded_frames_match_meta_masks_and_render(video_set: tuple[Path, dict]
         assert masks.shape == decoded.shape[:3]
         assert v["height"] % 2 == 0 and v["width"] % 2 == 0
         rendered, _, _ = S.render_video(S.video_rng(7, v["index"]), v["label"], **TINY)
-        assert np.abs(decoded.astype(np.int16) - rendered).mean() < 6.0
+        assert np.abs(decoded.astype(np.int16) - rendered).mean() < 6.0  # 2.0.0's grainy frames: test_synthetic_decord
 
 
 def test_pyav_decodes_same_frame_count(video_set: tuple[Path, dict]) -> None:
@@ -366,3 +367,160 @@ def test_fill_marks_cover_the_area_fractions_worked_by_hand() -> None:
     with pytest.raises(ValueError, match="unknown fill pattern"):
         _fill_marks("wavy", u, v)
 
+
+
+# --------------------------------------------------------------------------- generator 2.0.0: camera, distractors
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` one-pixel 4-neighbour dilations of a 2-D bool mask."""
+    return ~_erode_n(~mask, steps)
+
+
+def _erode_n(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` erosions (the frame border counts as outside, so dilation near it is generous)."""
+    for _ in range(steps):
+        mask = _erode(mask)
+    return mask
+
+
+def test_default_version_is_1_2_1_and_1_2_0_and_2_0_0_are_kept() -> None:
+    assert S.GENERATOR_VERSION == "1.2.1" and set(S.VIDEO_VERSIONS) == {"1.2.0", "1.2.1", "2.0.0"}
+    for version in ("1.2.0", "1.2.1"):
+        old = S.make_knobs(S.VideoKnobs, version=version)
+        assert old.camera_pan == old.camera_sway == old.grain == 0 and not old.actor_texture
+        assert (old.clutter, old.num_distractors, old.motion_amplitude) == (0.3, (0, 2), (0.45, 0.6))
+        assert S.make_knobs(S.VideoKnobs, "hard", version) == S.make_knobs(S.VideoKnobs, "hard", "1.2.0")
+        with pytest.raises(ValueError, match="camera_pan"):
+            S.make_knobs(S.VideoKnobs, version=version, camera_pan=0.1)
+    assert S.make_knobs(S.VideoKnobs) == S.VideoKnobs() == S.make_knobs(S.VideoKnobs, version="1.2.1")
+    new = S.make_knobs(S.VideoKnobs, version="2.0.0")
+    assert (new.camera_pan, new.camera_sway, new.grain, new.actor_texture) == (0.15, 0.1, 40.0, True)
+    assert (new.clutter, new.num_distractors, new.motion_amplitude) == (1.0, (2, 4), (0.3, 0.45))
+    assert S.make_knobs(S.VideoKnobs, "easy", "2.0.0").camera_pan == 0.08
+    with pytest.raises(ValueError, match="camera_pan"):
+        S.make_knobs(S.VideoKnobs, version="1.2.0", camera_pan=0.1)
+    with pytest.raises(ValueError, match="version"):
+        S.make_knobs(S.VideoKnobs, version="3.0.0")
+
+
+@pytest.mark.parametrize("label, kw, digest", [
+    # sha256 of frames + masks rendered by generator 1.2.0 (commit 733a7d5, before 2.0.0 existed)
+    (6, dict(difficulty="hard", min_short_side=112, max_short_side=112),
+     "2a98ee327e08b023a626a16369c318479f024d2777c658f3bee27f0c04045639"),
+    (2, {}, "e471edd96bb49cdec3b09bb36b596c9a30185cdbd8819ebee3f02299860f255f"),
+])
+def test_version_1_2_0_renders_what_1_2_0_rendered(label: int, kw: dict, digest: str) -> None:
+    import hashlib
+
+    index = 3 if label == 6 else 4
+    frames, masks, fps = S.render_video(S.video_rng(5, index), label, num_frames=6, version="1.2.0", **kw)
+    assert fps == 30 and hashlib.sha256(frames.tobytes() + masks.tobytes()).hexdigest() == digest
+
+
+def test_2_0_0_same_seed_same_frames_other_seed_differs() -> None:
+    a = S.render_video(S.video_rng(8, 2), 3, num_frames=6, version="2.0.0")
+    b = S.render_video(S.video_rng(8, 2), 3, num_frames=6, version="2.0.0")
+    c = S.render_video(S.video_rng(9, 2), 3, num_frames=6, version="2.0.0")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
+
+
+def _two_frame_scene(seed: int, **kw: object):
+    """A 2-frame 2.0.0 scene (96x128) with the camera's zoom off, and its knobs."""
+    from iared_video.synthetic.scenes import sample_scene
+
+    knobs = S.make_knobs(S.VideoKnobs, version="2.0.0", camera_zoom=0.0, noise=0.0, num_distractors=(0, 0), **kw)
+    return sample_scene(S.video_rng(seed, 0), knobs, 96, 128, 2, 25, "2.0.0")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_background_moves_by_the_drawn_camera_shift(seed: int) -> None:
+    """Frame 1 is frame 0 shifted by the drawn camera move (pan + sway + shake) wherever both show background."""
+    from scipy.ndimage import map_coordinates
+
+    from iared_video.synthetic.scenes import render_scene
+
+    scene = _two_frame_scene(seed)
+    frames, masks = render_scene(scene, "move_right")
+    dx, dy = scene.camera.centers[1] - scene.camera.centers[0]
+    assert np.hypot(dx, dy) > 1.0  # the camera does move
+    h, w = masks.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    actor = _dilate(masks[0] | masks[1], 3)
+
+    def error(sx: float, sy: float) -> float:
+        """Mean |frame1(x) - frame0(x + shift)| over background pixels whose source lies inside frame 0."""
+        src = [map_coordinates(frames[0][..., c].astype(np.float64), [ys + sy, xs + sx], order=1) for c in range(3)]
+        sx0, sy0 = xs + sx, ys + sy
+        inside = (sx0 >= 0) & (sx0 <= w - 1) & (sy0 >= 0) & (sy0 <= h - 1) & ~actor
+        inside &= ~_dilate(masks[0], 3)[np.clip(np.round(sy0), 0, h - 1).astype(int),
+                                         np.clip(np.round(sx0), 0, w - 1).astype(int)]
+        return float(np.abs(np.stack(src, -1) - frames[1])[inside].mean())
+
+    at_shift = error(dx, dy)
+    assert at_shift < 4.0, at_shift  # bilinear of bilinear on a grainy texture: a few levels
+    for off in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        assert error(dx + off[0], dy + off[1]) > 3 * at_shift
+    assert error(0.0, 0.0) > 3 * at_shift
+
+
+def test_background_shift_is_exact_for_whole_pixels() -> None:
+    """A camera moved by whole pixels (hand-set) shifts the background by exactly them, pixel for pixel."""
+    from iared_video.synthetic.scenes import render_scene
+
+    scene = _two_frame_scene(4)
+    scene.camera.centers[1] = scene.camera.centers[0] + np.array([3.0, -2.0])
+    frames, masks = render_scene(scene, "stay_still")
+    free = ~_dilate(masks[0] | masks[1], 2)
+    shifted = frames[0][:-2, 3:] == frames[1][2:, :-3]  # frame1[y, x] = frame0[y - 2, x + 3]
+    assert shifted.all(axis=-1)[free[2:, :-3] & free[:-2, 3:]].all()
+
+
+def test_distractor_paths_do_not_depend_on_the_label() -> None:
+    """Same seed, every class: everything but the actor is the same, pixel for pixel, and distractors move."""
+    runs = [S.render_video(S.video_rng(6, 1), label, height=96, width=128, num_frames=10, noise=0.0, version="2.0.0",
+                           num_distractors=(4, 4), actor_like_distractors=1.0)
+            for label in range(8)]
+    ref_frames, ref_masks, _ = runs[0]
+    for frames, masks, _ in runs[1:]:
+        free = ~(masks | ref_masks)
+        np.testing.assert_array_equal(frames[free], ref_frames[free])
+    from iared_video.synthetic.scenes import sample_scene
+
+    knobs = S.make_knobs(S.VideoKnobs, version="2.0.0", noise=0.0, num_distractors=(4, 4), actor_like_distractors=1.0)
+    scene = sample_scene(S.video_rng(6, 1), knobs, 96, 128, 10, None, "2.0.0")
+    assert all(m.trajectory in S.VIDEO_CLASSES for m in scene.movers)
+    paths = np.array([[m.pose(u)[:2] for u in (0.0, 0.5, 1.0)] for m in scene.movers])
+    assert np.abs(paths - paths[:, :1]).max() > 5  # they move like actors, whatever the label
+
+
+def test_masks_follow_the_actor_through_the_camera() -> None:
+    """On a plain world with the camera moving, the mask is exactly where the frame differs from the world's colour,
+    and the mask's centroid mapped back through the camera moves as the class says, in the world."""
+    kw = dict(clutter=0.0, grain=0.0, noise=0.0, num_distractors=(0, 0), background_motion=0.0, camera_zoom=0.0)
+    from iared_video.synthetic.scenes import render_scene, sample_scene
+
+    scene = sample_scene(S.video_rng(3, 0), S.make_knobs(S.VideoKnobs, version="2.0.0", **kw), 128, 128, 13, 25,
+                         "2.0.0")
+    frames, masks = render_scene(scene, "move_right")
+    background = frames[0][~masks[0]][0]
+    assert (frames[~masks] == background).all() and (frames[masks] != background).any(axis=-1).all()
+    cam = scene.camera
+    world = np.stack([_centroid(m) + 0.5 - [cam.width / 2, cam.height / 2] + cam.centers[i]
+                      for i, m in enumerate(masks)])
+    screen_shift = _centroid(masks[-1]) - _centroid(masks[0])
+    camera_shift = cam.centers[-1] - cam.centers[0]
+    assert np.abs(world[-1] - world[0] - [scene.motion.amplitude, 0.0]).max() < 1.5
+    assert np.abs(screen_shift - ([scene.motion.amplitude, 0.0] - camera_shift)).max() < 1.5
+    assert np.hypot(*camera_shift) > 2 and scene.motion.amplitude > 10
+
+
+def test_actor_stays_in_frame_and_keeps_its_look() -> None:
+    knobs = S.make_knobs(S.VideoKnobs, version="2.0.0")
+    for index in range(12):
+        frames, masks, _ = S.render_video(S.video_rng(0, index), index % 8, version="2.0.0")
+        assert masks.any(axis=(1, 2)).all()
+        assert not (masks[:, 0].any() or masks[:, -1].any() or masks[:, :, 0].any() or masks[:, :, -1].any())
+    assert knobs.actor_texture and knobs.distractor_shapes and knobs.num_distractors[0] >= 1

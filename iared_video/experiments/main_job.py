@@ -64,6 +64,7 @@ FROM_SCRATCH_OPTS = {
 def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
     """Whether ``data_dir/meta.json`` was written by the generator with ``seed`` and ``kwargs``."""
     from iared_video.synthetic import GENERATOR_NAME, GENERATOR_VERSION, ImageKnobs, VideoKnobs, make_knobs
+    from iared_video.synthetic.knobs import recorded_knobs
 
     try:
         with open(os.path.join(data_dir, "meta.json")) as f:
@@ -76,9 +77,10 @@ def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
     count_key = "num_images" if image else "num_videos"
     count, classes = kwargs.pop(count_key, None), kwargs.pop("num_classes", None)
     difficulty = kwargs.pop("difficulty", "medium")
-    knobs = make_knobs(ImageKnobs if image else VideoKnobs, difficulty, **kwargs)
-    want = json.loads(json.dumps(asdict(knobs)))
-    return (meta.get("version") == GENERATOR_VERSION and meta.get("seed") == seed
+    version = GENERATOR_VERSION if image else kwargs.pop("version", GENERATOR_VERSION)
+    knobs = make_knobs(ImageKnobs if image else VideoKnobs, difficulty, version, **kwargs)
+    want = json.loads(json.dumps(asdict(knobs) if image else recorded_knobs(knobs, version)))
+    return (meta.get("version") == version and meta.get("seed") == seed
             and meta.get("difficulty") == difficulty and meta.get("knobs") == want
             and (count is None or meta.get(count_key) == count)
             and (classes is None or meta.get("num_classes") == classes))

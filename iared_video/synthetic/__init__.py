@@ -35,6 +35,7 @@ from iared_video.synthetic.knobs import (
     SPLITS,
     VIDEO_CLASSES,
     VIDEO_DIFFICULTY,
+    VIDEO_VERSIONS,
     ImageKnobs,
     VideoKnobs,
     make_knobs,
@@ -47,7 +48,8 @@ from iared_video.synthetic.videos import generate_video_dataset
 from iared_video.synthetic.writers import save_masks, write_mp4
 
 __all__ = [
-    "GENERATOR_NAME", "GENERATOR_VERSION", "VIDEO_CLASSES", "IMAGE_CLASSES", "ACTOR_SHAPES", "DEFAULT_NUM_VIDEOS",
+    "GENERATOR_NAME", "GENERATOR_VERSION", "VIDEO_VERSIONS", "VIDEO_CLASSES", "IMAGE_CLASSES", "ACTOR_SHAPES",
+    "DEFAULT_NUM_VIDEOS",
     "DEFAULT_NUM_IMAGES", "DEFAULT_IMAGE_CLASSES", "SPLITS", "VideoKnobs", "ImageKnobs", "VIDEO_DIFFICULTY",
     "IMAGE_DIFFICULTY", "make_knobs", "video_rng", "image_rng", "Region", "sample_video_spec", "render_video",
     "render_image", "write_mp4", "save_masks", "load_masks", "load_image_mask", "balanced_labels",

@@ -1,4 +1,9 @@
-"""Scenes and rendering: every random draw of one video, made before its label is used, then the frames."""
+"""Scenes and rendering: every random draw of one video, made before its label is used, then the frames.
+
+Three generator versions: 1.2.0 (this module: a static camera, the actor the only thing that moves much), 1.2.1,
+the default (1.2.0 with no width decord cannot read) and 2.0.0 (``world``: a hand-held camera over a textured
+world, distractors that move like actors; also with decord-readable widths only).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,17 @@ from typing import Any
 import numpy as np
 
 from iared_video.synthetic.backgrounds import Band, make_background, sample_bands
-from iared_video.synthetic.knobs import VIDEO_CLASSES, VideoKnobs, make_knobs
+from iared_video.synthetic.knobs import (
+    CAMERA_VERSION,
+    GENERATOR_VERSION,
+    VIDEO_CLASSES,
+    VIDEO_VERSIONS,
+    VideoKnobs,
+    make_knobs,
+)
 from iared_video.synthetic.sprites import TRAJECTORIES, Actor, Motion, Sprite, sample_actor, sample_sprites
-from iared_video.synthetic.streams import sample_size
-from iared_video.synthetic.writers import decord_readable_width
+from iared_video.synthetic.streams import add_noise, sample_noise, sample_video_spec
+from iared_video.synthetic.world import WorldScene, render_world_scene, sample_world_scene
 
 __all__ = ["Scene", "sample_noise", "add_noise", "sample_video_spec", "sample_scene", "render_scene", "render_video"]
 
@@ -31,48 +43,18 @@ class Scene:
     noise_offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
 
-def sample_noise(rng: np.random.Generator, h: int, w: int, t: int,
-                  sigma: float) -> tuple[np.ndarray | None, np.ndarray]:
-    """A padded noise pool and per-frame crop offsets (cheap temporal noise)."""
-    offsets = rng.integers(0, 9, size=(t, 2))
-    if sigma <= 0:
-        return None, offsets
-    pool = rng.standard_normal((h + 8, w + 8, 3), dtype=np.float32) * np.float32(sigma)
-    return np.round(pool).astype(np.int16), offsets
-
-
-def add_noise(frame: np.ndarray, pool: np.ndarray | None, offset: np.ndarray) -> np.ndarray:
-    """Adds a crop of the noise pool to a uint8 frame."""
-    if pool is None:
-        return frame
-    h, w = frame.shape[:2]
-    crop = pool[offset[0]:offset[0] + h, offset[1]:offset[1] + w]
-    return np.clip(frame.astype(np.int16) + crop, 0, 255).astype(np.uint8)
-
-
-def sample_video_spec(rng: np.random.Generator,
-                      knobs: VideoKnobs | None = None) -> tuple[int, int, int, int]:
-    """Draws a video's (height, width, num_frames, fps).
-
-    These are the first draws of every video, so
-    ``sample_video_spec(video_rng(seed, i), knobs)`` predicts the geometry of
-    video ``i`` of a generated set without rendering it.
-    """
-    knobs = knobs or VideoKnobs()
-    h, w = sample_size(rng, knobs)
-    w = decord_readable_width(w)  # no extra draw: only videos of an unreadable width change (generator 1.2.1)
-    t = int(rng.integers(knobs.min_frames, knobs.max_frames + 1))
-    rate = int(knobs.fps_choices[int(rng.integers(len(knobs.fps_choices)))])
-    return h, w, t, rate
-
-
 def sample_scene(rng: np.random.Generator, knobs: VideoKnobs, height: int | None,
-                  width: int | None, num_frames: int | None, fps: int | None) -> Scene:
-    """Draws one video's scene; given sizes/length/fps override the draws."""
-    h, w, t, rate = sample_video_spec(rng, knobs)
+                  width: int | None, num_frames: int | None, fps: int | None,
+                  version: str = GENERATOR_VERSION) -> Scene | WorldScene:
+    """Draws one video's scene for generator ``version``; given sizes/length/fps override the draws."""
+    if version not in VIDEO_VERSIONS:
+        raise ValueError(f"unknown video generator version {version!r}")
+    h, w, t, rate = sample_video_spec(rng, knobs, version)
     h, w, t, rate = height or h, width or w, num_frames or t, fps or rate
     if h % 2 or w % 2 or t < 1:
         raise ValueError(f"need even height/width and >= 1 frame, got {h}x{w}, {t} frames")
+    if version == CAMERA_VERSION:
+        return sample_world_scene(rng, knobs, h, w, t, rate)
     background = make_background(rng, h, w, knobs.clutter)
     bands, sprites = sample_bands(rng, h, w, knobs), sample_sprites(rng, h, w, knobs)
     actor, motion = sample_actor(rng, h, w, knobs)
@@ -80,8 +62,10 @@ def sample_scene(rng: np.random.Generator, knobs: VideoKnobs, height: int | None
     return Scene(rate, t, background, bands, sprites, actor, motion, noise, offsets)
 
 
-def render_scene(scene: Scene, class_name: str) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(scene: Scene | WorldScene, class_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Renders frames (T, H, W, 3) uint8 and actor masks (T, H, W) bool."""
+    if isinstance(scene, WorldScene):
+        return render_world_scene(scene, class_name)
     t, (h, w) = scene.num_frames, scene.background.shape[:2]
     frames = np.empty((t, h, w, 3), dtype=np.uint8)
     masks = np.zeros((t, h, w), dtype=bool)
@@ -100,13 +84,14 @@ def render_scene(scene: Scene, class_name: str) -> tuple[np.ndarray, np.ndarray]
 
 def render_video(rng: np.random.Generator, label: int, *, height: int | None = None,
                  width: int | None = None, num_frames: int | None = None,
-                 fps: int | None = None, difficulty: str = "medium",
+                 fps: int | None = None, difficulty: str = "medium", version: str = GENERATOR_VERSION,
                  **knobs: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Renders one synthetic action video in memory.
 
     All randomness is drawn from ``rng`` before ``label`` is used, so two
     calls with the same rng state and different labels differ only in the
-    actor's trajectory (their first frames are identical).
+    actor's trajectory (their first frames are identical; with 2.0.0 the
+    trajectory is the actor's in the world, seen through the moving camera).
 
     Args:
         rng: Source of randomness (e.g. :func:`video_rng`).
@@ -116,6 +101,7 @@ def render_video(rng: np.random.Generator, label: int, *, height: int | None = N
         num_frames: Frame count; drawn from the knobs if None.
         fps: Frame rate; drawn from ``fps_choices`` if None.
         difficulty: Knob preset (``easy``, ``medium``, ``hard``).
+        version: Generator version (:data:`VIDEO_VERSIONS`: ``1.2.1``, the default, ``1.2.0`` or ``2.0.0``).
         **knobs: :class:`VideoKnobs` overrides.
 
     Returns:
@@ -124,7 +110,7 @@ def render_video(rng: np.random.Generator, label: int, *, height: int | None = N
     """
     if not 0 <= label < len(VIDEO_CLASSES):
         raise ValueError(f"label must be in [0, {len(VIDEO_CLASSES)}), got {label}")
-    scene = sample_scene(rng, make_knobs(VideoKnobs, difficulty, **knobs), height, width,
-                          num_frames, fps)
+    scene = sample_scene(rng, make_knobs(VideoKnobs, difficulty, version, **knobs), height, width,
+                          num_frames, fps, version)
     frames, masks = render_scene(scene, VIDEO_CLASSES[label])
     return frames, masks, scene.fps

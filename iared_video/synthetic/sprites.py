@@ -17,7 +17,7 @@ __all__ = ["Sprite", "sample_sprites", "Actor", "Motion", "TRAJECTORIES", "sampl
 
 @dataclass
 class Sprite:
-    """A distractor: a solid, semi-transparent shape drifting linearly."""
+    """A distractor: a solid (or striped), semi-transparent shape drifting linearly."""
 
     shape: str
     radius: float
@@ -26,17 +26,27 @@ class Sprite:
     start: tuple[float, float]
     drift: tuple[float, float]
     theta: float
+    stripe_color: np.ndarray | None = None  # stripes of this colour across the shape (generator 2.0.0)
+    stripe_period: float = 0.0  # half-period of the stripes, a fraction of the radius
 
     def paint(self, frame: np.ndarray, u: float) -> None:
         """Paints the sprite at normalized time ``u`` into ``frame`` in place."""
         cx, cy = self.start[0] + self.drift[0] * u, self.start[1] + self.drift[1] * u
-        loc = local_coords(cx, cy, self.radius + 1, self.theta, *frame.shape[:2])
+        self.draw(frame, cx, cy, self.radius, self.theta)
+
+    def draw(self, frame: np.ndarray, cx: float, cy: float, radius: float, theta: float) -> None:
+        """Paints the sprite's shape centred at pixel (cx, cy) with ``radius`` and turn ``theta``, in place."""
+        loc = local_coords(cx, cy, radius + 1, theta, *frame.shape[:2])
         if loc is None:
             return
         region, lx, ly = loc
-        inside = SHAPES[self.shape](lx, ly, self.radius)
+        inside = SHAPES[self.shape](lx, ly, radius)
+        color = self.color
+        if self.stripe_color is not None:
+            band = (np.floor(lx / max(self.stripe_period * radius, 1.5)) % 2 == 1)[inside][:, None]
+            color = np.where(band, self.stripe_color, self.color)
         patch = frame[region]
-        patch[inside] = ((1 - self.alpha) * patch[inside] + self.alpha * self.color + 0.5).astype(np.uint8)
+        patch[inside] = ((1 - self.alpha) * patch[inside] + self.alpha * color + 0.5).astype(np.uint8)
 
 
 def sample_sprites(rng: np.random.Generator, h: int, w: int, knobs: VideoKnobs) -> list[Sprite]:
@@ -71,9 +81,16 @@ class Actor:
         The body has a 1-pixel outline and an off-centre marker dot in a
         contrasting grey so that rotation is visible for every shape.
         """
-        r = self.radius
-        loc = local_coords(self.start[0] + dx, self.start[1] + dy, r + 1, self.theta + dtheta,
-                            *frame.shape[:2])
+        self.draw(frame, mask, self.start[0] + dx, self.start[1] + dy, self.radius, self.theta + dtheta)
+
+    def draw(self, frame: np.ndarray, mask: np.ndarray, cx: float, cy: float, r: float, theta: float,
+             checker: bool = False) -> None:
+        """Paints the actor centred at pixel (cx, cy) with radius ``r`` and turn ``theta``; fills its mask.
+
+        With ``checker`` the body inside the outline is a checkerboard (cells of 0.6 r, at least 2.5 pixels,
+        turning with the actor) of the colour and a shade at 55% of it: a look no distractor has.
+        """
+        loc = local_coords(cx, cy, r + 1, theta, *frame.shape[:2])
         if loc is None:
             return
         region, lx, ly = loc
@@ -85,6 +102,10 @@ class Actor:
         contrast, patch = contrast_color(self.color).astype(np.uint8), frame[region]
         patch[body] = contrast
         patch[inner] = self.color.astype(np.uint8)
+        if checker:
+            cell = max(0.6 * r, 2.5)
+            dark = (np.floor(lx / cell) + np.floor(ly / cell)) % 2 == 1
+            patch[inner & dark] = (0.55 * self.color).astype(np.uint8)
         patch[inner & marker] = contrast
         mask[region] |= body
 
