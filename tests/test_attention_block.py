@@ -9,10 +9,11 @@ import torch
 from timm_reference import timm_class_attention
 from torch import Tensor, nn
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import ConfigError
 from iared_video.interpret.baselines import raw_attention
-from iared_video.models import IARED, TimeSformer, TimmViT, build_model
-from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.models import IARED, TimeSformer, TimmViT
+from iared_video.models.flops import fvcore_gflops
 from iared_video.models.policies import AttentionPolicy
 
 DROP_RATIO = 0.25

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, LiveTensorBytes, peak_memory_mb, run_benchmark
 from iared_video.engine.benchmark import benchmark_table as format_table
-from iared_video.methods.interpreter import topk_per_sample
-from iared_video.models import build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import topk_per_sample
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"

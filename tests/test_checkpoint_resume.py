@@ -15,7 +15,7 @@ from iared_video.engine import checkpoint as ckpt
 SCRIPT = textwrap.dedent('''
     import sys, time, torch
     from torch.utils.data import DataLoader, Dataset
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
     from iared_video.engine.logging import setup_logging
     from iared_video.engine.trainer import train
 
@@ -127,8 +127,8 @@ def test_checkpoint_order_and_weights_only_rng(tmp_path):
 
 def test_resume_refuses_a_checkpoint_trained_under_another_config(tmp_path):
     """A re-run whose training keys changed (a baseline's matched drop ratio, say) must not pick up the old run."""
-    from iared_video.config import load_config
     from iared_video.engine.trainer import _resume_payload
+    from iared_video.methods import load_config
 
     opts = ["IARED.POLICY", "random", "IARED.DROP_RATIO", "0.78", "OUTPUT_DIR", str(tmp_path)]
     old = load_config(None, opts)

@@ -6,7 +6,8 @@ import os
 import pytest
 import yaml
 
-from iared_video.config import ConfigError, flat_keys, get_cfg, load_config
+from iared_video.config import ConfigError, flat_keys, get_cfg
+from iared_video.methods import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,17 +3,24 @@
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
-from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
-from iared_video.engine.trainer import StepArgs, ce_step, reinforce_step, stages_of
-from iared_video.models import build_model
-from iared_video.models.flops import model_gmacs_per_sample
+from iared_video.config import ConfigError
+from iared_video.methods import build_model, get_method, load_config, model_gmacs_per_sample, stages_of
+from iared_video.methods.iared import RewardOptions, reinforce_step
+from iared_video.methods.stages import Stage, StagePlan, eval_modes, train_modes
+from iared_video.methods.steps import StepArgs, ce_step
 
 D = 2
 OPTS = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2",
         "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.NUM_GROUPS", str(D),
         "IARED.INTERPRETER_HEADS", "2", "IARED.INTERPRETER_DIM", "8"]
 EMBEDDINGS = ("backbone.patch_embed.", "backbone.pos_embed", "backbone.time_embed", "backbone.cls_token")
+IARED2 = get_method("interpreter")
+
+
+def build_stages(name, num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group=0, last_group=None):
+    """The stages of method ``name`` for a plan written out (no config)."""
+    plan = StagePlan(num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group, last_group)
+    return get_method(name).stages(plan)
 
 
 def test_stage_order_and_modes():
@@ -48,11 +55,11 @@ def test_gradients_reach_only_the_stage_parameters(index):
     cfg = load_config(None, OPTS)
     model = build_model(cfg)
     stage = build_stages("interpreter", D, 0, 1, 1)[index]
-    set_trainable(model, stage)
+    IARED2.prepare_stage(cfg, model, stage)
     x, y = torch.randn(4, 3, 2, 32, 32), torch.tensor([0, 1, 2, 0])
     modes = train_modes(stage, D)
     if stage.kind == "interpreter":
-        loss, _ = reinforce_step(model, model, x, y, modes, stage.group, StepArgs())
+        loss, _ = reinforce_step(model, model, x, y, modes, stage.group, RewardOptions())
         loss = loss + 0 * loss  # a plain scalar loss, as in training
     else:
         model.train()
@@ -83,9 +90,9 @@ def test_late_first_drop_group_keeps_early_groups_dense():
     out = model(x, return_policy=True, modes=["sample", "sample"])
     assert out.keep[0].all() and (out.scores[0] == 1).all() and out.log_probs[0] is None
     assert out.log_probs[1] is not None and not out.keep[1].all()
-    set_trainable(model, stage)
+    IARED2.prepare_stage(cfg, model, stage)
     torch.manual_seed(0)  # a draw whose advantage is not 0 for every sample (else no gradient at all)
-    loss, stats = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, StepArgs())
+    loss, stats = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, RewardOptions())
     assert stats["advantage"] != 0
     loss.backward()
     assert _grads(model) == _expected(model, stage) != set()

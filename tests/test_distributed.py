@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from iared_video.config import load_config
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import setup_logging
 from iared_video.engine.tester import test as run_test
 from iared_video.engine.trainer import train
+from iared_video.methods import load_config
 
 NUM = 12
 

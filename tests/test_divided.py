@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from iared_video.config import ConfigError, get_cfg, load_config
-from iared_video.models import IARED, DropPolicy, NoDropPolicy, TimeSformer, build_model
+from iared_video.config import ConfigError, get_cfg
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.models import IARED, DropPolicy, NoDropPolicy, TimeSformer
 from iared_video.models.divided import DividedBlock
-from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.policies import GroupInput
 from iared_video.models.weights import CheckpointMismatchError, load_pretrained
 

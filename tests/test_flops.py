@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iared_video.methods import model_gmacs_per_sample
 from iared_video.models import (
     IARED,
     AttentionPolicy,
@@ -17,14 +18,7 @@ from iared_video.models import (
     TimeSformer,
     TimmViT,
 )
-from iared_video.models.flops import (
-    block_macs,
-    dense_gmacs,
-    fvcore_gflops,
-    interpreter_macs,
-    model_gmacs_per_sample,
-    sdpa_flop_jit,
-)
+from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, interpreter_macs, sdpa_flop_jit
 from iared_video.models.interpreter import MultiHeadInterpreter
 
 

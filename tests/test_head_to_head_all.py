@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from iared_video.engine.checkpoint import save_checkpoint
-from iared_video.models import build_model
+from iared_video.methods import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # vit_micro (the image configs' arch): 6 blocks, 16 patches at 64 px

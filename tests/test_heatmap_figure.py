@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.visualization import RANDOM_WEIGHTS, describe_weights, run_visualize
 from iared_video.visualization.figure import (
     COLORBAR_AXES,
@@ -82,7 +82,7 @@ def test_overlay_greys_patches_dropped_earlier() -> None:
 
 
 def test_weights_are_named_with_sha256_in_titles_and_json(tmp_path, capsys) -> None:
-    from iared_video.models.build import build_model
+    from iared_video.methods import build_model
 
     cfg = load_config(None, IMAGE_OPTS + ["OUTPUT_DIR", str(tmp_path)])
     assert describe_weights(cfg) == RANDOM_WEIGHTS

@@ -101,10 +101,10 @@ def test_eval_heatmaps_tool_on_synthetic_video(tmp_path, monkeypatch):
     import os
     import sys
 
-    from iared_video.config import load_config
     from iared_video.experiments.heatmaps import video_samples
     from iared_video.interpret.baselines import BASELINES
     from iared_video.interpret.heatmap import policy_heatmaps
+    from iared_video.methods import load_config
     from iared_video.synthetic import generate_video_dataset
     from iared_video.visualization import build_vis_model
 

@@ -10,12 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, run_benchmark
 from iared_video.engine.trainer import train
-from iared_video.methods import get_method, method_for_cfg, method_names, method_of, policy_choices
-from iared_video.models import build_model
-from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
+from iared_video.methods import (
+    build_model,
+    get_method,
+    load_config,
+    method_for_cfg,
+    method_names,
+    method_of,
+    model_gmacs_per_sample,
+    policy_choices,
+)
+from iared_video.models.flops import fvcore_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTERED = ["none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit"]

@@ -7,9 +7,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from iared_video.config import load_config
-from iared_video.methods.interpreter import threshold_policy
-from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer, build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import threshold_policy
+from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer
 from iared_video.models.backbones import Embedded
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 from iared_video.models.policies import GroupInput, temporal_difference

@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, run_benchmark
-from iared_video.methods.interpreter import ControlledKeepPolicy
-from iared_video.models import build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import ControlledKeepPolicy
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import OneDNNLinear, onednn_available, use_onednn_linears
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
-from iared_video.engine.reinforce import reward
-from iared_video.engine.trainer import StepArgs, build_initial_model, reinforce_step, stages_of
-from iared_video.models import build_model
+from iared_video.config import ConfigError
+from iared_video.engine.trainer import build_initial_model
+from iared_video.methods import build_model, load_config, stages_of
+from iared_video.methods.iared import RewardOptions, reinforce_step
+from iared_video.methods.iared.reinforce import reward
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_TAU = 1.5  # Table 8, DeiT-S: 79.1% top-1 at 3.4 GFLOPs (0.5: 76.0% at 2.5)
@@ -45,7 +46,7 @@ def test_reinforce_step_divides_by_the_chosen_normalizer() -> None:
     modes = ["greedy", "sample"]
     for normalizer in ("original", "entering"):
         torch.manual_seed(1)
-        _, stats = reinforce_step(model, model, x, y, modes, 1, StepArgs(tau=0.5, reward_normalizer=normalizer))
+        _, stats = reinforce_step(model, model, x, y, modes, 1, RewardOptions(tau=0.5, reward_normalizer=normalizer))
         torch.manual_seed(1)
         with torch.no_grad():
             out = model(x, return_policy=True, modes=modes)
@@ -63,7 +64,7 @@ def test_reinforce_step_with_the_probability_outcome() -> None:
     x, y = torch.randn(3, 3, 2, 32, 32), torch.tensor([0, 1, 2])
     modes = ["sample", "keep_all"]
     torch.manual_seed(1)
-    _, stats = reinforce_step(model, model, x, y, modes, 0, StepArgs(tau=1.5, reward_outcome="probability"))
+    _, stats = reinforce_step(model, model, x, y, modes, 0, RewardOptions(tau=1.5, reward_outcome="probability"))
     torch.manual_seed(1)
     with torch.no_grad():
         out = model(x, return_policy=True, modes=modes)
@@ -78,7 +79,8 @@ def test_reinforce_step_with_several_samples_and_the_leave_one_out_baseline() ->
     torch.manual_seed(0)
     model = build_model(load_config(None, [*TINY, "IARED.FIRST_DROP_GROUP", "1"])).eval()
     x, y = torch.randn(2, 3, 2, 32, 32), torch.tensor([0, 2])
-    modes, args = ["sample", "keep_all"], StepArgs(tau=0.5, reinforce_samples=3, reinforce_baseline="leave_one_out")
+    modes = ["sample", "keep_all"]
+    args = RewardOptions(tau=0.5, reinforce_samples=3, reinforce_baseline="leave_one_out")
     torch.manual_seed(1)
     loss, stats = reinforce_step(model, model, x, y, modes, 0, args)
     torch.manual_seed(1)

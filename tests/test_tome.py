@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import ConfigError
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.tome import ToMeReducer, bipartite_soft_matching, merge_wavg, tokens_merged
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
-from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended, attention
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.visualization import run_visualize
 from iared_video.visualization.overlay import GREY
 

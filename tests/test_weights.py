@@ -16,7 +16,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
 from iared_video.config import get_cfg
-from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.methods import build_model
+from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.weights import (
     CheckpointFileError,
     CheckpointMismatchError,

@@ -28,9 +28,9 @@ import os
 import sys
 from typing import cast
 
-from iared_video.config import load_config
 from iared_video.experiments.heatmaps import BLOCK_METHOD, evaluate, heatmap_table, method_list, samples_for
 from iared_video.interpret.baselines import BASELINES
+from iared_video.methods import load_config
 from iared_video.models import IARED
 from iared_video.utils.cli import DEBUG_FLAG, run_tool
 from iared_video.utils.results import save_json

@@ -75,8 +75,7 @@ class TinyTimeSformer(nn.Module):
 
     def __init__(self, num_classes: int, size: int, frames: int) -> None:
         super().__init__()
-        from iared_video.config import load_config
-        from iared_video.models import build_model
+        from iared_video.methods import build_model, load_config
 
         # From scratch (the probe's question), with the embedding initialisation that lets a ViT learn these sets.
         cfg = load_config(TSF_CONFIG, ["MODEL.NUM_CLASSES", str(num_classes), "DATA.NUM_FRAMES", str(frames),

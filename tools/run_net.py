@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from iared_video.config import load_config
 from iared_video.engine.launch import launch, parse_args
+from iared_video.methods import load_config
 from iared_video.utils.cli import run_tool
 
 

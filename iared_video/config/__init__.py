@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import yaml
 from fvcore.common.config import CfgNode
 
+from iared_video.config.archs import arch_depth_and_patch, is_known_arch, nearest_archs, resolve_arch
 from iared_video.config.choices import CHOICES, LIST_CHOICES
 from iared_video.config.defaults import get_defaults
 from iared_video.config.runtime import device_of, is_video, resolve_device
 
-__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "choices", "list_choices", "is_video",
+__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "nearest", "ConfigCheck", "is_video",
            "device_of", "resolve_device", "model_depth_and_patch"]
 
 class ConfigError(ValueError):
@@ -117,7 +118,7 @@ def _opts_to_dict(opts: Sequence[str]) -> dict[str, Any]:
 
 
 def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
-    """Depth and patch size of the configured backbone, from the tables of ``models.archs`` (nothing is built).
+    """Depth and patch size of the configured backbone, from the tables of ``config.archs`` (nothing is built).
 
     Only a timm name the tables do not cover (neither a standard ``vit_<size>_patch<p>_<res>`` name nor a listed
     one) is instantiated, on the meta device (no weights, no memory), to read its shape.
@@ -129,7 +130,6 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
     import torch
     from timm.models.vision_transformer import VisionTransformer
 
-    from iared_video.models.archs import resolve_arch
 
     base, overrides = resolve_arch(cfg.MODEL.ARCH)
     with torch.device("meta"):
@@ -138,11 +138,9 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
 
 
 def _known_depth_and_patch(cfg: CfgNode) -> tuple[int, int] | None:
-    """Depth and patch size from the config (TimeSformer) or the arch tables (``models.archs``); no model built."""
+    """Depth and patch size from the config (TimeSformer) or the arch tables (``config.archs``); no model built."""
     if is_video(cfg):
         return cfg.MODEL.DEPTH, cfg.MODEL.PATCH_SIZE
-    from iared_video.models.archs import arch_depth_and_patch
-
     return arch_depth_and_patch(cfg.MODEL.ARCH)
 
 
@@ -150,51 +148,42 @@ def _arch_errors(cfg: CfgNode) -> list[str]:
     """``MODEL.ARCH`` of an image model must be a project shape or a timm name (looked up, not built)."""
     if is_video(cfg):
         return []
-    from iared_video.models.archs import is_known_arch, nearest_archs
-
     if is_known_arch(cfg.MODEL.ARCH):
         return []
     return [f"MODEL.ARCH {cfg.MODEL.ARCH!r} is not a timm model or a project shape; nearest: "
             f"{nearest_archs(cfg.MODEL.ARCH)}"]
 
 
-def choices() -> dict[str, tuple]:
-    """``CHOICES`` plus ``IARED.POLICY``: the values the method registry accepts."""
-    from iared_video.methods import policy_choices
-
-    return {**CHOICES, "IARED.POLICY": policy_choices()}
-
-
-def list_choices() -> dict[str, tuple]:
-    """``LIST_CHOICES`` plus ``BENCHMARK.FIXED_POLICIES``: the methods with a variant at a keep target."""
-    from iared_video.methods import registered_methods
-
-    at_keep = tuple(m.name for m in registered_methods() if m.knob is not None)
-    return {**LIST_CHOICES, "BENCHMARK.FIXED_POLICIES": at_keep}
-
-
 def _choice_errors(flat: dict[str, Any]) -> list[str]:
     """Every choice-valued key (and every item of a list-valued one) outside its values, with the nearest."""
     errors = []
-    for key, options in choices().items():
+    for key, options in CHOICES.items():
         if flat[key] not in options:
-            errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{_nearest(flat[key], options)}")
-    for key, options in list_choices().items():
+            errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{nearest(flat[key], options)}")
+    for key, options in LIST_CHOICES.items():
         for item in flat[key]:
             if item not in options:
-                errors.append(f"{key} items must be in {list(options)}, got {item!r}{_nearest(item, options)}")
+                errors.append(f"{key} items must be in {list(options)}, got {item!r}{nearest(item, options)}")
     return errors
 
 
-def _nearest(value: Any, options: Sequence[Any]) -> str:
+def nearest(value: Any, options: Sequence[Any]) -> str:
     """``"; nearest: x"`` for a string close to one of string ``options``, else ""."""
     names = [o for o in options if isinstance(o, str)]
     near = difflib.get_close_matches(value, names, n=2, cutoff=0.5) if isinstance(value, str) else []
     return f"; nearest: {', '.join(repr(n) for n in near)}" if near else ""
 
 
-def validate(cfg: CfgNode) -> None:
-    """Check choices, ranges and cross-key constraints; raise one ConfigError listing all problems."""
+#: ``check(cfg, depth)``: further problems of a config, asked after the schema (the methods' checks).
+ConfigCheck = Callable[[CfgNode, int], list[str]]
+
+
+def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
+    """Check choices, ranges and cross-key constraints, then ``checks``; raise one ConfigError listing all problems.
+
+    The method keys (``IARED.POLICY``, ``BENCHMARK.FIXED_POLICIES``) and each method's section are checked by
+    the ``checks`` the entry point passes (``iared_video.methods.load_config``); this pass knows no method.
+    """
     flat = flat_keys(cfg)
     errors = _choice_errors(flat)
     if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
@@ -219,7 +208,8 @@ def validate(cfg: CfgNode) -> None:
     depth, patch = model_depth_and_patch(cfg)
     errors += _shape_errors(cfg, flat, depth, patch)
     errors += _divided_errors(cfg)
-    errors += method_config_errors(cfg, depth)
+    for check in checks:
+        errors += check(cfg, depth)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
@@ -252,19 +242,14 @@ def _divided_errors(cfg: CfgNode) -> list[str]:
     return []
 
 
-def method_config_errors(cfg: CfgNode, depth: int) -> list[str]:
-    """Each method's checks of its section (DYNAMICVIT.*, TOME.*, ...) and the selected method's needs."""
-    from iared_video.methods import config_errors
-
-    return config_errors(cfg, depth)
-
-
-def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> CfgNode:
+def load_config(path: str | None = None, opts: Sequence[str] | None = None,
+                checks: Sequence[ConfigCheck] = ()) -> CfgNode:
     """Merge ``path`` (yaml) and then ``opts`` over the defaults, validate once, freeze.
 
     Args:
         path: a yaml file, or None for the defaults alone.
         opts: flat ``["KEY", "VALUE", ...]`` overrides, values parsed as Python literals.
+        checks: further checks after the schema's (``iared_video.methods.load_config`` passes the methods').
 
     Raises:
         ConfigError: unknown keys (with the nearest valid names), wrong types or impossible settings.
@@ -274,6 +259,6 @@ def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> C
         _merge(cfg, _read_yaml(path), path)
     if opts:
         _merge(cfg, _opts_to_dict(opts), "command-line options")
-    validate(cfg)
+    validate(cfg, checks)
     cfg.freeze()
     return cfg

@@ -40,11 +40,11 @@ from torch.utils._pytree import tree_leaves
 from iared_video.config import device_of, is_video, resolve_device
 from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES
 from iared_video.config.choices import PRECISIONS as PRECISION_NAMES
-from iared_video.methods import get_method, registered_methods
+from iared_video.methods import get_method, model_gmacs_per_sample, registered_methods
 from iared_video.methods.base import BenchContext, Variant
 from iared_video.methods.fixed_ratio import FixedRatio
 from iared_video.models.build import build_backbone
-from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import NoDropPolicy

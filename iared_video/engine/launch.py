@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 from fvcore.common.config import CfgNode
 
+import iared_video.engine.distributed as du
 from iared_video.config import device_of
-from iared_video.engine import distributed as du
 from iared_video.engine.logging import get_logger, setup_logging
 from iared_video.utils.results import TestResults
 

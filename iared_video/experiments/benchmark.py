@@ -19,9 +19,9 @@ import logging
 import torch
 from fvcore.common.config import CfgNode
 
-from iared_video.config import load_config
 from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES, PRECISIONS
 from iared_video.engine.benchmark import BenchSettings, benchmark_table, keep_target_methods, run_benchmark
+from iared_video.methods import load_config
 from iared_video.utils.results import BenchmarkResults, save_json
 
 __all__ = ["PRESETS", "add_model_args", "cfg_from_args", "main"]

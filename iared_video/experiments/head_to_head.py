@@ -114,7 +114,7 @@ def method_cfg(method: str, kind: str, out: str, opts: list[str], dense_ckpt: st
         extra: further overrides, applied last.
         base: the config file (default: the method's synthetic config on the default data folder).
     """
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     m = get_method(method)
     path = base or config_path(m.label, kind)
@@ -290,7 +290,7 @@ def _untrained(label: str, kind: str, out: str, opts: list[str], dense_ckpt: str
 def load_trained(cfg) -> torch.nn.Module:
     """``cfg``'s model with its tested weights (``TEST.CHECKPOINT_FILE_PATH``, else its newest checkpoint)."""
     from iared_video.engine.tester import load_test_weights
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     model = build_model(cfg)
     load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)

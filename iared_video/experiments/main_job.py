@@ -107,7 +107,8 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
     from iared_video.engine.trainer import eval_epoch
-    from iared_video.models import IARED, build_model
+    from iared_video.methods import build_model
+    from iared_video.models import IARED
 
     device = device_of(cfg)
     model = cast(IARED, build_model(cfg).to(device))  # a token-dropping method's model
@@ -125,8 +126,7 @@ def matched_drop_ratio(keep_ratio: float) -> float:
 def gmacs_of(cfg: CfgNode) -> float:
     """GMACs per view of ``cfg``'s model on a generated input (the methods' token counts do not depend on it)."""
     from iared_video.engine.benchmark import make_input
-    from iared_video.models import build_model
-    from iared_video.models.flops import model_gmacs_per_sample
+    from iared_video.methods import build_model, model_gmacs_per_sample
 
     cfg = cfg.clone()
     cfg.defrost()
@@ -250,7 +250,7 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[st
     from iared_video.engine.benchmark import Variant, time_interleaved
     from iared_video.engine.tester import load_test_weights
     from iared_video.experiments.tradeoff import eval_batches
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     variants = []
     for i, cfg in enumerate(cfgs):
@@ -291,7 +291,7 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
 def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scratch: bool, init_method: str,
                      drops: dict[str, float]) -> Recipe:
     """Dense, IA-RED^2 from it, each baseline at IA-RED^2's GMACs (their drop ratios into ``drops``)."""
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     dense_path, iared_path, baseline_path = MAIN_JOB_CONFIGS[kind]
 

@@ -20,45 +20,18 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.config import is_video
-from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import ce_step
+from iared_video.config.runtime import is_video
+from iared_video.methods.stages import Stage, StagePlan, set_trainable
+from iared_video.methods.steps import ce_step
 from iared_video.models.backbones import Backbone
+from iared_video.models.flops import Count, group_gmacs_per_sample
+from iared_video.models.iared import IARED
+from iared_video.models.optim import build_optimizer
 
-__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_index"]
+__all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
 #: Table order of the built-in methods (others follow by name).
 ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
-Count = int | float | Tensor
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """What a training schedule is built from (IARED.NUM_GROUPS, SOLVER.MAX_EPOCH, IARED.*_EPOCHS, ...)."""
-
-    num_groups: int
-    max_epoch: int
-    interpreter_epochs: int = 0
-    backbone_epochs: int = 0
-    first_group: int = 0
-    last_group: int | None = None  # 0-based, inclusive; None: the last group
-
-    @property
-    def dropping_groups(self) -> range:
-        """0-based groups whose interpreters may drop, ``first_group`` to ``last_group``."""
-        last = self.num_groups - 1 if self.last_group is None else self.last_group
-        return range(self.first_group, last + 1)
-
-    @classmethod
-    def from_cfg(cls, cfg: CfgNode) -> StagePlan:
-        i = cfg.IARED
-        return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1,
-                   last_drop_index(cfg))
-
-
-def last_drop_index(cfg: CfgNode) -> int | None:
-    """0-based index of ``IARED.LAST_DROP_GROUP`` (1-based), None for its 0 (every group from the first)."""
-    return int(cfg.IARED.LAST_DROP_GROUP) - 1 if cfg.IARED.LAST_DROP_GROUP else None
 
 
 @dataclass(frozen=True)
@@ -195,17 +168,20 @@ class Method:
         """Loss and statistics of one batch of ``run`` (a trainer ``StageRun``; ``ctx`` its ``EpochContext``)."""
         return ce_step(run.net, x, y, run.modes, ctx.args)
 
-    def step_options(self, cfg: CfgNode) -> dict[str, Any]:
-        """``StepArgs`` fields this method reads from the config."""
-        return {}
+    def step_options(self, cfg: CfgNode) -> Any:
+        """The method's own step settings (``StepArgs.options``), read from its config section."""
+        return None
 
     def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
-        """Adjust ``requires_grad`` after the curriculum set it for ``stage`` (e.g. frozen embeddings)."""
+        """Set ``requires_grad`` for ``stage`` (``stages.set_trainable``; a method adds e.g. frozen embeddings)."""
+        set_trainable(model, stage)
+
+    def model_in_train_mode(self, stage: Stage) -> bool:
+        """Whether ``model.train()`` holds during ``stage`` (else eval, e.g. a frozen backbone)."""
+        return True
 
     def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
         """The optimiser of ``stage``: SOLVER.* over every parameter."""
-        from iared_video.engine.optim import build_optimizer
-
         s = cfg.SOLVER
         return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
                                s.NESTEROV)
@@ -225,10 +201,7 @@ class Method:
 
     def gmacs_per_sample(self, model: nn.Module, tokens: Any, num_patches: int | None,
                          modes: Sequence[str] | None) -> Tensor:
-        """``(B,)`` GMACs per sample (``models.flops.model_gmacs_per_sample`` documents the arguments)."""
-        from iared_video.models.flops import group_gmacs_per_sample
-        from iared_video.models.iared import IARED
-
+        """``(B,)`` GMACs per sample (``methods.gmacs_per_sample`` documents the arguments)."""
         return group_gmacs_per_sample(cast(IARED, model), tokens, num_patches, modes, self.policy_macs)
 
     # ------------------------------------------------------------------ benchmark

@@ -16,18 +16,18 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
-from iared_video.methods.base import Method, StagePlan, last_drop_index
-from iared_video.methods.interpreter import IARED2
+from iared_video.methods.base import Method
+from iared_video.methods.iared import IARED2
+from iared_video.methods.stages import Stage, StagePlan, last_drop_index
+from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.losses import gumbel_loss
 from iared_video.models.policies import GroupInput, InterpreterPolicy
 
 __all__ = ["GumbelIARED2", "GumbelInterpreterPolicy", "GumbelIARED", "GumbelOutput", "gumbel_bernoulli",
-           "gumbel_step"]
+           "GumbelOptions", "gumbel_step"]
 
 
 def gumbel_bernoulli(probs: Tensor, tau: float = 1.0) -> Tensor:
@@ -86,11 +86,20 @@ class GumbelIARED(IARED):
         out.gates.append(state.scatter(gate, present))
 
 
-def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
+@dataclass(frozen=True)
+class GumbelOptions:
+    """The Gumbel loss's settings: keep-ratio target rho (group j: rho^j) and the weight of its MSE."""
+
+    keep_rate: float = 0.7
+    ratio_weight: float = 2.0
+
+
+def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: GumbelOptions,
+                amp_dtype: torch.dtype | None = None) -> tuple[Tensor, dict]:
     """Straight-through Gumbel IA-RED^2: cross-entropy + keep-ratio MSE of the sampled gates."""
-    with autocast(x.device, args.amp_dtype):
+    with autocast(x.device, amp_dtype):
         out = net(x, return_policy=True, modes=modes)
-    loss, terms = gumbel_loss(out, y, args.gumbel_keep_rate, args.gumbel_ratio_weight)
+    loss, terms = gumbel_loss(out, y, args.keep_rate, args.ratio_weight)
     return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                   "keep_ratio": out.keep_ratio.mean().item(), "top1_err": top1_err(out.logits, y)}
 
@@ -116,10 +125,10 @@ class GumbelIARED2(IARED2):
         return [Stage("gumbel", 0, plan.max_epoch, mode="sample")] if plan.max_epoch > 0 else []
 
     def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
-        return gumbel_step(run.net, x, y, run.modes, ctx.args)
+        return gumbel_step(run.net, x, y, run.modes, ctx.args.options, ctx.args.amp_dtype)
 
-    def step_options(self, cfg: CfgNode) -> dict:
-        return {"gumbel_keep_rate": cfg.IARED.GUMBEL_KEEP_RATE, "gumbel_ratio_weight": cfg.IARED.GUMBEL_RATIO_WEIGHT}
+    def step_options(self, cfg: CfgNode) -> GumbelOptions:  # type: ignore[override]  # not IA-RED^2's reward
+        return GumbelOptions(cfg.IARED.GUMBEL_KEEP_RATE, cfg.IARED.GUMBEL_RATIO_WEIGHT)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         errors = []

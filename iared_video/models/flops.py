@@ -16,8 +16,8 @@ token, its fold into ``F_q``, then ``C x H`` per scored token). DynamicViT's pre
 count their LayerNorm and linear layers on the tokens they score (the masked
 global mean and the concat are element-wise, hence free).
 
-Each method supplies its policy's cost (``Method.policy_macs`` in ``iared_video/methods/``);
-``model_gmacs_per_sample`` asks the method of the model. Token reducers (ToMe, EViT) count
+Each method supplies its policy's cost (``Method.policy_macs``, handed to ``group_gmacs_per_sample``);
+``iared_video.methods.model_gmacs_per_sample`` asks the method of the model. Token reducers (ToMe, EViT) count
 each block's attention half on the tokens entering it and its MLP half on the tokens left
 (``models/reduction.py``), plus their own matmuls.
 """
@@ -43,7 +43,7 @@ from iared_video.models.policies import MODES
 from iared_video.models.token_ops import block_attention
 
 __all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
-           "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample",
+           "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts",
            "group_gmacs_per_sample", "attention_part_macs", "mlp_part_macs", "dense_gmacs", "sdpa_flop_jit",
            "fvcore_gflops", "PolicyMacs"]
 
@@ -210,35 +210,13 @@ def token_counts(tokens: PolicyOutput | Tensor | Sequence, num_patches: int | No
 PolicyMacs = Callable[[nn.Module, int, Tensor, int], Count]
 
 
-def model_gmacs_per_sample(model: nn.Module, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None,
-                           modes: Sequence[str] | None = None) -> Tensor:
-    """GMACs per sample of a wrapped model's forward from its token counts, as its method counts them.
-
-    The method (``iared_video.methods.method_of``) supplies the policy's cost; drop policies use
-    ``group_gmacs_per_sample``, token reducers (ToMe, EViT) their own per-block count.
-
-    Args:
-        model: the wrapped model, possibly DDP-wrapped (dimensions are read from its modules).
-        tokens: ``PolicyOutput`` or per-group kept counts, see ``token_counts``.
-        num_patches: N, required with raw counts.
-        modes: the modes the forward ran with (default all ``"greedy"``).
-
-    Returns:
-        ``(B,)`` float64 GMACs.
-    """
-    from iared_video.methods import method_of
-
-    model = getattr(model, "module", model)  # DDP-wrapped
-    return method_of(model).gmacs_per_sample(model, tokens, num_patches, modes)
-
-
 def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None,
                            modes: Sequence[str] | None, policy_macs: PolicyMacs) -> Tensor:
     """GMACs per sample of an ``IARED``-style forward (drop policies at group entries).
 
     Patch embedding on all N patches; group j's policy on the tokens present at its entry (``policy_macs``, if
     it acts there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm
-    and head. Arguments as ``model_gmacs_per_sample``.
+    and head. Arguments as ``iared_video.methods.model_gmacs_per_sample``.
     """
     model = getattr(model, "module", model)
     counts, num = token_counts(tokens, num_patches)
@@ -283,7 +261,8 @@ def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, count
 def dense_gmacs(model: IARED, num_patches: int) -> float:
     """GMACs of one sample through the backbone alone, every token kept and no policy cost."""
     counts = torch.full((1, model.num_groups), float(num_patches))
-    return float(model_gmacs_per_sample(model, counts, num_patches, modes=["keep_all"] * model.num_groups)[0])
+    modes = ["keep_all"] * model.num_groups  # no policy acts: its cost is never asked
+    return float(group_gmacs_per_sample(model, counts, num_patches, modes, lambda *args: 0)[0])
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Training objectives of the methods (PySlowFast keeps its losses here too).
 
 * ``F.cross_entropy``: dense, fixed-ratio baselines, IA-RED^2's backbone stages, ToMe and EViT fine-tuning;
-* ``policy_gradient_loss`` (``engine/reinforce.py``): IA-RED^2's self-critical REINFORCE on an interpreter;
+* ``policy_gradient_loss`` (``methods/iared/reinforce.py``): IA-RED^2's self-critical REINFORCE on an interpreter;
 * ``dynamicvit_loss``: DynamicViT's cross-entropy + keep-ratio MSE + KL and token distillation;
 * ``gumbel_loss``: the straight-through Gumbel IA-RED^2 variant's cross-entropy + keep-ratio MSE.
 
