@@ -14,18 +14,21 @@ from iared_video.engine.distributed import DistInfo
 from iared_video.engine.trainer import _start_stage
 from iared_video.methods import get_method, load_config, model_gmacs_per_sample, stages_of
 from iared_video.methods.dynamicvit import dynamicvit_step
-from iared_video.methods.gumbel import GumbelOptions, gumbel_step
+from iared_video.methods.gumbel import (
+    GumbelIARED,
+    GumbelInterpreterPolicy,
+    GumbelOptions,
+    GumbelOutput,
+    gumbel_bernoulli,
+    gumbel_step,
+)
 from iared_video.methods.stages import StagePlan, eval_modes, train_modes
 from iared_video.models.backbones import TimeSformer
 from iared_video.models.dynamicvit import (
     DynamicViT,
     DynamicViTOutput,
-    GumbelIARED,
-    GumbelInterpreterPolicy,
-    GumbelOutput,
     LossWeights,
     dynamicvit_loss,
-    gumbel_bernoulli,
     gumbel_loss,
     keep_count,
     make_teacher,

@@ -14,11 +14,12 @@ from iared_video.config.archs import arch_depth_and_patch, is_known_arch, neares
 from iared_video.config.choices import CHOICES, LIST_CHOICES
 from iared_video.config.defaults import get_defaults
 from iared_video.config.runtime import device_of, is_video, resolve_device
+from iared_video.utils.cli import UserError
 
 __all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "nearest", "ConfigCheck", "is_video",
            "device_of", "resolve_device", "model_depth_and_patch"]
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message lists every problem found."""
 
 

@@ -24,6 +24,7 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from iared_video.engine.logging import get_logger
+from iared_video.utils.cli import UserError
 
 __all__ = ["checkpoint_dir", "checkpoint_name", "list_checkpoints", "save_checkpoint", "load_checkpoint",
            "load_newest_valid", "newest_checkpoint", "position_of", "rng_state", "set_rng_state", "CheckpointError",
@@ -33,7 +34,7 @@ logger = get_logger(__name__)
 _PATTERN = re.compile(r"^checkpoint_epoch_(\d{5})(?:_iter_(\d{6}))?\.pyth$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used (truncated, corrupt or missing fields)."""
 
 

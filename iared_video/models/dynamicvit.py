@@ -45,8 +45,7 @@ from iared_video.models.token_ops import MASKED_SOFTMAX_EPS, block_forward, mask
 
 __all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "LossWeights",
            "masked_softmax", "masked_block", "ratio_loss", "token_distill_loss", "MASKED_SOFTMAX_EPS",
-           "dynamicvit_loss", "make_teacher", "keep_count", "GumbelInterpreterPolicy", "GumbelIARED",
-           "GumbelOutput", "gumbel_loss", "gumbel_bernoulli"]
+           "dynamicvit_loss", "make_teacher", "keep_count", "gumbel_loss"]
 
 
 # ----------------------------------------------------------------------------- prediction module
@@ -214,7 +213,3 @@ class DynamicViT(IARED):
         out.log_probs.append(None)
         if st_mask is not None:
             out.masks.append(st_mask)
-
-
-# Compatibility: the Gumbel IA-RED^2 variant moved into its own method module.
-from iared_video.methods.gumbel import GumbelIARED, GumbelInterpreterPolicy, GumbelOutput, gumbel_bernoulli  # noqa: E402

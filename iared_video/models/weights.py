@@ -40,6 +40,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone
+from iared_video.utils.cli import UserError
 
 __all__ = ["CheckpointFileError", "CheckpointMismatchError", "LoadReport", "load_checkpoint_file",
            "extract_state_dict", "inflate_patch_weight", "load_pretrained"]
@@ -55,11 +56,11 @@ _MAX_LISTED = 10
 _DIVIDED_MARKERS = (".temporal_attn.", ".temporal_fc.", ".temporal_norm1.")  # keys only divST blocks have
 
 
-class CheckpointFileError(RuntimeError):
+class CheckpointFileError(UserError, RuntimeError):
     """A checkpoint file that cannot be read (empty, truncated, corrupt or not a checkpoint)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint whose tensors do not fit the model; the message lists the offending keys and shapes."""
 
 
