@@ -69,14 +69,14 @@ def test_attention_policy_keeps_top_k_of_timm_block_class_attention(case, block:
 
 def test_default_attention_block_is_the_papers_block_1() -> None:
     assert AttentionPolicy(DROP_RATIO).block == 1
-    cfg = load_config(None, ["IARED.POLICY", "attention", "MODEL.DEPTH", "2", "MODEL.EMBED_DIM", "32",
+    cfg = load_config(None, ["METHOD.NAME", "drop_attention", "MODEL.DEPTH", "2", "MODEL.EMBED_DIM", "32",
                              "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32",
                              "DATA.TEST_CROP_SIZE", "32"])
-    assert cfg.IARED.ATTENTION_BLOCK == 1 and build_model(cfg).policy.block == 1
-    other = load_config(None, ["IARED.POLICY", "attention", "IARED.ATTENTION_BLOCK", "0"])
+    assert cfg.DROP.ATTENTION_BLOCK == 1 and build_model(cfg).policy.block == 1
+    other = load_config(None, ["METHOD.NAME", "drop_attention", "DROP.ATTENTION_BLOCK", "0"])
     assert build_model(other).policy.block == 0
-    with pytest.raises(ConfigError, match="IARED.ATTENTION_BLOCK=12 must index a block"):
-        load_config(None, ["IARED.ATTENTION_BLOCK", "12"])
+    with pytest.raises(ConfigError, match="DROP.ATTENTION_BLOCK=12 must index a block"):
+        load_config(None, ["DROP.ATTENTION_BLOCK", "12"])
 
 
 @pytest.mark.parametrize("block", [0, 1])

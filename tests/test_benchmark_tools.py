@@ -65,7 +65,7 @@ def test_cpu_peak_memory_of_a_forward_covers_its_largest_activation() -> None:
 def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
     cfg = load_config(None, TINY)
     settings = BenchSettings(batch_sizes=[1, 3], warmup=0, iters=2, thresholds=[0.5], keep_ratios=[0.5],
-                             fixed_policies=["random", "temporal_diff"])
+                             methods_at_keep=["drop_random", "drop_temporal_diff"])
     results = run_benchmark(cfg, settings, "cpu")
     rows = results["rows"]
     assert len(rows) == 2 * 5 and results["unit"] == "clips_per_s"
@@ -114,7 +114,7 @@ def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
     tool("prune_linear").main([*FAST, "--sparsities", "0", "0.5", "--out-dir", str(tmp_path / "p"), *TINY])
     (tmp_path / "run1").mkdir()
     (tmp_path / "run1" / "test_results.json").write_text(json.dumps(
-        {"top1_err": 40.0, "gmacs_per_view": 0.01, "clips_per_s": 3.0, "policy": "interpreter"}))
+        {"top1_err": 40.0, "gmacs_per_view": 0.01, "clips_per_s": 3.0, "policy": "iared"}))
     points = tool("pareto").main([str(tmp_path)])
     for path in ("t/sweep_threshold.png", "t/sweep_threshold.json", "g/sweep_groups.png", "p/prune_linear.png",
                  "pareto_gmacs.png", "pareto_throughput.png", "pareto.json"):

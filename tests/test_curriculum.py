@@ -14,7 +14,7 @@ OPTS = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "
         "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.NUM_GROUPS", str(D),
         "IARED.INTERPRETER_HEADS", "2", "IARED.INTERPRETER_DIM", "8"]
 EMBEDDINGS = ("backbone.patch_embed.", "backbone.pos_embed", "backbone.time_embed", "backbone.cls_token")
-IARED2 = get_method("interpreter")
+IARED2 = get_method("iared")
 
 
 def build_stages(name, num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group=0, last_group=None):
@@ -24,15 +24,15 @@ def build_stages(name, num_groups, max_epoch, interpreter_epochs, backbone_epoch
 
 
 def test_stage_order_and_modes():
-    stages = build_stages("interpreter", 3, max_epoch=9, interpreter_epochs=10, backbone_epochs=20)
+    stages = build_stages("iared", 3, max_epoch=9, interpreter_epochs=10, backbone_epochs=20)
     assert [s.name for s in stages] == ["interpreter_g1", "backbone_g1", "interpreter_g2", "backbone_g2",
                                         "interpreter_g3", "backbone_g3"]
     assert [s.epochs for s in stages] == [10, 20] * 3
     assert train_modes(stages[2], 3) == ["greedy", "sample", "keep_all"]
     assert train_modes(stages[3], 3) == ["greedy", "greedy", "keep_all"]
     assert eval_modes(stages[2], 3) == ["greedy", "greedy", "keep_all"]
-    assert build_stages("random", 3, 7, 10, 20) == [Stage("train", 0, 7)]
-    assert [s.kind for s in build_stages("interpreter", 1, 0, 5, 0)] == ["interpreter"]
+    assert build_stages("drop_random", 3, 7, 10, 20) == [Stage("train", 0, 7)]
+    assert [s.kind for s in build_stages("iared", 1, 0, 5, 0)] == ["interpreter"]
 
 
 def _grads(model):
@@ -54,7 +54,7 @@ def test_gradients_reach_only_the_stage_parameters(index):
     torch.manual_seed(0)
     cfg = load_config(None, OPTS)
     model = build_model(cfg)
-    stage = build_stages("interpreter", D, 0, 1, 1)[index]
+    stage = build_stages("iared", D, 0, 1, 1)[index]
     IARED2.prepare_stage(cfg, model, stage)
     x, y = torch.randn(4, 3, 2, 32, 32), torch.tensor([0, 1, 2, 0])
     modes = train_modes(stage, D)
@@ -79,7 +79,7 @@ def test_gradients_reach_only_the_stage_parameters(index):
 
 def test_late_first_drop_group_keeps_early_groups_dense():
     """IARED.FIRST_DROP_GROUP 2: no stage for group 1, group 1 keeps every token, only later groups sample."""
-    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1)] == [
+    assert [s.name for s in build_stages("iared", 3, 0, 4, 2, first_group=1)] == [
         "interpreter_g2", "backbone_g2", "interpreter_g3", "backbone_g3"]
     torch.manual_seed(0)
     cfg = load_config(None, [*OPTS, "IARED.FIRST_DROP_GROUP", "2"])
@@ -103,7 +103,7 @@ def test_late_first_drop_group_keeps_early_groups_dense():
 def test_early_last_drop_group_keeps_later_groups_as_given():
     """IARED.LAST_DROP_GROUP 1 of 2: no stage for group 2, which keeps exactly the tokens group 1 kept and costs
     no interpreter."""
-    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1, last_group=1)] == [
+    assert [s.name for s in build_stages("iared", 3, 0, 4, 2, first_group=1, last_group=1)] == [
         "interpreter_g2", "backbone_g2"]
     cfg = load_config(None, [*OPTS, "IARED.LAST_DROP_GROUP", "1"])
     assert [s.name for s in stages_of(cfg)] == ["interpreter_g1", "backbone_g1"]

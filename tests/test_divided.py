@@ -176,7 +176,7 @@ def test_official_divst_checkpoint_gives_official_logits(tmp_path, caplog) -> No
     cfg = get_cfg()
     cfg.merge_from_list(["MODEL.EMBED_DIM", DIM, "MODEL.DEPTH", DEPTH, "MODEL.NUM_HEADS", HEADS, "MODEL.PATCH_SIZE",
                          PATCH, "MODEL.NUM_CLASSES", CLASSES, "DATA.TRAIN_CROP_SIZE", SIZE, "DATA.NUM_FRAMES", FRAMES,
-                         "MODEL.ATTENTION_TYPE", "divided_space_time", "IARED.POLICY", "none",
+                         "MODEL.ATTENTION_TYPE", "divided_space_time", "METHOD.NAME", "dense",
                          "MODEL.PRETRAINED", official_file(tmp_path, state)])
     with caplog.at_level(logging.INFO, logger="iared_video.models.weights"):
         model = build_model(cfg).eval()
@@ -303,7 +303,7 @@ def test_config_choices_and_refused_combinations() -> None:
     base = ["MODEL.ATTENTION_TYPE", "divided_space_time"]
     assert load_config(None, base).MODEL.ATTENTION_TYPE == "divided_space_time"
     with pytest.raises(ConfigError, match="joint space-time attention only"):
-        load_config(None, base + ["IARED.POLICY", "attention"])
+        load_config(None, base + ["METHOD.NAME", "drop_attention"])
     with pytest.raises(ConfigError, match="needs MODEL.MODEL_NAME timesformer"):
         load_config(None, base + ["MODEL.MODEL_NAME", "deit"])
     with pytest.raises(ConfigError, match="MODEL.ATTENTION_TYPE must be one of"):

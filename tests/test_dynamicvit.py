@@ -153,7 +153,7 @@ def test_gumbel_interpreter_gets_gradients_through_cross_entropy() -> None:
     with torch.no_grad():  # greedy inference: threshold rule, gates unused
         greedy = model(x, return_policy=True)
     assert all(((s >= 0.5) | ~k).all() for s, k in zip(greedy.scores, greedy.keep))
-    stages = get_method("gumbel").stages(StagePlan(2, 3, 5, 1))
+    stages = get_method("iared_gumbel").stages(StagePlan(2, 3, 5, 1))
     assert [s.name for s in stages] == ["gumbel"] and train_modes(stages[0], 2) == ["sample"] * 2
     assert eval_modes(stages[0], 2) == ["greedy"] * 2
 
@@ -220,7 +220,7 @@ def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
         for is_predictor, group in zip(predictor, run.optimizer.param_groups):
             assert group["lr"] == pytest.approx(want * (1.0 if is_predictor else 0.01), rel=1e-9)
         run.schedule.step()
-    interp = _tiny_dynamicvit_cfg("IARED.POLICY", "interpreter", "IARED.GUMBEL", "True", "SOLVER.BASE_LR", "1e-3")
+    interp = _tiny_dynamicvit_cfg("METHOD.NAME", "iared_gumbel", "SOLVER.BASE_LR", "1e-3")
     plain = _start_stage(interp, build_model(interp), stages_of(interp)[0], 0, 0, 4, DistInfo(0, 1, 0),
                          torch.device("cpu"))
     assert {g["lr"] for g in plain.optimizer.param_groups} == {1e-3}  # other policies: one lr
@@ -233,9 +233,9 @@ def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
     model = build_model(cfg)
     assert isinstance(model, DynamicViT) and model.prune_locations == [1, 2, 3] and model.num_groups == 4
     with pytest.raises(ConfigError, match="PRUNE_LOCATIONS"):
-        load_config(None, ["IARED.POLICY", "dynamicvit", "DYNAMICVIT.PRUNE_LOCATIONS", "[6, 3]"])
-    with pytest.raises(ConfigError, match="GUMBEL"):
-        load_config(None, ["IARED.POLICY", "random", "IARED.GUMBEL", "True"])
+        load_config(None, ["METHOD.NAME", "dynamicvit", "DYNAMICVIT.PRUNE_LOCATIONS", "[6, 3]"])
+    with pytest.raises(ConfigError, match="IARED.GUMBEL True is now METHOD.NAME iared_gumbel"):
+        load_config(None, ["METHOD.NAME", "drop_random", "IARED.GUMBEL", "True"])
 
 
 

@@ -90,7 +90,7 @@ def test_counts_per_location_and_gmacs_match_fvcore() -> None:
 
 def test_config_builds_evit_and_rejects_bad_locations() -> None:
     tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
-            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "evit"]
+            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "evit"]
     model = build_model(load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5"]))
     assert isinstance(model.policy, EViTReducer) and model.policy.locations == [1, 2] and model.policy.keep_rate == 0.5
     with pytest.raises(ConfigError, match=r"EVIT.LOCATIONS must increase strictly within \[0, 4\)"):

@@ -20,7 +20,7 @@ from iared_video.visualization.figure import (
 )
 
 IMAGE_OPTS = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "test_vit", "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE",
-              "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "interpreter", "IARED.NUM_GROUPS", "2",
+              "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "iared", "IARED.NUM_GROUPS", "2",
               "DEVICE", "cpu", "VISUALIZE.ANIMATION", "none"]
 
 

@@ -20,15 +20,17 @@ from iared_video.methods import (
     method_names,
     method_of,
     model_gmacs_per_sample,
-    policy_choices,
 )
 from iared_video.models.flops import fvcore_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTERED = ["none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit"]
+REGISTERED = ["dense", "iared", "iared_gumbel", "dynamicvit", "drop_random", "drop_attention", "drop_temporal_diff",
+              "tome", "evit"]
+#: Table labels (rows, output folders) that differ from the method name.
+LABELS = {"drop_random": "random", "drop_attention": "attention", "drop_temporal_diff": "temporal_diff"}
 TINY = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2",
         "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.NUM_GROUPS", "2",
-        "IARED.INTERPRETER_DIM", "8", "IARED.DROP_RATIO", "0.4", "DYNAMICVIT.PRUNE_LOCATIONS", "[1, 2]",
+        "IARED.INTERPRETER_DIM", "8", "DROP.RATIO", "0.4", "DYNAMICVIT.PRUNE_LOCATIONS", "[1, 2]",
         "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "0.0", "TOME.R", "3", "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5",
         "SOLVER.MAX_EPOCH", "1", "IARED.INTERPRETER_EPOCHS", "1", "IARED.BACKBONE_EPOCHS", "1",
         "TRAIN.EVAL_PERIOD", "0", "DEVICE", "cpu", "LOG_PERIOD", "1", "SOLVER.OPTIMIZING_METHOD", "adamw",
@@ -43,10 +45,23 @@ def cfg_of(name: str, tmp_path: Path | None = None):
 
 def test_the_registered_methods_and_how_configs_select_them() -> None:
     assert method_names() == REGISTERED
-    assert set(policy_choices()) == set(REGISTERED) - {"gumbel"}  # IARED.POLICY interpreter + IARED.GUMBEL True
     for name in REGISTERED:
-        assert method_for_cfg(cfg_of(name)).name == name
-    assert get_method("iared").name == "interpreter" and get_method("dense").name == "none"  # table labels
+        assert method_for_cfg(cfg_of(name)).name == name and cfg_of(name).METHOD.NAME == name
+        assert get_method(name).label == LABELS.get(name, name)
+        assert get_method(get_method(name).label) is get_method(name)  # tables name them by label
+
+
+def test_a_config_with_the_former_method_keys_says_what_replaces_them(tmp_path: Path) -> None:
+    from iared_video.config import ConfigError
+
+    path = tmp_path / "old.yaml"
+    path.write_text("IARED:\n  POLICY: interpreter\n  GUMBEL: True\n  DROP_RATIO: 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    message = str(err.value)
+    assert "IARED.POLICY interpreter is now METHOD.NAME iared" in message
+    assert "IARED.GUMBEL True is now METHOD.NAME iared_gumbel" in message
+    assert "IARED.DROP_RATIO is now DROP.RATIO" in message and "unknown key" not in message
 
 
 def _one_batch(cfg, split):
@@ -71,10 +86,10 @@ def test_each_method_builds_trains_a_step_counts_flops_and_benchmarks(name: str,
     torch.manual_seed(1)
     assert model_gmacs_per_sample(model, out).item() == pytest.approx(fvcore_gflops(model, x), rel=2e-3)
     settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], measure_memory=False,
-                             methods=["none", name] if name != "none" else ["none"],
-                             fixed_policies=[name] if get_method(name).knob is not None else [])
+                             methods=["dense", name] if name != "dense" else ["dense"],
+                             methods_at_keep=[name] if get_method(name).knob is not None else [])
     rows = run_benchmark(cfg, settings, "cpu")["rows"]
-    assert rows[0]["variant"] == "dense" and len(rows) >= 2 - (name == "none")
+    assert rows[0]["variant"] == "dense" and len(rows) >= 2 - (name == "dense")
     for row in rows[1:]:
         assert row["policy"] == name and row["ideal_speedup"] > 1.0 and math.isfinite(row["speedup"]), row
 

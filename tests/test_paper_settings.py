@@ -28,7 +28,7 @@ TINY = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "
 @pytest.mark.parametrize("name", ["IN1k/deit_s", "IN1k/deit_b", "IN1k/deit_b_384", "K400/iared_tsf"])
 def test_paper_configs_use_the_headline_tau_and_start_from_a_dense_model(name: str) -> None:
     cfg = load_config(str(ROOT / "configs" / f"{name}.yaml"))
-    assert cfg.IARED.TAU == HEADLINE_TAU and cfg.IARED.ATTENTION_BLOCK == 1
+    assert cfg.IARED.TAU == HEADLINE_TAU and cfg.DROP.ATTENTION_BLOCK == 1
     assert cfg.TRAIN.CHECKPOINT_FILE_PATH and not cfg.MODEL.PRETRAINED
 
 

@@ -14,7 +14,7 @@ from iared_video.synthetic import generate_image_dataset
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 PATCH, DIM, DEPTH, CLASSES = 16, 192, 12, 2  # vit_tiny_patch16_224
 TINY_DEIT = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_tiny_patch16_224", "MODEL.NUM_CLASSES", str(CLASSES),
-             "IARED.NUM_GROUPS", "3", "IARED.INTERPRETER_DIM", "8", "IARED.DROP_RATIO", "0.5",
+             "IARED.NUM_GROUPS", "3", "IARED.INTERPRETER_DIM", "8", "DROP.RATIO", "0.5",
              "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"]
 FAST = ["--batch-size", "2", "--num-batches", "1", "--iters", "1", "--resolutions", "32", "48"]
 

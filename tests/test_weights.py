@@ -93,7 +93,7 @@ def test_official_timesformer_checkpoint_matches_reference_forward(tmp_path, cap
     cfg = get_cfg()
     cfg.merge_from_list(["MODEL.EMBED_DIM", DIM, "MODEL.DEPTH", 2, "MODEL.NUM_HEADS", HEADS, "MODEL.PATCH_SIZE",
                          PATCH, "MODEL.NUM_CLASSES", 5, "DATA.TRAIN_CROP_SIZE", 32, "DATA.NUM_FRAMES", 4,
-                         "IARED.POLICY", "none", "MODEL.PRETRAINED", str(path)])
+                         "METHOD.NAME", "dense", "MODEL.PRETRAINED", str(path)])
     with caplog.at_level(logging.INFO, logger="iared_video.models.weights"):
         model = build_model(cfg).eval()
     assert "format timesformer" in caplog.text

@@ -5,7 +5,7 @@
                                   [--max-samples N] [--out JSON] [--faithfulness]
                                   [--attention-blocks 0 1 2] [KEY VALUE ...]
 
-``raw_attention`` is the class-token attention of block ``IARED.ATTENTION_BLOCK`` (default 1, the paper's
+``raw_attention`` is the class-token attention of block ``DROP.ATTENTION_BLOCK`` (default 1, the paper's
 Block_1); ``raw_attention_b<k>`` that of block k. ``--attention-blocks 0 1 2`` adds one such row per block:
 the paper's Table 5 block sweep.
 

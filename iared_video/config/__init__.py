@@ -12,12 +12,12 @@ from fvcore.common.config import CfgNode
 
 from iared_video.config.archs import arch_depth_and_patch, is_known_arch, nearest_archs, resolve_arch
 from iared_video.config.choices import CHOICES, LIST_CHOICES
-from iared_video.config.defaults import get_defaults
+from iared_video.config.defaults import FORMER_KEY_NAMES, former_key_errors, get_defaults
 from iared_video.config.runtime import device_of, is_video, resolve_device
 from iared_video.utils.cli import UserError
 
 __all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "nearest", "ConfigCheck", "is_video",
-           "device_of", "resolve_device", "model_depth_and_patch"]
+           "device_of", "resolve_device", "model_depth_and_patch", "choice_errors", "former_key_errors"]
 
 class ConfigError(UserError, ValueError):
     """A config that cannot run; the message lists every problem found."""
@@ -88,7 +88,9 @@ def _set(cfg: CfgNode, key: str, value: Any) -> None:
 
 def _merge(cfg: CfgNode, updates: dict[str, Any], source: str) -> None:
     defaults = flat_keys(cfg)
-    errors = _unknown_key_errors(updates, list(defaults), source)
+    former = former_key_errors(updates)
+    errors = [f"{e} (in {source})" for e in former]
+    errors += _unknown_key_errors([k for k in updates if k not in FORMER_KEY_NAMES], list(defaults), source)
     for key, value in updates.items():
         if key in defaults:
             try:
@@ -155,13 +157,14 @@ def _arch_errors(cfg: CfgNode) -> list[str]:
             f"{nearest_archs(cfg.MODEL.ARCH)}"]
 
 
-def _choice_errors(flat: dict[str, Any]) -> list[str]:
+def choice_errors(flat: dict[str, Any], choices: dict[str, tuple] = CHOICES,
+                  list_choices: dict[str, tuple] = LIST_CHOICES) -> list[str]:
     """Every choice-valued key (and every item of a list-valued one) outside its values, with the nearest."""
     errors = []
-    for key, options in CHOICES.items():
+    for key, options in choices.items():
         if flat[key] not in options:
             errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{nearest(flat[key], options)}")
-    for key, options in LIST_CHOICES.items():
+    for key, options in list_choices.items():
         for item in flat[key]:
             if item not in options:
                 errors.append(f"{key} items must be in {list(options)}, got {item!r}{nearest(item, options)}")
@@ -182,24 +185,17 @@ ConfigCheck = Callable[[CfgNode, int], list[str]]
 def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
     """Check choices, ranges and cross-key constraints, then ``checks``; raise one ConfigError listing all problems.
 
-    The method keys (``IARED.POLICY``, ``BENCHMARK.FIXED_POLICIES``) and each method's section are checked by
+    The method keys (``METHOD.NAME``, ``BENCHMARK.METHODS_AT_KEEP``) and each method's section are checked by
     the ``checks`` the entry point passes (``iared_video.methods.load_config``); this pass knows no method.
     """
     flat = flat_keys(cfg)
-    errors = _choice_errors(flat)
-    if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
-        errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {cfg.IARED.THRESHOLD}")
+    errors = choice_errors(flat)
     if not 0.0 <= cfg.VISUALIZE.ALPHA <= 1.0:
         errors.append(f"VISUALIZE.ALPHA must lie in [0, 1], got {cfg.VISUALIZE.ALPHA}")
-    if not 0.0 <= cfg.IARED.DROP_RATIO < 1.0:
-        errors.append(f"IARED.DROP_RATIO must lie in [0, 1), got {cfg.IARED.DROP_RATIO}")
     for key in ("IARED.NUM_GROUPS", "DATA.NUM_FRAMES", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "NUM_GPUS",
-                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES", "IARED.REINFORCE_SAMPLES"):
+                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES"):
         if flat[key] < 1:
             errors.append(f"{key} must be >= 1, got {flat[key]}")
-    if cfg.IARED.REINFORCE_BASELINE == "leave_one_out" and cfg.IARED.REINFORCE_SAMPLES < 2:
-        errors.append(f"IARED.REINFORCE_BASELINE leave_one_out needs IARED.REINFORCE_SAMPLES >= 2, got "
-                      f"{cfg.IARED.REINFORCE_SAMPLES}")
     if cfg.MODEL.EMBED_DIM % cfg.MODEL.NUM_HEADS:
         errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by "
                       f"MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")
@@ -207,7 +203,7 @@ def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
     if errors:  # the cross-key checks below need sane basic values
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     depth, patch = model_depth_and_patch(cfg)
-    errors += _shape_errors(cfg, flat, depth, patch)
+    errors += _shape_errors(flat, patch)
     errors += _divided_errors(cfg)
     for check in checks:
         errors += check(cfg, depth)
@@ -215,20 +211,9 @@ def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def _shape_errors(cfg: CfgNode, flat: dict[str, Any], depth: int, patch: int) -> list[str]:
-    """Group count, first drop group, attention block and crop sizes against the backbone's depth and patch."""
+def _shape_errors(flat: dict[str, Any], patch: int) -> list[str]:
+    """Crop sizes against the backbone's patch size (each method checks its own keys against the depth)."""
     errors = []
-    if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
-                      f"{cfg.IARED.NUM_GROUPS}]")
-    last = cfg.IARED.LAST_DROP_GROUP
-    if last and not cfg.IARED.FIRST_DROP_GROUP <= last <= cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.LAST_DROP_GROUP={last} must be 0 (every group) or lie in [IARED.FIRST_DROP_GROUP="
-                      f"{cfg.IARED.FIRST_DROP_GROUP}, IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS}]")
-    if depth % cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
-    if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:
-        errors.append(f"IARED.ATTENTION_BLOCK={cfg.IARED.ATTENTION_BLOCK} must index a block in [0, {depth})")
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")

@@ -83,14 +83,21 @@ _C.MODEL.TIME_EMBED_INIT_STD = 0.0
 _C.MODEL.PRETRAINED = ""
 
 # ---------------------------------------------------------------------------
-# IA-RED^2.
+# Method.
+# ---------------------------------------------------------------------------
+_C.METHOD = CfgNode()
+# The token-reduction method, a name of the registry in iared_video/methods/ (docs/METHODS.md): "dense",
+# "iared" (IA-RED^2, settings in IARED), "iared_gumbel" (its Appendix D variant, IARED plus GUMBEL),
+# "dynamicvit" (DYNAMICVIT), "tome" (TOME), "evit" (EVIT), or one of the paper's fixed-ratio baselines
+# "drop_random", "drop_attention", "drop_temporal_diff" (DROP).
+_C.METHOD.NAME = "iared"
+
+# ---------------------------------------------------------------------------
+# IA-RED^2 (Pan et al., NeurIPS 2021), METHOD.NAME iared (and iared_gumbel, with GUMBEL).
 # ---------------------------------------------------------------------------
 _C.IARED = CfgNode()
-# The method (iared_video/methods/): "interpreter" (IA-RED^2; with GUMBEL True its Gumbel variant), "random",
-# "attention", "temporal_diff", "none" (dense), "dynamicvit" (see DYNAMICVIT), "tome" (see TOME) or "evit" (see
-# EVIT); NUM_GROUPS is unused by dynamicvit, tome and evit.
-_C.IARED.POLICY = "interpreter"
-# D: number of block groups, each opened by a policy; must divide MODEL depth.
+# D: number of block groups, each opened by a policy (dense and the fixed-ratio drops use the same grouping);
+# must divide the model depth.
 _C.IARED.NUM_GROUPS = 1
 # First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
 # interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
@@ -128,12 +135,6 @@ _C.IARED.REINFORCE_SAMPLES = 1
 # fair baseline when the greedy decision is far worse than the samples (an untrained interpreter's threshold
 # keeps correlated tokens: all of one colour, say).
 _C.IARED.REINFORCE_BASELINE = "greedy"
-# Fraction of patch tokens dropped at the input by the fixed-ratio policies (random, attention, temporal_diff).
-_C.IARED.DROP_RATIO = 0.3
-# 0-based block whose head-averaged class-token attention scores the patches for the "attention" policy and the
-# raw-attention heatmap (tools/eval_heatmaps.py); earlier blocks run on every token first. 1 is the paper's
-# Block_1, the second block (Fig. 3; Table 5 compares Block_0, Block_1, Block_2 and picks Block_1).
-_C.IARED.ATTENTION_BLOCK = 1
 # Heads of the multi-head interpreter.
 _C.IARED.INTERPRETER_HEADS = 4
 # Width of each interpreter head's query/key maps.
@@ -159,17 +160,32 @@ _C.IARED.INTERPRETER_LR = 2.5e-3
 _C.IARED.INTERPRETER_OPTIMIZER = ""
 # Weight decay of the interpreter stages.
 _C.IARED.INTERPRETER_WEIGHT_DECAY = 0.0
-# Appendix D variant: the interpreter's "sample" decision is a straight-through Gumbel sample, and the whole
-# model trains end-to-end with cross-entropy plus a keep-ratio term (GUMBEL_KEEP_RATE) in one stage of
-# SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
-_C.IARED.GUMBEL = False
-# Temperature of the straight-through Gumbel decision (IARED.GUMBEL).
-_C.IARED.GUMBEL_TAU = 1.0
-# Keep-ratio target rho of IARED.GUMBEL training: an MSE term pulls each sample's fraction of patch tokens kept
-# after group j (1-based) towards rho^j, as DynamicViT does (cross-entropy alone would keep every token).
-_C.IARED.GUMBEL_KEEP_RATE = 0.7
-# Weight of that keep-ratio MSE (mean over groups) in the IARED.GUMBEL loss; 0 turns it off.
-_C.IARED.GUMBEL_RATIO_WEIGHT = 2.0
+
+# ---------------------------------------------------------------------------
+# Gumbel IA-RED^2 (the paper's Appendix D), METHOD.NAME iared_gumbel: the IARED interpreters' "sample" decision is
+# a straight-through Gumbel sample and the whole model trains end-to-end with cross-entropy plus a keep-ratio term
+# in one stage of SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
+# ---------------------------------------------------------------------------
+_C.GUMBEL = CfgNode()
+# Temperature of the straight-through Gumbel decision.
+_C.GUMBEL.TAU = 1.0
+# Keep-ratio target rho: an MSE term pulls each sample's fraction of patch tokens kept after group j (1-based)
+# towards rho^j, as DynamicViT does (cross-entropy alone would keep every token).
+_C.GUMBEL.KEEP_RATE = 0.7
+# Weight of that keep-ratio MSE (mean over groups) in the loss; 0 turns it off.
+_C.GUMBEL.RATIO_WEIGHT = 2.0
+
+# ---------------------------------------------------------------------------
+# The paper's fixed-ratio baselines, METHOD.NAME drop_random, drop_attention, drop_temporal_diff: drop RATIO of
+# the patch tokens at the input, lowest-scored first.
+# ---------------------------------------------------------------------------
+_C.DROP = CfgNode()
+# Fraction of patch tokens dropped at the input.
+_C.DROP.RATIO = 0.3
+# 0-based block whose head-averaged class-token attention scores the patches for drop_attention and the
+# raw-attention heatmap (tools/eval_heatmaps.py); earlier blocks run on every token first. 1 is the paper's
+# Block_1, the second block (Fig. 3; Table 5 compares Block_0, Block_1, Block_2 and picks Block_1).
+_C.DROP.ATTENTION_BLOCK = 1
 
 # ---------------------------------------------------------------------------
 # Data.
@@ -357,9 +373,10 @@ _C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
 _C.BENCHMARK.KEEP_SPREAD = 0.1
 # How controlled keeps spread over groups: "geometric" (cumulative r^((j+1)/D)) or "first" (all at group 0).
 _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
-# Methods timed at each KEEP_RATIOS target besides controlled-keep IA-RED^2: any of "random", "attention",
-# "temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors / training-free reducers set to the target).
-_C.BENCHMARK.FIXED_POLICIES = ["random"]
+# Methods (METHOD.NAME values) also timed at each KEEP_RATIOS target besides controlled-keep IA-RED^2: any of
+# "drop_random", "drop_attention", "drop_temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors and
+# training-free reducers set to the target).
+_C.BENCHMARK.METHODS_AT_KEEP = ["drop_random"]
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
 # Linear layers on CPU: "aten" (torch's default BLAS path) or "onednn" (fp32 only; iared_video/models/onednn.py).
@@ -367,7 +384,7 @@ _C.BENCHMARK.DATA_SPLIT = ""
 _C.BENCHMARK.CPU_LINEAR = "aten"
 
 # ---------------------------------------------------------------------------
-# DynamicViT (Rao et al., 2021), selected by IARED.POLICY dynamicvit.
+# DynamicViT (Rao et al., 2021), METHOD.NAME dynamicvit.
 # ---------------------------------------------------------------------------
 _C.DYNAMICVIT = CfgNode()
 # Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)); [3, 6, 9] for 12.
@@ -397,7 +414,7 @@ _C.DYNAMICVIT.BACKBONE_HOLD_EPOCHS = 5.0
 _C.DYNAMICVIT.FROZEN_PARAMS = ["cls_token", "pos_embed", "time_embed"]
 
 # ---------------------------------------------------------------------------
-# ToMe (Bolya et al., ICLR 2023), selected by IARED.POLICY tome: bipartite soft matching merges r tokens per block
+# ToMe (Bolya et al., ICLR 2023), METHOD.NAME tome: bipartite soft matching merges r tokens per block
 # between attention and MLP (methods/tome.py).
 # ---------------------------------------------------------------------------
 _C.TOME = CfgNode()
@@ -409,7 +426,7 @@ _C.TOME.R_PER_LAYER = []
 _C.TOME.PROP_ATTN = True
 
 # ---------------------------------------------------------------------------
-# EViT (Liang et al., ICLR 2022), selected by IARED.POLICY evit: keep the top ceil(KEEP_RATE * n) tokens by class
+# EViT (Liang et al., ICLR 2022), METHOD.NAME evit: keep the top ceil(KEEP_RATE * n) tokens by class
 # attention at LOCATIONS, fuse the rest into one token (methods/evit.py).
 # ---------------------------------------------------------------------------
 _C.EVIT = CfgNode()
@@ -424,3 +441,32 @@ _C.EVIT.FUSE_TOKEN = True
 def get_defaults() -> CfgNode:
     """Return a fresh copy of the defaults."""
     return _C.clone()
+
+# ---------------------------------------------------------------------------
+# Replaced keys: a config (a yaml file, options, or the config stored in a checkpoint) that still sets one of
+# them is refused with the key and value that replace it.
+# ---------------------------------------------------------------------------
+#: Former ``IARED.POLICY`` value -> the ``METHOD.NAME`` that replaces it.
+FORMER_POLICIES = {"none": "dense", "interpreter": "iared", "random": "drop_random", "attention": "drop_attention",
+                   "temporal_diff": "drop_temporal_diff", "dynamicvit": "dynamicvit", "tome": "tome", "evit": "evit"}
+#: Former key -> the key that replaces it.
+FORMER_KEYS = {"IARED.GUMBEL_TAU": "GUMBEL.TAU", "IARED.GUMBEL_KEEP_RATE": "GUMBEL.KEEP_RATE",
+               "IARED.GUMBEL_RATIO_WEIGHT": "GUMBEL.RATIO_WEIGHT", "IARED.DROP_RATIO": "DROP.RATIO",
+               "IARED.ATTENTION_BLOCK": "DROP.ATTENTION_BLOCK"}
+#: Every former key.
+FORMER_KEY_NAMES = ("IARED.POLICY", "IARED.GUMBEL", *FORMER_KEYS)
+
+
+def former_key_errors(flat: dict) -> list[str]:
+    """What replaces each former key that ``flat`` (``{"A.B": value}``) sets, e.g.
+    ``"IARED.POLICY interpreter is now METHOD.NAME iared"``."""
+    errors = []
+    if "IARED.POLICY" in flat:
+        value = flat["IARED.POLICY"]
+        errors.append(f"IARED.POLICY {value} is now METHOD.NAME {FORMER_POLICIES.get(value, '<a method name>')}")
+    if flat.get("IARED.GUMBEL") is True:
+        errors.append("IARED.GUMBEL True is now METHOD.NAME iared_gumbel (its settings: GUMBEL.*)")
+    elif "IARED.GUMBEL" in flat:
+        errors.append("IARED.GUMBEL is gone: METHOD.NAME names the method (iared_gumbel for the Gumbel variant)")
+    errors += [f"{key} is now {new}" for key, new in FORMER_KEYS.items() if key in flat]
+    return errors

@@ -144,14 +144,15 @@ def test(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderF
     loader_fn = loader_fn or construct_loader
     video = is_video(cfg)
     meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
-    logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
+    method = method_for_cfg(cfg)
+    logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, method.name, source)
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
                                                amp_dtype_of(cfg, device), model_gmacs_per_sample)
     rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(cast(int, model.num_groups)), device)
     unreadable_all = set().union(*du.all_gather_objects(unreadable))
     results = TestResults(**TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video),
                           **_cost_stats(seconds, views, video), num_videos_unreadable=len(unreadable_all),
-                          checkpoint=source, policy=cfg.IARED.POLICY, method=method_for_cfg(cfg).name,
+                          checkpoint=source, policy=method.label, method=method.name,
                           num_processes=du.get_world_size())
     if results.num_videos_missing_views:
         logger.warning("%d videos miss views (left out of video-1): %s", results.num_videos_missing_views,

@@ -1,6 +1,6 @@
 """Heatmap evaluation: IA-RED^2 informative scores and attribution baselines scored against ground-truth masks.
 
-``raw_attention`` is the class-token attention of block ``IARED.ATTENTION_BLOCK`` (default 1, the paper's
+``raw_attention`` is the class-token attention of block ``DROP.ATTENTION_BLOCK`` (default 1, the paper's
 Block_1); ``raw_attention_b<k>`` that of block k (the paper's Table 5 block sweep).
 
 Data: the synthetic sets, through the test-view layer (``iared_video.datasets.views``). Video
@@ -126,7 +126,7 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
             pred = model(x, modes=["keep_all"] * model.num_groups).argmax(-1)
         grid = model.backbone.embed(x).grid
         for name in methods:
-            scores = method_scores(model, name, x, pred, cfg.IARED.ATTENTION_BLOCK).float()
+            scores = method_scores(model, name, x, pred, cfg.DROP.ATTENTION_BLOCK).float()
             heat = policy_heatmaps([scores], grid, x.shape[-2:], cfg.VISUALIZE.UPSAMPLE)[0, 0]
             meters[name].update(heat.cpu(), mask.reshape(heat.shape))
             if faithfulness:

@@ -41,8 +41,9 @@ MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name
                                 for name in ("dense", "iared", "random"))
                     for kind, prefix in (("video", "tsf"), ("image", "deit"))}
 
-#: The paper's fixed-ratio baselines run by the main job, each at IA-RED^2's GMACs (the baseline config with
-#: ``IARED.POLICY`` set to the name); temporal difference needs frames.
+#: The paper's fixed-ratio baselines run by the main job (by table label, also their output folder), each at
+#: IA-RED^2's GMACs (the baseline config with ``METHOD.NAME`` set to the method's name); temporal difference needs
+#: frames.
 BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
 
 #: Generator arguments of the main job's synthetic sets (see docs/datasets/SYNTHETIC.md): the video defaults with
@@ -170,13 +171,13 @@ def fixed_ratio_gmacs(cfg: CfgNode, drop_ratio: float) -> float:
     """GMACs per view of ``cfg``'s fixed-ratio model at ``drop_ratio``."""
     node = cfg.clone()
     node.defrost()
-    node.IARED.DROP_RATIO = float(drop_ratio)
+    node.DROP.RATIO = float(drop_ratio)
     return gmacs_of(node)
 
 
 def matched_gmacs_drop_ratio(cfg: CfgNode, target_gmacs: float, steps: int = 12) -> float:
     """Drop ratio in [0, 0.95] at which ``cfg``'s fixed-ratio baseline costs ``target_gmacs`` (not more)."""
-    return float(knob_for_gmacs(cfg, cfg.IARED.POLICY, target_gmacs, steps)[1])
+    return float(knob_for_gmacs(cfg, cfg.METHOD.NAME, target_gmacs, steps)[1])
 
 
 def wilson_interval(errors: float, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -298,21 +299,25 @@ def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scr
     def stage(path: str, name: str, extra: Sequence[str]) -> CfgNode:
         return load_config(path, [*common, *extra, "OUTPUT_DIR", os.path.join(output_dir, name)])
 
-    def baseline(policy: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+    def baseline(label: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+        method = get_method(label)
+        assert method.knob is not None  # a fixed-ratio drop: its knob is the drop ratio
+        knob = method.knob.key
+
         def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
             tested = target[1] if target is not None else None
             assert tested is not None and tested.gmacs_per_view is not None  # baselines follow a tested target
             gmacs = float(tested.gmacs_per_view)
-            probe = load_config(baseline_path, [*common, "IARED.POLICY", policy])
-            drops[policy] = matched_gmacs_drop_ratio(probe, gmacs)
-            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, gmacs, drops[policy])
-            return stage(baseline_path, policy, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.POLICY", policy,
-                                                 "IARED.DROP_RATIO", repr(drops[policy])])
+            probe = load_config(baseline_path, [*common, *method.config_opts()])
+            drops[label] = matched_gmacs_drop_ratio(probe, gmacs)
+            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", label, gmacs, drops[label])
+            return stage(baseline_path, label, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, *method.config_opts(),
+                                                knob, repr(drops[label])])
         return make
 
     dense = stage(dense_path, "dense", FROM_SCRATCH_OPTS[kind] if from_scratch else [])
     target = None if from_scratch else (lambda ckpt: stage(iared_path, "iared", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt]))
-    others = {} if from_scratch else {policy: baseline(policy) for policy in BASELINES[kind]}
+    others = {} if from_scratch else {label: baseline(label) for label in BASELINES[kind]}
     return Recipe(dense, target, others, lambda cfg: run_stage(cfg, init_method))
 
 

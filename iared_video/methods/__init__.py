@@ -23,8 +23,8 @@ from typing import Any, cast
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from iared_video.config import choice_errors, flat_keys, nearest
 from iared_video.config import load_config as load_schema_config
-from iared_video.config import nearest
 from iared_video.methods.base import ORDER, Method
 from iared_video.methods.stages import Stage, StagePlan
 from iared_video.models.build import build_backbone
@@ -32,7 +32,7 @@ from iared_video.models.iared import PolicyOutput
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["register", "get_method", "method_names", "registered_methods", "method_for_cfg", "method_of",
-           "policy_choices", "config_errors", "load_config", "build_model", "build_policy", "stages_of",
+           "config_nodes", "config_errors", "load_config", "build_model", "build_policy", "stages_of",
            "model_gmacs_per_sample"]
 
 _REGISTRY: dict[str, Method] = {}
@@ -82,26 +82,17 @@ def get_method(name: str) -> Method:
     raise KeyError(f"unknown method {name!r}; registered: {method_names()}")
 
 
-def policy_choices() -> tuple[str, ...]:
-    """The values ``IARED.POLICY`` accepts (each selects one method, refined by a method's flag)."""
-    return tuple(dict.fromkeys(m.policy_key for m in registered_methods()))
-
-
 def method_for_cfg(cfg: Any) -> Method:
-    """The method ``cfg`` selects: ``IARED.POLICY``, refined by a method's flag (``IARED.GUMBEL``)."""
-    candidates = [m for m in registered_methods() if m.policy_key == cfg.IARED.POLICY]
-    if not candidates:
-        raise KeyError(f"IARED.POLICY {cfg.IARED.POLICY!r} selects no method; choices: {list(policy_choices())}")
-    flagged = [m for m in candidates if m.flag and _flag_value(cfg, m.flag)]
-    plain = [m for m in candidates if not m.flag]
-    return (flagged or plain)[0]
+    """The method ``cfg`` selects (``METHOD.NAME``)."""
+    _load()
+    if cfg.METHOD.NAME not in _REGISTRY:
+        raise KeyError(f"METHOD.NAME {cfg.METHOD.NAME!r} is no method; choices: {method_names()}")
+    return _REGISTRY[cfg.METHOD.NAME]
 
 
-def _flag_value(cfg: Any, key: str) -> bool:
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return bool(node)
+def config_nodes() -> tuple[str, ...]:
+    """Every method's config sections (``Method.config_nodes``), each once, in registry order."""
+    return tuple(dict.fromkeys(node for m in registered_methods() for node in m.config_nodes))
 
 
 def method_of(model: Any) -> Method:
@@ -117,31 +108,31 @@ def method_of(model: Any) -> Method:
 
 
 def config_errors(cfg: Any, depth: int) -> list[str]:
-    """The method keys' values, every method's checks of its own config section, and the selected method's needs."""
+    """The method keys' values, every method's checks of its own config section, and the selected method's needs.
+
+    Methods sharing a section (the fixed-ratio drops) report a problem of it once.
+    """
     errors = _choice_errors(cfg)
-    for method in registered_methods():
-        if method.flag and _flag_value(cfg, method.flag) and cfg.IARED.POLICY != method.policy_key:
-            errors.append(f"{method.flag} needs IARED.POLICY {method.policy_key}, got {cfg.IARED.POLICY!r}")
-    if cfg.IARED.POLICY not in policy_choices():
+    if cfg.METHOD.NAME not in method_names():
         return errors
     selected = method_for_cfg(cfg)
     for method in registered_methods():
         errors += method.config_errors(cfg, depth, method is selected)
-    return errors + selected.requirement_errors(cfg)
+    return list(dict.fromkeys(errors + selected.requirement_errors(cfg)))
 
 
 def _choice_errors(cfg: Any) -> list[str]:
-    """``IARED.POLICY`` and ``BENCHMARK.FIXED_POLICIES`` items against the registered methods."""
-    errors, choices = [], policy_choices()
-    if cfg.IARED.POLICY not in choices:
-        errors.append(f"IARED.POLICY must be one of {list(choices)}, got {cfg.IARED.POLICY!r}"
-                      f"{nearest(cfg.IARED.POLICY, choices)}")
+    """``METHOD.NAME``, ``BENCHMARK.METHODS_AT_KEEP`` items and every method's choice keys (``Method.choices``)."""
+    errors, names = [], method_names()
+    if cfg.METHOD.NAME not in names:
+        errors.append(f"METHOD.NAME must be one of {names}, got {cfg.METHOD.NAME!r}{nearest(cfg.METHOD.NAME, names)}")
     at_keep = tuple(m.name for m in registered_methods() if m.knob is not None)
-    for item in cfg.BENCHMARK.FIXED_POLICIES:
+    for item in cfg.BENCHMARK.METHODS_AT_KEEP:
         if item not in at_keep:
-            errors.append(f"BENCHMARK.FIXED_POLICIES items must be in {list(at_keep)}, got {item!r}"
+            errors.append(f"BENCHMARK.METHODS_AT_KEEP items must be in {list(at_keep)}, got {item!r}"
                           f"{nearest(item, at_keep)}")
-    return errors
+    choices = {key: options for m in registered_methods() for key, options in m.choices.items()}
+    return errors + choice_errors(flat_keys(cfg), choices, {})
 
 
 def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> CfgNode:
@@ -167,7 +158,7 @@ def build_policy(cfg: CfgNode, dim: int) -> nn.Module:
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Backbone (``models.build_backbone``) wrapped by the method ``cfg`` selects (``IARED.POLICY``):
+    """Backbone (``models.build_backbone``) wrapped by the method ``cfg`` selects (``METHOD.NAME``):
     ``model(x)`` gives logits, ``model(x, return_policy=True)`` a ``PolicyOutput``. ``MODEL.PRETRAINED``
     is loaded over the whole model."""
     model = method_for_cfg(cfg).build(cfg, build_backbone(cfg))

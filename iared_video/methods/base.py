@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from fvcore.common.config import CfgNode
@@ -31,7 +31,8 @@ from iared_video.models.optim import build_optimizer
 __all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
 #: Table order of the built-in methods (others follow by name).
-ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
+ORDER = ("dense", "iared", "iared_gumbel", "dynamicvit", "drop_random", "drop_attention", "drop_temporal_diff", "tome",
+         "evit")
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,11 @@ class Method:
     """A token-reduction method. Class attributes describe it; methods are the hooks the package calls.
 
     Attributes:
-        name: the registry key.
-        label: its name in tables and output folders (default ``name``).
-        policy_key: the ``IARED.POLICY`` value that selects it (default ``name``).
-        flag: a bool config key refining ``policy_key`` (``IARED.GUMBEL`` selects the Gumbel variant).
+        name: the registry key, the ``METHOD.NAME`` value that selects it.
+        label: its name in tables, benchmark rows and output folders (default ``name``).
+        config_nodes: the config sections holding its settings (a checkpoint resumes only under the same values).
+        choices: its choice-valued keys and their values (checked with the schema's ``choice_errors``).
+        benchmarked: timed by default as configured (``BenchSettings.methods`` empty).
         policy_type: the class of the ``policy`` its models carry (``method_of(model)`` matches on it).
         needs_video: only for video models (it reads frames).
         joint_attention_only: not implemented for divided space-time attention.
@@ -111,8 +113,9 @@ class Method:
 
     name: str = ""
     label: str = ""
-    policy_key: str = ""
-    flag: str = ""
+    config_nodes: tuple[str, ...] = ()
+    choices: ClassVar[dict[str, tuple]] = {}
+    benchmarked: bool = False
     policy_type: type = type(None)
     needs_video: bool = False
     joint_attention_only: bool = False
@@ -123,7 +126,6 @@ class Method:
 
     def __init__(self) -> None:
         self.label = self.label or self.name
-        self.policy_key = self.policy_key or self.name
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"
@@ -138,8 +140,7 @@ class Method:
 
     def config_opts(self) -> list[str]:
         """``KEY VALUE`` options that select this method over a config of another method."""
-        opts = ["IARED.POLICY", self.policy_key]
-        return opts + ([self.flag, "True"] if self.flag else [])
+        return ["METHOD.NAME", self.name]
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         """Problems with this method's config section (``selected``: the config runs this method)."""
@@ -149,10 +150,10 @@ class Method:
         """Why the selected method cannot run on ``cfg``'s model (video only, joint attention only)."""
         errors = []
         if self.needs_video and not is_video(cfg):
-            errors.append(f"IARED.POLICY {self.policy_key} needs a video model (MODEL.MODEL_NAME timesformer)")
+            errors.append(f"METHOD.NAME {self.name} needs a video model (MODEL.MODEL_NAME timesformer)")
         if self.joint_attention_only and cfg.MODEL.ATTENTION_TYPE == "divided_space_time":
-            errors.append(f"IARED.POLICY {self.policy_key} is implemented for joint space-time attention only; use "
-                          "MODEL.ATTENTION_TYPE joint_space_time or another policy")
+            errors.append(f"METHOD.NAME {self.name} is implemented for joint space-time attention only; use "
+                          "MODEL.ATTENTION_TYPE joint_space_time or another method")
         return errors
 
     def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:

@@ -50,6 +50,7 @@ class DynamicViTMethod(Method):
 
     name, policy_type, synthetic_config, joint_attention_only = "dynamicvit", DynamicViTPolicy, "dynamicvit", True
     knob = Knob("DYNAMICVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
+    config_nodes, choices = ("DYNAMICVIT",), {"DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled")}
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         d = cfg.DYNAMICVIT

@@ -1,10 +1,11 @@
 """Gumbel IA-RED^2 (the paper's Appendix D): the interpreters trained end-to-end through a straight-through
 Gumbel decision instead of REINFORCE.
 
-Selected by ``IARED.POLICY interpreter`` with ``IARED.GUMBEL True``. In ``"sample"`` mode each present token
-keeps a hard 0/1 Gumbel-Bernoulli gate whose soft value carries gradients; kept tokens are scaled by their gate
-(1 forward), so cross-entropy reaches the interpreters. One ``"gumbel"`` stage trains everything with every
-group sampling; the loss (``models.losses.gumbel_loss``) adds a keep-ratio MSE (group j targets rho^j).
+Selected by ``METHOD.NAME iared_gumbel``: IA-RED^2's ``IARED`` settings plus its own ``GUMBEL`` ones. In
+``"sample"`` mode each present token keeps a hard 0/1 Gumbel-Bernoulli gate whose soft value carries gradients;
+kept tokens are scaled by their gate (1 forward), so cross-entropy reaches the interpreters. One ``"gumbel"``
+stage trains everything with every group sampling; the loss (``models.losses.gumbel_loss``) adds a keep-ratio
+MSE (group j targets rho^j).
 Inference and FLOPs are IA-RED^2's (threshold rule, interpreter cost).
 """
 
@@ -107,14 +108,13 @@ def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: Gu
 class GumbelIARED2(IARED2):
     """The Gumbel variant: IA-RED^2's policy, FLOPs and benchmark; its own model, stage and loss."""
 
-    name, label, policy_type = "gumbel", "iared_gumbel", GumbelInterpreterPolicy
-    policy_key, flag = "interpreter", "IARED.GUMBEL"  # IARED.POLICY interpreter + IARED.GUMBEL True
+    name, policy_type, config_nodes, benchmarked = "iared_gumbel", GumbelInterpreterPolicy, ("IARED", "GUMBEL"), False
     optimizer, base_lr = Method.optimizer, Method.base_lr  # SOLVER.* for the one stage
 
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                       p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=p.GUMBEL_TAU,
+                                       p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=cfg.GUMBEL.TAU,
                                        last_group=last_drop_index(cfg), hidden=p.INTERPRETER_HIDDEN,
                                        input_kind=p.INTERPRETER_INPUT, decision=p.DECISION)
 
@@ -128,17 +128,17 @@ class GumbelIARED2(IARED2):
         return gumbel_step(run.net, x, y, run.modes, ctx.args.options, ctx.args.amp_dtype)
 
     def step_options(self, cfg: CfgNode) -> GumbelOptions:  # type: ignore[override]  # not IA-RED^2's reward
-        return GumbelOptions(cfg.IARED.GUMBEL_KEEP_RATE, cfg.IARED.GUMBEL_RATIO_WEIGHT)
+        return GumbelOptions(cfg.GUMBEL.KEEP_RATE, cfg.GUMBEL.RATIO_WEIGHT)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         errors = []
-        if cfg.IARED.GUMBEL_TAU <= 0:
-            errors.append(f"IARED.GUMBEL_TAU must be > 0, got {cfg.IARED.GUMBEL_TAU}")
-        if not 0.0 < cfg.IARED.GUMBEL_KEEP_RATE <= 1.0:
-            errors.append(f"IARED.GUMBEL_KEEP_RATE must lie in (0, 1], got {cfg.IARED.GUMBEL_KEEP_RATE}")
-        weight = cfg.IARED.GUMBEL_RATIO_WEIGHT
-        if not 0.0 <= weight < float("inf"):
-            errors.append(f"IARED.GUMBEL_RATIO_WEIGHT must be a finite number >= 0, got {weight}")
+        g = cfg.GUMBEL
+        if g.TAU <= 0:
+            errors.append(f"GUMBEL.TAU must be > 0, got {g.TAU}")
+        if not 0.0 < g.KEEP_RATE <= 1.0:
+            errors.append(f"GUMBEL.KEEP_RATE must lie in (0, 1], got {g.KEEP_RATE}")
+        if not 0.0 <= g.RATIO_WEIGHT < float("inf"):
+            errors.append(f"GUMBEL.RATIO_WEIGHT must be a finite number >= 0, got {g.RATIO_WEIGHT}")
         return errors
 
 

@@ -16,16 +16,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from iared_video.config.choices import DECISIONS, INTERPRETER_INPUTS
 from iared_video.models.backbones import Embedded
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.packed import PackedSeqs
 
 __all__ = ["GroupInput", "DropPolicy", "InterpreterPolicy", "NoDropPolicy", "RandomPolicy",
            "AttentionPolicy", "TemporalDiffPolicy", "FixedRatioPolicy", "MODES", "PAPER_ATTENTION_BLOCK",
-           "topk_per_sample", "expected_counts"]
+           "INTERPRETER_INPUTS", "DECISIONS",            "topk_per_sample", "expected_counts"]
 
 MODES = ("greedy", "sample", "keep_all")
+#: What the input-level interpreter scores (IARED.INTERPRETER_INPUT).
+INTERPRETER_INPUTS = ("tokens", "content", "difference")
+#: IA-RED^2's deterministic keep rule (IARED.DECISION).
+DECISIONS = ("threshold", "expected_count")
 PAPER_ATTENTION_BLOCK = 1  # the paper's raw-attention baseline: Block_1, the second block (0-based index 1)
 
 

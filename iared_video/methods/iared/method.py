@@ -16,11 +16,15 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.config.choices import KEEP_SCHEDULES
+from iared_video.config.choices import KEEP_SCHEDULES, OPTIMIZERS
 from iared_video.config.runtime import is_video
-from iared_video.methods import register
+from iared_video.methods import method_for_cfg, register
 from iared_video.methods.base import BenchContext, Count, Method, Variant
 from iared_video.methods.iared.reinforce import (
+    REINFORCE_BASELINES,
+    REWARD_NORMALIZERS,
+    REWARD_OUTCOMES,
+    REWARDS,
     RewardOptions,
     leave_one_out_advantage,
     outcome,
@@ -36,7 +40,7 @@ from iared_video.models.flops import interpreter_macs
 from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.optim import build_optimizer
-from iared_video.models.policies import GroupInput, InterpreterPolicy, topk_per_sample
+from iared_video.models.policies import DECISIONS, INTERPRETER_INPUTS, GroupInput, InterpreterPolicy, topk_per_sample
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["IARED2", "RewardOptions", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
@@ -123,10 +127,29 @@ class ControlledKeepPolicy(InterpreterPolicy):
         return topk_per_sample(scores, present, wanted)
 
 
+def _group_errors(p: CfgNode, depth: int) -> list[str]:
+    """Group count and the first and last drop groups against each other and the backbone's depth."""
+    errors = []
+    if not 1 <= p.FIRST_DROP_GROUP <= p.NUM_GROUPS:
+        errors.append(f"IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS={p.NUM_GROUPS}]")
+    last = p.LAST_DROP_GROUP
+    if last and not p.FIRST_DROP_GROUP <= last <= p.NUM_GROUPS:
+        errors.append(f"IARED.LAST_DROP_GROUP={last} must be 0 (every group) or lie in [IARED.FIRST_DROP_GROUP="
+                      f"{p.FIRST_DROP_GROUP}, IARED.NUM_GROUPS={p.NUM_GROUPS}]")
+    if depth % p.NUM_GROUPS:
+        errors.append(f"IARED.NUM_GROUPS={p.NUM_GROUPS} must divide the model depth {depth}")
+    return errors
+
+
 class IARED2(Method):
     """IA-RED^2: the interpreter policy, Alg. 1's curriculum, REINFORCE."""
 
-    name, label, policy_type, synthetic_config = "interpreter", "iared", InterpreterPolicy, "iared"
+    name, policy_type, synthetic_config, benchmarked = "iared", InterpreterPolicy, "iared", True
+    config_nodes: tuple[str, ...] = ("IARED",)
+    choices = {"IARED.REWARD": REWARDS, "IARED.REWARD_NORMALIZER": REWARD_NORMALIZERS,
+               "IARED.REWARD_OUTCOME": REWARD_OUTCOMES, "IARED.REINFORCE_BASELINE": REINFORCE_BASELINES,
+               "IARED.INTERPRETER_INPUT": INTERPRETER_INPUTS, "IARED.DECISION": DECISIONS,
+               "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS}
 
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
@@ -139,15 +162,24 @@ class IARED2(Method):
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
-        """The interpreter's keys (checked here once for IA-RED^2 and its Gumbel variant)."""
+        """The IARED section (checked here once for IA-RED^2 and its Gumbel variant)."""
         p, errors = cfg.IARED, []
+        if not 0.0 < p.THRESHOLD < 1.0:
+            errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {p.THRESHOLD}")
+        if p.REINFORCE_SAMPLES < 1:
+            errors.append(f"IARED.REINFORCE_SAMPLES must be >= 1, got {p.REINFORCE_SAMPLES}")
+        elif p.REINFORCE_BASELINE == "leave_one_out" and p.REINFORCE_SAMPLES < 2:
+            errors.append(f"IARED.REINFORCE_BASELINE leave_one_out needs IARED.REINFORCE_SAMPLES >= 2, got "
+                          f"{p.REINFORCE_SAMPLES}")
         if p.INTERPRETER_HIDDEN < 0:
             errors.append(f"IARED.INTERPRETER_HIDDEN must be 0 (linear F_q) or a width > 0, got {p.INTERPRETER_HIDDEN}")
-        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT != "tokens" and p.FIRST_DROP_GROUP != 1:
+        errors += _group_errors(p, depth)
+        interpreters = isinstance(method_for_cfg(cfg), IARED2)  # IA-RED^2 or a variant runs them
+        if interpreters and p.INTERPRETER_INPUT != "tokens" and p.FIRST_DROP_GROUP != 1:
             errors.append(f"IARED.INTERPRETER_INPUT {p.INTERPRETER_INPUT} changes the first group's interpreter "
                           f"only, which IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} skips; use tokens or "
                           "FIRST_DROP_GROUP 1")
-        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT == "difference" and not is_video(cfg):
+        if interpreters and p.INTERPRETER_INPUT == "difference" and not is_video(cfg):
             errors.append("IARED.INTERPRETER_INPUT difference compares frames and needs a video model "
                           "(MODEL.MODEL_NAME timesformer); use tokens or content")
         return errors

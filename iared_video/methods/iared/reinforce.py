@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from iared_video.config.choices import REWARD_OUTCOMES
-
 __all__ = ["RewardOptions", "reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
-           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "REWARD_OUTCOMES", "outcome"]
+           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "REWARD_OUTCOMES", "REINFORCE_BASELINES", "outcome"]
 
 REWARDS = ("square", "linear")
 REWARD_NORMALIZERS = ("original", "entering")
+REWARD_OUTCOMES = ("prediction", "probability")  # what "correct" is in the reward (IARED.REWARD_OUTCOME)
+REINFORCE_BASELINES = ("greedy", "leave_one_out")
 
 
 @dataclass(frozen=True)
