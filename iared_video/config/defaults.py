@@ -2,9 +2,19 @@
 
 PySlowFast convention: a yaml file is merged over these defaults, trailing
 ``KEY VALUE`` options are merged last, then ``validate`` checks the result once.
+
+Options that exist for the synthetic sets (docs/datasets/SYNTHETIC.md, docs/METHODS.md): their defaults are the
+paper's (or upstream TimeSformer's) behaviour, and only configs/Synthetic and the main job set them:
+MODEL.PATCH_FRAMES, MODEL.PATCH_FRAMES_INFLATION, MODEL.POS_EMBED_INIT_STD, MODEL.TIME_EMBED_INIT_STD,
+IARED.FIRST_DROP_GROUP, IARED.LAST_DROP_GROUP, IARED.DECISION, IARED.REWARD_NORMALIZER, IARED.REWARD_OUTCOME,
+IARED.REINFORCE_SAMPLES, IARED.REINFORCE_BASELINE, IARED.INTERPRETER_HIDDEN, IARED.INTERPRETER_INPUT,
+IARED.INTERPRETER_INIT_SCORE. What they did on those sets is in docs/experiment_log.md.
 """
 
 from fvcore.common.config import CfgNode
+
+#: Where the synthetic sets are written and read by default (tools/make_synthetic.py, tools/main_job.py).
+SYNTHETIC_DATA_DIRS = {"video": "./data/synthetic", "image": "./data/synthetic_images"}
 
 _C = CfgNode()
 
@@ -70,8 +80,7 @@ _C.MODEL.PATCH_FRAMES = 1
 # W on the token's own frame, zero elsewhere (ViViT). See docs/datasets/SYNTHETIC.md, "Video model".
 _C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
-# pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
-# content and a ViT sits at chance for epochs (configs/Synthetic use 1.0; see docs/datasets/SYNTHETIC.md).
+# pre-trained starts; from scratch on small data a larger std lets a ViT learn positions (configs/Synthetic: 1.0).
 # Drawn with timm's trunc_normal_, which cuts at +-2 (so stds above 1 are clipped hard).
 _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
@@ -100,12 +109,11 @@ _C.IARED = CfgNode()
 # must divide the model depth.
 _C.IARED.NUM_GROUPS = 1
 # First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
-# interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
-# tell object from background linearly (see docs/datasets/SYNTHETIC.md), as DynamicViT prunes only after block 3.
+# interpreter. 1 is the paper (input level); a later start suits a backbone whose input tokens do not tell object
+# from background linearly (DynamicViT prunes only after block 3).
 _C.IARED.FIRST_DROP_GROUP = 1
 # Last group (1-based) whose interpreter may drop tokens; 0 = IARED.NUM_GROUPS (the paper: every group). Later
-# groups keep what they are given and train no interpreter (on the synthetic images a third interpreter kept nearly
-# every token it was given, docs/datasets/SYNTHETIC.md).
+# groups keep what they are given and train no interpreter.
 _C.IARED.LAST_DROP_GROUP = 0
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
@@ -113,8 +121,7 @@ _C.IARED.THRESHOLD = 0.5
 # I >= THRESHOLD) or "expected_count" (each sample keeps its round(sum_i I_i) highest-scored tokens, the number a
 # Bernoulli(I) sample keeps on average, so the decision deployed keeps as many tokens as the ones REINFORCE trained).
 _C.IARED.DECISION = "threshold"
-# Reward for a wrong prediction is -TAU (Eq. 2). Larger TAU keeps more tokens: DeiT-S gives 76.0% / 2.5 GFLOPs at
-# 0.5 and 79.1% / 3.4 GFLOPs at 1.5 (the paper's headline row; Table 8), so 1.5 is the default.
+# Reward for a wrong prediction is -TAU (Eq. 2); larger TAU keeps more tokens. 1.5 is the paper's headline row.
 _C.IARED.TAU = 1.5
 # Efficiency term of the reward: "square" gives 1 - (kept/N)^2 (paper), "linear" gives 1 - kept/N.
 _C.IARED.REWARD = "square"
@@ -194,7 +201,7 @@ _C.DATA = CfgNode()
 # Data set name from DATASET_REGISTRY: "kinetics" (video CSV) or "imagenet" (class folders).
 _C.DATA.DATASET = "kinetics"
 # Folder holding {train,val,test}.csv (video) or train/ and val/ (images).
-_C.DATA.PATH_TO_DATA_DIR = "./data/synthetic"
+_C.DATA.PATH_TO_DATA_DIR = SYNTHETIC_DATA_DIRS["video"]
 # Prefix joined to every path in the CSV files.
 _C.DATA.PATH_PREFIX = ""
 # Separator between path and label in the CSV files.

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.config.defaults import SYNTHETIC_DATA_DIRS
 from iared_video.experiments.heatmaps import samples_for
 from iared_video.experiments.main_job import (
     SYNTHETIC_CONFIG_DIR,
@@ -65,7 +66,7 @@ __all__ = ["main", "parse_args", "method_labels", "config_path", "epoch_opts", "
 
 DEFAULT_METHODS = ("dense", "iared", "dynamicvit", "random", "attention", "temporal_diff")
 REFERENCE, TARGET = "dense", "iared"  # speed-ups are against the dense model; knobs are matched to IA-RED^2
-DATA_DIRS = {"video": "./data/synthetic", "image": "./data/synthetic_images"}
+DATA_DIRS = SYNTHETIC_DATA_DIRS
 PREFIX = {"video": "tsf", "image": "deit"}
 #: Test a given checkpoint: no training, no other stage, no initial weights (the checkpoint holds them all).
 TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE", "False", "BENCHMARK.ENABLE", "False",
