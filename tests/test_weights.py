@@ -17,7 +17,8 @@ from torch import Tensor
 
 from iared_video.config import get_cfg
 from iared_video.methods import build_model
-from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.weights import (
     CheckpointFileError,
     CheckpointMismatchError,

@@ -27,7 +27,7 @@ from iared_video.datasets.views import load_image_view_with_mask, load_video_vie
 from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_attention
 from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
-from iared_video.models.policies import PAPER_ATTENTION_BLOCK
+from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
 from iared_video.utils.results import format_table
 
 logger = logging.getLogger(__name__)
