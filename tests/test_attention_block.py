@@ -12,9 +12,9 @@ from torch import Tensor, nn
 from iared_video.config import ConfigError
 from iared_video.interpret.baselines import raw_attention
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.methods.fixed_ratio import AttentionPolicy
 from iared_video.models import IARED, TimeSformer, TimmViT
 from iared_video.models.flops import fvcore_gflops
-from iared_video.models.policies import AttentionPolicy
 
 DROP_RATIO = 0.25
 NUM_PATCHES = 16  # 64x64 image / 16x16 patches; video: 2 frames of 32x32 / 8x8 patches

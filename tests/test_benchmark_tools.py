@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -16,16 +16,14 @@ from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import topk_per_sample
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 TINY = ["MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
         "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MODEL.NUM_CLASSES", "5",
         "IARED.NUM_GROUPS", "2", "IARED.INTERPRETER_DIM", "8"]
 FAST = ["--batch-size", "2", "--num-batches", "1", "--iters", "1"]
 
 
-def tool(name: str):
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
+def tool(name: str) -> ModuleType:
+    """The experiment module behind ``tools/<name>.py``."""
     return importlib.import_module(f"iared_video.experiments.{name}")
 
 
@@ -67,14 +65,14 @@ def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
     settings = BenchSettings(batch_sizes=[1, 3], warmup=0, iters=2, thresholds=[0.5], keep_ratios=[0.5],
                              methods_at_keep=["drop_random", "drop_temporal_diff"])
     results = run_benchmark(cfg, settings, "cpu")
-    rows = results["rows"]
-    assert len(rows) == 2 * 5 and results["unit"] == "clips_per_s"
+    rows = results.rows
+    assert len(rows) == 2 * 5 and results.unit == "clips_per_s"
     for row in rows:
         assert row["efficiency"] == pytest.approx(row["speedup"] / row["ideal_speedup"])
         assert row["peak_mem_mb"] > 0 and row["mem_method"] == "live_tensor_peak" and row["clips_per_s"] > 0
     controlled = [r for r in rows if r["variant"].startswith("iared@keep")]
     assert all(0.3 <= r["keep_ratio"] <= 0.65 and r["ideal_speedup"] > 1 for r in controlled)
-    assert "efficiency" in format_table(rows, results["unit"])
+    assert "efficiency" in format_table(rows, results.unit)
 
 
 def test_benchmark_cli_writes_json(tmp_path: Path) -> None:

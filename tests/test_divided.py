@@ -320,6 +320,6 @@ def test_benchmark_runs_divst_with_controlled_keep() -> None:
         "MODEL.PATCH_SIZE", str(PATCH), "DATA.NUM_FRAMES", str(FRAMES), "DATA.TRAIN_CROP_SIZE", str(SIZE),
         "DATA.TEST_CROP_SIZE", str(SIZE), "MODEL.NUM_CLASSES", str(CLASSES), "IARED.INTERPRETER_DIM", "8"])
     settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], measure_memory=False)
-    rows = {r["variant"]: r for r in run_benchmark(cfg, settings, "cpu")["rows"]}
+    rows = {r["variant"]: r for r in run_benchmark(cfg, settings, "cpu").rows}
     controlled = rows["iared@keep=0.5±0.1"]
     assert 0.35 < controlled["keep_ratio"] < 0.65 and 1.4 < controlled["ideal_speedup"] < 2.6

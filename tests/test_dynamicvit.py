@@ -14,31 +14,22 @@ from iared_video.engine.distributed import DistInfo
 from iared_video.engine.trainer import _start_stage
 from iared_video.methods import get_method, load_config, model_gmacs_per_sample, stages_of
 from iared_video.methods.dynamicvit import dynamicvit_step
+from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss, ratio_loss, token_distill_loss
+from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTOutput, keep_count, make_teacher, masked_block
 from iared_video.methods.gumbel import (
     GumbelIARED,
     GumbelInterpreterPolicy,
     GumbelOptions,
     GumbelOutput,
     gumbel_bernoulli,
+    gumbel_loss,
     gumbel_step,
 )
 from iared_video.methods.stages import StagePlan, eval_modes, train_modes
 from iared_video.models.backbones import TimeSformer
-from iared_video.models.dynamicvit import (
-    DynamicViT,
-    DynamicViTOutput,
-    LossWeights,
-    dynamicvit_loss,
-    gumbel_loss,
-    keep_count,
-    make_teacher,
-    masked_block,
-    masked_softmax,
-    ratio_loss,
-    token_distill_loss,
-)
 from iared_video.models.flops import fvcore_gflops
 from iared_video.models.optim import cosine_warmup_lr
+from iared_video.models.token_ops import masked_softmax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

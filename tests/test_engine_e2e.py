@@ -49,7 +49,7 @@ def test_image_curriculum_through_trainer_and_tester(tmp_path):
     saved = json.loads((tmp_path / "test_results.json").read_text())
     assert {"top1_err", "top5_err", "images_per_s", "keep_ratio_per_group"} <= set(saved)
     assert saved["num_images"] == 8 and len(saved["keep_ratio_per_group"]) == 3
-    assert results["checkpoint"].endswith("checkpoint_epoch_00006.pyth")
+    assert results.checkpoint.endswith("checkpoint_epoch_00006.pyth")
     assert (tmp_path / "test_predictions.csv").read_text().count("\n") == 9
     log = (tmp_path / "stdout.log").read_text()
     assert '"stage": "interpreter_g3"' in log and '"reward":' in log and '"advantage":' in log

@@ -9,10 +9,12 @@ import torch.nn.functional as F
 
 from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import threshold_policy
-from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer
+from iared_video.methods.iared.interpreter import MultiHeadInterpreter
+from iared_video.methods.iared.policy import InterpreterPolicy, temporal_difference
+from iared_video.models import IARED, TimeSformer
 from iared_video.models.backbones import Embedded
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
-from iared_video.models.policies import GroupInput, temporal_difference
+from iared_video.models.policies import GroupInput
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]

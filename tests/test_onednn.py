@@ -64,7 +64,7 @@ def test_benchmark_onednn_rows_and_refusals() -> None:
     cfg = load_config(None, TINY)
     settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], methods_at_keep=[],
                              cpu_linear="onednn")
-    rows = run_benchmark(cfg, settings, "cpu")["rows"]
+    rows = run_benchmark(cfg, settings, "cpu").rows
     assert [r["variant"] for r in rows][-1] == "dense (aten linear)" and rows[0]["speedup"] == 1.0
     assert all(r["peak_mem_mb"] > 0 for r in rows)  # oneDNN outputs are opaque tensors: counted per tensor
     with pytest.raises(ValueError, match="fp32 on CPU"):

@@ -3,10 +3,8 @@ normaliser inside the REINFORCE step, and the tau sweep of tools/sweep_threshold
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch
 
 from iared_video.config import ConfigError
 from iared_video.engine.trainer import build_initial_model
+from iared_video.experiments import sweep_threshold
 from iared_video.methods import build_model, load_config, stages_of
 from iared_video.methods.iared import RewardOptions, reinforce_step
 from iared_video.methods.iared.reinforce import reward
@@ -115,13 +114,6 @@ def test_checkpoint_file_path_is_the_start_and_overwrites_pretrained(tmp_path: P
         build_initial_model(missing, torch.device("cpu"))
 
 
-def _tool(name: str):
-    tools = str(ROOT / "tools")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(f"iared_video.experiments.{name}")
-
-
 def test_sweep_threshold_sweeps_one_trained_model_per_tau(tmp_path: Path) -> None:
     paths = []
     for seed, tau in ((0, 0.5), (1, 1.5)):
@@ -129,7 +121,7 @@ def test_sweep_threshold_sweeps_one_trained_model_per_tau(tmp_path: Path) -> Non
         torch.manual_seed(seed)
         paths.append(tmp_path / f"tau{tau}.pyth")
         torch.save({"model_state": build_model(cfg).state_dict(), "cfg": cfg.dump()}, paths[-1])
-    tool = _tool("sweep_threshold")
+    tool = sweep_threshold
     assert tool.checkpoint_tau(str(paths[1])) == 1.5
     out = tmp_path / "sweep"
     rows = tool.main(["--batch-size", "2", "--num-batches", "1", "--iters", "1", "--checkpoints", *map(str, paths),

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from iared_video.config import get_cfg
 from iared_video.methods import build_model
-from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.weights import (
     CheckpointFileError,
     CheckpointMismatchError,
@@ -245,7 +246,7 @@ def test_own_checkpoint_roundtrip(tmp_path, ddp):
     torch.manual_seed(1)
     target = IARED(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
     report = load_pretrained(target, path)
-    assert report.format == ("iared+ddp" if ddp else "iared")
+    assert report.format == ("wrapped+ddp" if ddp else "wrapped")
     assert not (report.missing or report.unexpected or report.reshaped or report.skipped_shape)
     for key, value in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[key], value)

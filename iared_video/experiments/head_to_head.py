@@ -333,9 +333,9 @@ def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: in
     rows = []
     for i, (method, cfg) in enumerate(cfgs.items()):
         res = runs[method][1] or read_test_results(cfg)
-        err = res.get("video1_err", res.get("top1_err"))
+        err = res.video1_err if res.video1_err is not None else res.top1_err
         rows.append({"kind": kind, "method": method, "accuracy": None if err is None else 100.0 - err,
-                     "gmacs": res.get("gmacs_per_view"), "keep_ratio": res.get("keep_ratio"),
+                     "gmacs": res.gmacs_per_view, "keep_ratio": res.keep_ratio,
                      "throughput": speed[1][i]["throughput"], "speedup_b1": speed[1][i]["speedup"],
                      f"throughput_b{large_batch}": speed[large_batch][i]["throughput"],
                      f"speedup_b{large_batch}": speed[large_batch][i]["speedup"],

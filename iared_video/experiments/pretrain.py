@@ -125,7 +125,7 @@ def run_pretraining(recipe: PretrainRecipe = DEFAULT_RECIPE, data_dir: str = "./
     results = run_stage(cfg, init_method)
     record = {"command": command, "recipe": asdict(recipe), "generator": GENERATOR_NAME,
               "generator_version": GENERATOR_VERSION, "torch": torch.__version__,
-              "val_top1_err": results.get("top1_err"), "val_top5_err": results.get("top5_err")}
+              "val_top1_err": results.top1_err, "val_top5_err": results.top5_err}
     record = export_weights(newest_checkpoint(output_dir), recipe.weights, record)
     logger.info("exported %s (sha256 %s)", recipe.weights, record["sha256"])
     return record

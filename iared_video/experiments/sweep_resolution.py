@@ -31,8 +31,8 @@ from iared_video.experiments.benchmark import add_model_args, cfg_from_args
 from iared_video.experiments.tradeoff import add_eval_args, dense_of, eval_batches, evaluate, throughput, with_threshold
 from iared_video.methods import build_model, registered_methods
 from iared_video.methods.fixed_ratio import FixedRatio
+from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.models import IARED
-from iared_video.models.policies import InterpreterPolicy
 from iared_video.models.weights import load_pretrained
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json

@@ -27,9 +27,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
 from iared_video.models.backbones import Backbone, DenseTrace
 from iared_video.models.backbones import dense_forward as _dense_forward
-from iared_video.models.policies import PAPER_ATTENTION_BLOCK
 from iared_video.models.token_ops import block_forward
 
 __all__ = ["DenseTrace", "dense_forward", "rollout", "grad_weighted_rollout", "raw_attention", "attention_rollout",

@@ -11,18 +11,112 @@ Each is fine-tuned with cross-entropy in one ``"train"`` stage, the drop applied
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import cast
 
+import torch
 from fvcore.common.config import CfgNode
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
 from iared_video.models.backbones import Backbone
+from iared_video.models.flops import linear_macs, norm_macs, timm_block_macs
 from iared_video.models.iared import IARED
-from iared_video.models.policies import AttentionPolicy, FixedRatioPolicy, RandomPolicy, TemporalDiffPolicy
+from iared_video.models.policies import MODES, DropPolicy, GroupInput
+from iared_video.models.token_ops import block_attention
 
-__all__ = ["FixedRatio", "RawAttention"]
+__all__ = ["FixedRatio", "RawAttention", "FixedRatioPolicy", "RandomPolicy", "AttentionPolicy", "TemporalDiffPolicy",
+           "PAPER_ATTENTION_BLOCK", "attention_policy_macs"]
+
+PAPER_ATTENTION_BLOCK = 1  # the paper's raw-attention baseline: Block_1, the second block (0-based index 1)
+
+
+class FixedRatioPolicy(DropPolicy):
+    """Drops ``drop_ratio`` of the patch tokens at the input (group 0), lowest scores first."""
+
+    def __init__(self, drop_ratio: float) -> None:
+        super().__init__()
+        if not 0.0 <= drop_ratio < 1.0:
+            raise ValueError(f"drop_ratio must lie in [0, 1), got {drop_ratio}")
+        self.drop_ratio = drop_ratio
+
+    def acts_on(self, group: int) -> bool:
+        return group == 0
+
+    def num_kept(self, num_patches: int) -> int:
+        return max(1, num_patches - int(math.floor(self.drop_ratio * num_patches + 0.5)))
+
+    def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
+        if mode not in MODES:
+            raise ValueError(f"unknown policy mode {mode!r}; expected one of {MODES}")
+        if mode == "keep_all":
+            return torch.ones_like(scores, dtype=torch.bool)
+        per_sample = scores.view(inp.batch, inp.num_patches)
+        top = per_sample.topk(self.num_kept(inp.num_patches), dim=1).indices
+        mask = torch.zeros_like(per_sample, dtype=torch.bool).scatter_(1, top, torch.ones_like(top, dtype=torch.bool))
+        return mask.flatten()
+
+
+class RandomPolicy(FixedRatioPolicy):
+    """Random drop baseline: uniform random scores."""
+
+    def score(self, inp: GroupInput) -> Tensor:
+        return torch.rand(inp.tokens.shape[0], device=inp.tokens.device)
+
+
+class AttentionPolicy(FixedRatioPolicy):
+    """Raw-attention baseline: head-averaged class-token attention of block ``block`` of the backbone.
+
+    The blocks before ``block`` first run on every token (the default, the paper's Block_1, costs one dense
+    block more); the drop itself happens at the input, as for the other fixed-ratio policies. The policy sees
+    only that attention map (``GroupInput.class_attention``), not the backbone.
+
+    Args:
+        drop_ratio: fraction of patch tokens dropped at the input.
+        block: 0-based index of the block whose class-token attention scores the patches.
+    """
+
+    def __init__(self, drop_ratio: float, block: int = PAPER_ATTENTION_BLOCK) -> None:
+        super().__init__(drop_ratio)
+        if block < 0:
+            raise ValueError(f"block must be a 0-based block index, got {block}")
+        self.block = block
+
+    @torch.no_grad()
+    def score(self, inp: GroupInput) -> Tensor:
+        return _normalise(inp.class_attention(self.block)).flatten()
+
+
+class TemporalDiffPolicy(FixedRatioPolicy):
+    """Temporal-difference baseline: L2 distance of a patch token to the same position at t-1 (t=0 vs zeros)."""
+
+    def score(self, inp: GroupInput) -> Tensor:
+        emb = inp.embedded
+        frames, h, w = emb.grid
+        tokens = emb.raw.view(inp.batch, frames, h * w, -1)
+        previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
+        distance = (tokens - previous).norm(dim=-1).flatten(1)
+        return _normalise(distance).flatten()
+
+
+def _normalise(values: Tensor) -> Tensor:
+    """Scale each row to [0, 1] by its maximum (order preserved, heatmap-friendly)."""
+    return values / values.amax(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def attention_policy_macs(backbone: Backbone, num_tokens: Count, block_index: int = 0) -> Count:
+    """Raw-attention baseline at ``blocks[block_index]``: the blocks before it on all tokens, then its ``norm1``
+    and ``qkv`` on all tokens and the class-query logits (``L * C``)."""
+    blocks = cast(Sequence[Block], backbone.blocks)  # the raw-attention baseline runs on timm blocks
+    earlier = sum(timm_block_macs(b, num_tokens) for b in blocks[:block_index])
+    block = blocks[block_index]
+    qkv = block_attention(block).qkv
+    dim = qkv.in_features
+    scoring = norm_macs(block.norm1, num_tokens) + num_tokens * linear_macs(qkv) + num_tokens * dim
+    return earlier + scoring
 
 
 class FixedRatio(Method):
@@ -69,8 +163,6 @@ class RawAttention(FixedRatio):
         return AttentionPolicy(drop_ratio, cfg.DROP.ATTENTION_BLOCK)
 
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
-        from iared_video.models.flops import attention_policy_macs
-
         iared = cast(IARED, model)
         return attention_policy_macs(iared.backbone, num_scored + num_prefix, cast(AttentionPolicy, iared.policy).block)
 

@@ -4,7 +4,7 @@ Gumbel decision instead of REINFORCE.
 Selected by ``METHOD.NAME iared_gumbel``: IA-RED^2's ``IARED`` settings plus its own ``GUMBEL`` ones. In
 ``"sample"`` mode each present token keeps a hard 0/1 Gumbel-Bernoulli gate whose soft value carries gradients;
 kept tokens are scaled by their gate (1 forward), so cross-entropy reaches the interpreters. One ``"gumbel"``
-stage trains everything with every group sampling; the loss (``models.losses.gumbel_loss``) adds a keep-ratio
+stage trains everything with every group sampling; the loss (``gumbel_loss``) adds a keep-ratio
 MSE (group j targets rho^j).
 Inference and FLOPs are IA-RED^2's (threshold rule, interpreter cost).
 """
@@ -14,21 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import Method
+from iared_video.methods.dynamicvit.losses import ratio_loss
 from iared_video.methods.iared import IARED2
+from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.methods.stages import Stage, StagePlan, last_drop_index
 from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.losses import gumbel_loss
-from iared_video.models.policies import GroupInput, InterpreterPolicy
+from iared_video.models.policies import GroupInput
 
 __all__ = ["GumbelIARED2", "GumbelInterpreterPolicy", "GumbelIARED", "GumbelOutput", "gumbel_bernoulli",
-           "GumbelOptions", "gumbel_step"]
+           "GumbelOptions", "gumbel_loss", "gumbel_step"]
 
 
 def gumbel_bernoulli(probs: Tensor, tau: float = 1.0) -> Tensor:
@@ -85,6 +87,22 @@ class GumbelIARED(IARED):
         kept = gate.detach() > 0.5
         state.tokens = state.tokens * gate[kept].unsqueeze(-1).to(state.tokens.dtype)
         out.gates.append(state.scatter(gate, present))
+
+
+def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float,
+                ratio_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j).
+
+    Args:
+        out: the model's output (``logits`` and the ``(B, N)`` straight-through ``gates`` of sampled groups).
+        labels: ``(B,)`` classes.
+        keep_rate: rho.
+        ratio_weight: weight of the keep-ratio term (0: cross-entropy alone).
+    """
+    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
+    no_gates = out.logits.new_zeros((), dtype=torch.float32)
+    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
+    return terms["ce"] + ratio_weight * terms["ratio"], terms
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """IA-RED^2 (Pan et al., NeurIPS 2021): multi-head interpreters drop patch tokens at each group's entry.
 
-Policy: ``models.policies.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
+Policy: ``policy.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
 interpreter stage (self-critical REINFORCE, ``reinforce_step``; only that group's interpreter trains) then a
 backbone stage (cross-entropy).
 FLOPs: the interpreter's ``F_q`` on the scored tokens, ``F_k`` on the policy token and the per-head dot
@@ -20,6 +20,8 @@ from iared_video.config.choices import KEEP_SCHEDULES, OPTIMIZERS
 from iared_video.config.runtime import is_video
 from iared_video.methods import method_for_cfg, register
 from iared_video.methods.base import BenchContext, Count, Method, Variant
+from iared_video.methods.iared.interpreter import MultiHeadInterpreter, interpreter_macs
+from iared_video.methods.iared.policy import DECISIONS, INTERPRETER_INPUTS, InterpreterPolicy
 from iared_video.methods.iared.reinforce import (
     REINFORCE_BASELINES,
     REWARD_NORMALIZERS,
@@ -36,11 +38,9 @@ from iared_video.methods.iared.reinforce import (
 from iared_video.methods.stages import Stage, StagePlan, last_drop_index
 from iared_video.methods.steps import autocast, ce_step, top1_err
 from iared_video.models.backbones import Backbone
-from iared_video.models.flops import interpreter_macs
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.optim import build_optimizer
-from iared_video.models.policies import DECISIONS, INTERPRETER_INPUTS, GroupInput, InterpreterPolicy, topk_per_sample
+from iared_video.models.policies import GroupInput, topk_per_sample
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["IARED2", "RewardOptions", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]

@@ -1,7 +1,7 @@
 """DynamicViT (Rao et al., NeurIPS 2021): prediction modules keep the top ``floor(rho^s N)`` tokens at stage s.
 
-Model: ``models.dynamicvit.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
-one ``"train"`` stage with ``models.losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
+Model: ``model.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
+one ``"train"`` stage with ``losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
 from a frozen copy of the initial dense model), the official recipe's frozen embeddings
 (``DYNAMICVIT.FROZEN_PARAMS``) and backbone learning-rate rule (``DYNAMICVIT.BACKBONE_*``). FLOPs: every
 LayerNorm and linear layer of a prediction module on the tokens it scores.
@@ -19,12 +19,11 @@ from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss
+from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTPolicy, make_teacher, predictor_macs
 from iared_video.methods.stages import Stage, freeze_parameters
 from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone, dense_forward
-from iared_video.models.dynamicvit import DynamicViT, DynamicViTPolicy, make_teacher
-from iared_video.models.flops import predictor_macs
-from iared_video.models.losses import LossWeights, dynamicvit_loss
 from iared_video.models.optim import LRRule, build_optimizer
 
 __all__ = ["DynamicViTMethod", "dynamicvit_step"]
