@@ -49,7 +49,7 @@ def small_cfg() -> Callable[..., object]:
     Built by ``load_config`` like every user config (merged over the defaults, validated, frozen), so a test
     cannot run a config a user could not.
     """
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     def make(data_dir: str, overrides: dict | None = None):
         small = {

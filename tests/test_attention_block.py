@@ -9,11 +9,12 @@ import torch
 from timm_reference import timm_class_attention
 from torch import Tensor, nn
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import ConfigError
 from iared_video.interpret.baselines import raw_attention
-from iared_video.models import IARED, TimeSformer, TimmViT, build_model
-from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
-from iared_video.models.policies import AttentionPolicy
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.methods.fixed_ratio import AttentionPolicy
+from iared_video.models import IARED, TimeSformer, TimmViT
+from iared_video.models.flops import fvcore_gflops
 
 DROP_RATIO = 0.25
 NUM_PATCHES = 16  # 64x64 image / 16x16 patches; video: 2 frames of 32x32 / 8x8 patches
@@ -68,14 +69,14 @@ def test_attention_policy_keeps_top_k_of_timm_block_class_attention(case, block:
 
 def test_default_attention_block_is_the_papers_block_1() -> None:
     assert AttentionPolicy(DROP_RATIO).block == 1
-    cfg = load_config(None, ["IARED.POLICY", "attention", "MODEL.DEPTH", "2", "MODEL.EMBED_DIM", "32",
+    cfg = load_config(None, ["METHOD.NAME", "drop_attention", "MODEL.DEPTH", "2", "MODEL.EMBED_DIM", "32",
                              "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32",
                              "DATA.TEST_CROP_SIZE", "32"])
-    assert cfg.IARED.ATTENTION_BLOCK == 1 and build_model(cfg).policy.block == 1
-    other = load_config(None, ["IARED.POLICY", "attention", "IARED.ATTENTION_BLOCK", "0"])
+    assert cfg.DROP.ATTENTION_BLOCK == 1 and build_model(cfg).policy.block == 1
+    other = load_config(None, ["METHOD.NAME", "drop_attention", "DROP.ATTENTION_BLOCK", "0"])
     assert build_model(other).policy.block == 0
-    with pytest.raises(ConfigError, match="IARED.ATTENTION_BLOCK=12 must index a block"):
-        load_config(None, ["IARED.ATTENTION_BLOCK", "12"])
+    with pytest.raises(ConfigError, match="DROP.ATTENTION_BLOCK=12 must index a block"):
+        load_config(None, ["DROP.ATTENTION_BLOCK", "12"])
 
 
 @pytest.mark.parametrize("block", [0, 1])

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from iared_video.interpret.baselines import BASELINES, dense_forward, grad_weighted_rollout, rollout
+from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.models.backbones import TimeSformer, TimmViT
 from iared_video.models.iared import IARED
-from iared_video.models.policies import InterpreterPolicy
 
 
 def _video_model():

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, LiveTensorBytes, peak_memory_mb, run_benchmark
 from iared_video.engine.benchmark import benchmark_table as format_table
-from iared_video.methods.interpreter import topk_per_sample
-from iared_video.models import build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import topk_per_sample
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 TINY = ["MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
         "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MODEL.NUM_CLASSES", "5",
         "IARED.NUM_GROUPS", "2", "IARED.INTERPRETER_DIM", "8"]
 FAST = ["--batch-size", "2", "--num-batches", "1", "--iters", "1"]
 
 
-def tool(name: str):
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
+def tool(name: str) -> ModuleType:
+    """The experiment module behind ``tools/<name>.py``."""
     return importlib.import_module(f"iared_video.experiments.{name}")
 
 
@@ -66,16 +63,16 @@ def test_cpu_peak_memory_of_a_forward_covers_its_largest_activation() -> None:
 def test_run_benchmark_rows_have_ratios_and_ideal_speedups() -> None:
     cfg = load_config(None, TINY)
     settings = BenchSettings(batch_sizes=[1, 3], warmup=0, iters=2, thresholds=[0.5], keep_ratios=[0.5],
-                             fixed_policies=["random", "temporal_diff"])
+                             methods_at_keep=["drop_random", "drop_temporal_diff"])
     results = run_benchmark(cfg, settings, "cpu")
-    rows = results["rows"]
-    assert len(rows) == 2 * 5 and results["unit"] == "clips_per_s"
+    rows = results.rows
+    assert len(rows) == 2 * 5 and results.unit == "clips_per_s"
     for row in rows:
         assert row["efficiency"] == pytest.approx(row["speedup"] / row["ideal_speedup"])
         assert row["peak_mem_mb"] > 0 and row["mem_method"] == "live_tensor_peak" and row["clips_per_s"] > 0
     controlled = [r for r in rows if r["variant"].startswith("iared@keep")]
     assert all(0.3 <= r["keep_ratio"] <= 0.65 and r["ideal_speedup"] > 1 for r in controlled)
-    assert "efficiency" in format_table(rows, results["unit"])
+    assert "efficiency" in format_table(rows, results.unit)
 
 
 def test_benchmark_cli_writes_json(tmp_path: Path) -> None:
@@ -115,7 +112,7 @@ def test_tradeoff_tools_write_tables_json_and_plots(tmp_path: Path) -> None:
     tool("prune_linear").main([*FAST, "--sparsities", "0", "0.5", "--out-dir", str(tmp_path / "p"), *TINY])
     (tmp_path / "run1").mkdir()
     (tmp_path / "run1" / "test_results.json").write_text(json.dumps(
-        {"top1_err": 40.0, "gmacs_per_view": 0.01, "clips_per_s": 3.0, "policy": "interpreter"}))
+        {"top1_err": 40.0, "gmacs_per_view": 0.01, "clips_per_s": 3.0, "policy": "iared"}))
     points = tool("pareto").main([str(tmp_path)])
     for path in ("t/sweep_threshold.png", "t/sweep_threshold.json", "g/sweep_groups.png", "p/prune_linear.png",
                  "pareto_gmacs.png", "pareto_throughput.png", "pareto.json"):

@@ -15,7 +15,7 @@ from iared_video.engine import checkpoint as ckpt
 SCRIPT = textwrap.dedent('''
     import sys, time, torch
     from torch.utils.data import DataLoader, Dataset
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
     from iared_video.engine.logging import setup_logging
     from iared_video.engine.trainer import train
 
@@ -127,10 +127,10 @@ def test_checkpoint_order_and_weights_only_rng(tmp_path):
 
 def test_resume_refuses_a_checkpoint_trained_under_another_config(tmp_path):
     """A re-run whose training keys changed (a baseline's matched drop ratio, say) must not pick up the old run."""
-    from iared_video.config import load_config
     from iared_video.engine.trainer import _resume_payload
+    from iared_video.methods import load_config
 
-    opts = ["IARED.POLICY", "random", "IARED.DROP_RATIO", "0.78", "OUTPUT_DIR", str(tmp_path)]
+    opts = ["METHOD.NAME", "drop_random", "DROP.RATIO", "0.78", "OUTPUT_DIR", str(tmp_path)]
     old = load_config(None, opts)
     payload = {"model_state": {}, "stage": 0, "stage_name": "train", "stages": ["train"], "epoch": 0,
                "iteration": 0, "epoch_done": True, "global_epoch": 1, "cfg": old.dump()}
@@ -139,8 +139,20 @@ def test_resume_refuses_a_checkpoint_trained_under_another_config(tmp_path):
                                "TRAIN.CHECKPOINT_FILE_PATH", "/elsewhere/dense.pyth"])
     assert ckpt.training_config_changes(old.dump(), moved) == []  # paths and periods may change
     assert _resume_payload(moved, ["train"], torch.device("cpu"))["global_epoch"] == 1
-    changed = load_config(None, [*opts, "IARED.DROP_RATIO", "0.88", "SOLVER.BASE_LR", "0.5"])
-    assert ckpt.training_config_changes(old.dump(), changed) == ["IARED.DROP_RATIO: 0.78 -> 0.88",
+    changed = load_config(None, [*opts, "DROP.RATIO", "0.88", "SOLVER.BASE_LR", "0.5"])
+    assert ckpt.training_config_changes(old.dump(), changed) == ["DROP.RATIO: 0.78 -> 0.88",
                                                                    "SOLVER.BASE_LR: 0.0025 -> 0.5"]
-    with pytest.raises(ckpt.CheckpointError, match=r"another config \(IARED.DROP_RATIO: 0.78 -> 0.88; SOLVER"):
+    with pytest.raises(ckpt.CheckpointError, match=r"another config \(DROP.RATIO: 0.78 -> 0.88; SOLVER"):
         _resume_payload(changed, ["train"], torch.device("cpu"))
+    dump = old.dump().replace("METHOD:\n  NAME: drop_random\n", "").replace("IARED:\n", "IARED:\n  POLICY: random\n")
+    assert "POLICY: random" in dump  # a checkpoint written before METHOD.NAME replaced IARED.POLICY
+    assert ckpt.training_config_changes(dump, old) == ["IARED.POLICY random is now METHOD.NAME drop_random"]
+
+
+def test_resume_compares_every_method_section_from_the_registry() -> None:
+    from iared_video.methods import registered_methods
+
+    sections = ckpt.training_keys()
+    assert set(ckpt.TRAINING_KEYS) <= set(sections)
+    assert {node for m in registered_methods() for node in m.config_nodes} == {
+        "IARED", "GUMBEL", "DYNAMICVIT", "DROP", "TOME", "EVIT"} <= set(sections)

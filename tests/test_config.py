@@ -6,7 +6,8 @@ import os
 import pytest
 import yaml
 
-from iared_video.config import ConfigError, flat_keys, get_cfg, load_config
+from iared_video.config import ConfigError, flat_keys, get_cfg
+from iared_video.methods import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,16 +43,16 @@ def test_unknown_key_names_nearest(tmp_path) -> None:
     (["DATA.TRAIN_CROP_SIZE", "100"], "DATA.TRAIN_CROP_SIZE=100 is not divisible by the patch size 16"),
     (["IARED.THRESHOLD", "1.0"], r"IARED.THRESHOLD must lie in \(0, 1\)"),
     (["IARED.THRESHOLD", "0.0"], r"IARED.THRESHOLD must lie in \(0, 1\)"),
-    (["IARED.POLICY", "attn"], "IARED.POLICY must be one of"),
-    (["MODEL.MODEL_NAME", "deit", "IARED.POLICY", "temporal_diff"], "temporal_diff needs a video model"),
+    (["METHOD.NAME", "drop_atention"], "METHOD.NAME must be one of .*nearest: 'drop_attention'"),
+    (["MODEL.MODEL_NAME", "deit", "METHOD.NAME", "drop_temporal_diff"], "temporal_diff needs a video model"),
     (["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_small_patch16_224", "IARED.NUM_GROUPS", "5"],
      "must divide the model depth 12"),
     (["TRAIN.ENABLE"], "KEY VALUE pairs"),
     (["VISUALIZE.ANIMATION", "'avi'"], "VISUALIZE.ANIMATION must be one of"),
     (["VISUALIZE.ALPHA", "1.5"], r"VISUALIZE.ALPHA must lie in \[0, 1\]"),
     (["DYNAMICVIT.BACKBONE_LR_SCALE", "-0.1"], "DYNAMICVIT.BACKBONE_LR_SCALE must be a finite number >= 0"),
-    (["IARED.GUMBEL_KEEP_RATE", "0.0"], r"IARED.GUMBEL_KEEP_RATE must lie in \(0, 1\]"),
-    (["IARED.GUMBEL_RATIO_WEIGHT", "-1.0"], "IARED.GUMBEL_RATIO_WEIGHT must be a finite number >= 0"),
+    (["GUMBEL.KEEP_RATE", "0.0"], r"GUMBEL.KEEP_RATE must lie in \(0, 1\]"),
+    (["GUMBEL.RATIO_WEIGHT", "-1.0"], "GUMBEL.RATIO_WEIGHT must be a finite number >= 0"),
 ])
 def test_invalid_settings_fail_with_one_clear_message(opts: list, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -82,7 +83,7 @@ def test_shipped_configs_load(path: str) -> None:
     (["BENCHMARK.KEEP_SCHEDULE", "geometrc"], r"BENCHMARK.KEEP_SCHEDULE .*got 'geometrc'; nearest: 'geometric'"),
     (["BENCHMARK.CPU_LINEAR", "mkldnn"], r"BENCHMARK.CPU_LINEAR must be one of \['aten', 'onednn'\]"),
     (["BENCHMARK.PRECISIONS", "['fp32', 'fp61']"], r"BENCHMARK.PRECISIONS items .*got 'fp61'; nearest: 'fp16'"),
-    (["BENCHMARK.FIXED_POLICIES", "['random', 'interpreter']"], r"BENCHMARK.FIXED_POLICIES items .*'interpreter'"),
+    (["BENCHMARK.METHODS_AT_KEEP", "['drop_random', 'iared']"], r"BENCHMARK.METHODS_AT_KEEP items .*'iared'"),
     (["DATA.IMAGE_INTERPOLATION", "bicubc"], r"DATA.IMAGE_INTERPOLATION .*nearest: 'bicubic'"),
     (["IARED.INTERPRETER_OPTIMIZER", "adamw2"], r"IARED.INTERPRETER_OPTIMIZER must be one of"),
     (["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_smal_patch16_224"],

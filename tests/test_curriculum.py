@@ -3,29 +3,36 @@
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
-from iared_video.engine.curriculum import Stage, build_stages, eval_modes, set_trainable, train_modes
-from iared_video.engine.trainer import StepArgs, ce_step, reinforce_step, stages_of
-from iared_video.models import build_model
-from iared_video.models.flops import model_gmacs_per_sample
+from iared_video.config import ConfigError
+from iared_video.methods import build_model, get_method, load_config, model_gmacs_per_sample, stages_of
+from iared_video.methods.iared import RewardOptions, reinforce_step
+from iared_video.methods.stages import Stage, StagePlan, eval_modes, train_modes
+from iared_video.methods.steps import StepArgs, ce_step
 
 D = 2
 OPTS = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2",
         "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.NUM_GROUPS", str(D),
         "IARED.INTERPRETER_HEADS", "2", "IARED.INTERPRETER_DIM", "8"]
 EMBEDDINGS = ("backbone.patch_embed.", "backbone.pos_embed", "backbone.time_embed", "backbone.cls_token")
+IARED2 = get_method("iared")
+
+
+def build_stages(name, num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group=0, last_group=None):
+    """The stages of method ``name`` for a plan written out (no config)."""
+    plan = StagePlan(num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group, last_group)
+    return get_method(name).stages(plan)
 
 
 def test_stage_order_and_modes():
-    stages = build_stages("interpreter", 3, max_epoch=9, interpreter_epochs=10, backbone_epochs=20)
+    stages = build_stages("iared", 3, max_epoch=9, interpreter_epochs=10, backbone_epochs=20)
     assert [s.name for s in stages] == ["interpreter_g1", "backbone_g1", "interpreter_g2", "backbone_g2",
                                         "interpreter_g3", "backbone_g3"]
     assert [s.epochs for s in stages] == [10, 20] * 3
     assert train_modes(stages[2], 3) == ["greedy", "sample", "keep_all"]
     assert train_modes(stages[3], 3) == ["greedy", "greedy", "keep_all"]
     assert eval_modes(stages[2], 3) == ["greedy", "greedy", "keep_all"]
-    assert build_stages("random", 3, 7, 10, 20) == [Stage("train", 0, 7)]
-    assert [s.kind for s in build_stages("interpreter", 1, 0, 5, 0)] == ["interpreter"]
+    assert build_stages("drop_random", 3, 7, 10, 20) == [Stage("train", 0, 7)]
+    assert [s.kind for s in build_stages("iared", 1, 0, 5, 0)] == ["interpreter"]
 
 
 def _grads(model):
@@ -47,12 +54,12 @@ def test_gradients_reach_only_the_stage_parameters(index):
     torch.manual_seed(0)
     cfg = load_config(None, OPTS)
     model = build_model(cfg)
-    stage = build_stages("interpreter", D, 0, 1, 1)[index]
-    set_trainable(model, stage)
+    stage = build_stages("iared", D, 0, 1, 1)[index]
+    IARED2.prepare_stage(cfg, model, stage)
     x, y = torch.randn(4, 3, 2, 32, 32), torch.tensor([0, 1, 2, 0])
     modes = train_modes(stage, D)
     if stage.kind == "interpreter":
-        loss, _ = reinforce_step(model, model, x, y, modes, stage.group, StepArgs())
+        loss, _ = reinforce_step(model, model, x, y, modes, stage.group, RewardOptions())
         loss = loss + 0 * loss  # a plain scalar loss, as in training
     else:
         model.train()
@@ -72,7 +79,7 @@ def test_gradients_reach_only_the_stage_parameters(index):
 
 def test_late_first_drop_group_keeps_early_groups_dense():
     """IARED.FIRST_DROP_GROUP 2: no stage for group 1, group 1 keeps every token, only later groups sample."""
-    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1)] == [
+    assert [s.name for s in build_stages("iared", 3, 0, 4, 2, first_group=1)] == [
         "interpreter_g2", "backbone_g2", "interpreter_g3", "backbone_g3"]
     torch.manual_seed(0)
     cfg = load_config(None, [*OPTS, "IARED.FIRST_DROP_GROUP", "2"])
@@ -83,9 +90,9 @@ def test_late_first_drop_group_keeps_early_groups_dense():
     out = model(x, return_policy=True, modes=["sample", "sample"])
     assert out.keep[0].all() and (out.scores[0] == 1).all() and out.log_probs[0] is None
     assert out.log_probs[1] is not None and not out.keep[1].all()
-    set_trainable(model, stage)
+    IARED2.prepare_stage(cfg, model, stage)
     torch.manual_seed(0)  # a draw whose advantage is not 0 for every sample (else no gradient at all)
-    loss, stats = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, StepArgs())
+    loss, stats = reinforce_step(model, model, x, y, train_modes(stage, D), stage.group, RewardOptions())
     assert stats["advantage"] != 0
     loss.backward()
     assert _grads(model) == _expected(model, stage) != set()
@@ -96,7 +103,7 @@ def test_late_first_drop_group_keeps_early_groups_dense():
 def test_early_last_drop_group_keeps_later_groups_as_given():
     """IARED.LAST_DROP_GROUP 1 of 2: no stage for group 2, which keeps exactly the tokens group 1 kept and costs
     no interpreter."""
-    assert [s.name for s in build_stages("interpreter", 3, 0, 4, 2, first_group=1, last_group=1)] == [
+    assert [s.name for s in build_stages("iared", 3, 0, 4, 2, first_group=1, last_group=1)] == [
         "interpreter_g2", "backbone_g2"]
     cfg = load_config(None, [*OPTS, "IARED.LAST_DROP_GROUP", "1"])
     assert [s.name for s in stages_of(cfg)] == ["interpreter_g1", "backbone_g1"]

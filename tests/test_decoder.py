@@ -104,8 +104,9 @@ def test_segment_indices_cover_the_whole_video_in_training():
 
 def test_config_temporal_sampling_reaches_the_views():
     """DATA.TEMPORAL_SAMPLING picks the rule every split decodes with (train: -1, test views: 0..n-1)."""
-    from iared_video.config import ConfigError, load_config
+    from iared_video.config import ConfigError
     from iared_video.datasets.views import clip_index_fn, view_spec
+    from iared_video.methods import load_config
 
     spec = view_spec(load_config(None, ["DATA.TEMPORAL_SAMPLING", "segment", "DATA.NUM_FRAMES", "8"]))
     np.testing.assert_array_equal(clip_index_fn(spec)(40, 30.0), [2, 7, 12, 17, 22, 27, 32, 37])

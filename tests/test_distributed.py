@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from iared_video.config import load_config
 from iared_video.engine import distributed as du
 from iared_video.engine.logging import setup_logging
 from iared_video.engine.tester import test as run_test
 from iared_video.engine.trainer import train
+from iared_video.methods import load_config
 
 NUM = 12
 
@@ -37,7 +37,7 @@ def loader_fn(cfg, split):
 def _cfg(out, batch, world):
     return load_config(None, ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "16", "MODEL.DEPTH", "2",
                               "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32",
-                              "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "none", "SOLVER.MAX_EPOCH", "2",
+                              "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "dense", "SOLVER.MAX_EPOCH", "2",
                               "SOLVER.OPTIMIZING_METHOD", "sgd", "SOLVER.BASE_LR", "0.1", "TRAIN.BATCH_SIZE",
                               str(batch), "TRAIN.EVAL_PERIOD", "1", "LOG_PERIOD", "1", "OUTPUT_DIR", str(out),
                               "NUM_GPUS", str(world), "DEVICE", "cpu", "TEST.NUM_SPATIAL_CROPS", "3"])

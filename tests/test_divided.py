@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from iared_video.config import ConfigError, get_cfg, load_config
-from iared_video.models import IARED, DropPolicy, NoDropPolicy, TimeSformer, build_model
+from iared_video.config import ConfigError, get_cfg
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.models import IARED, DropPolicy, NoDropPolicy, TimeSformer
 from iared_video.models.divided import DividedBlock
-from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.policies import GroupInput
 from iared_video.models.weights import CheckpointMismatchError, load_pretrained
 
@@ -175,7 +176,7 @@ def test_official_divst_checkpoint_gives_official_logits(tmp_path, caplog) -> No
     cfg = get_cfg()
     cfg.merge_from_list(["MODEL.EMBED_DIM", DIM, "MODEL.DEPTH", DEPTH, "MODEL.NUM_HEADS", HEADS, "MODEL.PATCH_SIZE",
                          PATCH, "MODEL.NUM_CLASSES", CLASSES, "DATA.TRAIN_CROP_SIZE", SIZE, "DATA.NUM_FRAMES", FRAMES,
-                         "MODEL.ATTENTION_TYPE", "divided_space_time", "IARED.POLICY", "none",
+                         "MODEL.ATTENTION_TYPE", "divided_space_time", "METHOD.NAME", "dense",
                          "MODEL.PRETRAINED", official_file(tmp_path, state)])
     with caplog.at_level(logging.INFO, logger="iared_video.models.weights"):
         model = build_model(cfg).eval()
@@ -302,7 +303,7 @@ def test_config_choices_and_refused_combinations() -> None:
     base = ["MODEL.ATTENTION_TYPE", "divided_space_time"]
     assert load_config(None, base).MODEL.ATTENTION_TYPE == "divided_space_time"
     with pytest.raises(ConfigError, match="joint space-time attention only"):
-        load_config(None, base + ["IARED.POLICY", "attention"])
+        load_config(None, base + ["METHOD.NAME", "drop_attention"])
     with pytest.raises(ConfigError, match="needs MODEL.MODEL_NAME timesformer"):
         load_config(None, base + ["MODEL.MODEL_NAME", "deit"])
     with pytest.raises(ConfigError, match="MODEL.ATTENTION_TYPE must be one of"):
@@ -319,6 +320,6 @@ def test_benchmark_runs_divst_with_controlled_keep() -> None:
         "MODEL.PATCH_SIZE", str(PATCH), "DATA.NUM_FRAMES", str(FRAMES), "DATA.TRAIN_CROP_SIZE", str(SIZE),
         "DATA.TEST_CROP_SIZE", str(SIZE), "MODEL.NUM_CLASSES", str(CLASSES), "IARED.INTERPRETER_DIM", "8"])
     settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], measure_memory=False)
-    rows = {r["variant"]: r for r in run_benchmark(cfg, settings, "cpu")["rows"]}
+    rows = {r["variant"]: r for r in run_benchmark(cfg, settings, "cpu").rows}
     controlled = rows["iared@keep=0.5±0.1"]
     assert 0.35 < controlled["keep_ratio"] < 0.65 and 1.4 < controlled["ideal_speedup"] < 2.6

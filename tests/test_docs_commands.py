@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "INSTALL.md", "datasets/KINETICS.md", "datasets/IMAGENET.md", "datasets/SYNTHETIC.md")

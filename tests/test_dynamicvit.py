@@ -9,30 +9,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iared_video.config import ConfigError, load_config
-from iared_video.engine.curriculum import build_stages, eval_modes, train_modes
+from iared_video.config import ConfigError
 from iared_video.engine.distributed import DistInfo
-from iared_video.engine.optim import cosine_warmup_lr
-from iared_video.engine.trainer import StepArgs, _start_stage, dynamicvit_step, gumbel_step, stages_of
-from iared_video.models.backbones import TimeSformer
-from iared_video.models.dynamicvit import (
-    DynamicViT,
-    DynamicViTOutput,
+from iared_video.engine.trainer import _start_stage
+from iared_video.methods import get_method, load_config, model_gmacs_per_sample, stages_of
+from iared_video.methods.dynamicvit import dynamicvit_step
+from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss, ratio_loss, token_distill_loss
+from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTOutput, keep_count, make_teacher, masked_block
+from iared_video.methods.gumbel import (
     GumbelIARED,
     GumbelInterpreterPolicy,
+    GumbelOptions,
     GumbelOutput,
-    LossWeights,
-    dynamicvit_loss,
     gumbel_bernoulli,
     gumbel_loss,
-    keep_count,
-    make_teacher,
-    masked_block,
-    masked_softmax,
-    ratio_loss,
-    token_distill_loss,
+    gumbel_step,
 )
-from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
+from iared_video.methods.stages import StagePlan, eval_modes, train_modes
+from iared_video.models.backbones import TimeSformer
+from iared_video.models.flops import fvcore_gflops
+from iared_video.models.optim import cosine_warmup_lr
+from iared_video.models.token_ops import masked_softmax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +111,7 @@ def test_training_loss_reaches_every_predictor() -> None:
     model = DynamicViT(_backbone(), [1, 2, 3], keep_rate=0.7).train()
     teacher = make_teacher(model.backbone)
     x, y = _clip(2), torch.tensor([0, 3])
-    loss, stats = dynamicvit_step(model, teacher, x, y, StepArgs(dynamicvit=LossWeights()))
+    loss, stats = dynamicvit_step(model, teacher, x, y, LossWeights())
     loss.backward()
     assert torch.isfinite(loss) and {"ce", "ratio", "kl", "token", "keep_ratio"} <= set(stats)
     for predictor in model.policy.predictors:
@@ -147,7 +144,7 @@ def test_gumbel_interpreter_gets_gradients_through_cross_entropy() -> None:
     with torch.no_grad():  # greedy inference: threshold rule, gates unused
         greedy = model(x, return_policy=True)
     assert all(((s >= 0.5) | ~k).all() for s, k in zip(greedy.scores, greedy.keep))
-    stages = build_stages("interpreter", 2, 3, 5, 1, gumbel=True)
+    stages = get_method("iared_gumbel").stages(StagePlan(2, 3, 5, 1))
     assert [s.name for s in stages] == ["gumbel"] and train_modes(stages[0], 2) == ["sample"] * 2
     assert eval_modes(stages[0], 2) == ["greedy"] * 2
 
@@ -180,8 +177,7 @@ def test_gumbel_step_gates_match_keep_and_reach_every_interpreter() -> None:
     assert isinstance(out, GumbelOutput) and len(out.gates) == 2
     for gate, keep in zip(out.gates, out.keep):  # forward values: 1 where kept after the group, else 0
         torch.testing.assert_close(gate.detach(), keep.float())
-    loss, stats = gumbel_step(model, x, y, ["sample", "sample"], StepArgs(gumbel_keep_rate=0.5,
-                                                                          gumbel_ratio_weight=1.0))
+    loss, stats = gumbel_step(model, x, y, ["sample", "sample"], GumbelOptions(keep_rate=0.5, ratio_weight=1.0))
     assert stats["loss"] == pytest.approx(stats["ce"] + stats["ratio"], rel=1e-5) and stats["ratio"] > 0
     model.zero_grad()
     ratio_loss(model(x, return_policy=True, modes=["sample", "sample"]).gates, 0.5).backward()  # the term alone
@@ -196,7 +192,7 @@ def _tiny_dynamicvit_cfg(*opts: str):
 
 
 def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     cfg = _tiny_dynamicvit_cfg("SOLVER.BASE_LR", "1e-3", "SOLVER.COSINE_END_LR", "1e-5", "SOLVER.MAX_EPOCH", "2",
                                "SOLVER.WARMUP_EPOCHS", "0.5", "DYNAMICVIT.BACKBONE_LR_SCALE", "0.01",
@@ -215,22 +211,22 @@ def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
         for is_predictor, group in zip(predictor, run.optimizer.param_groups):
             assert group["lr"] == pytest.approx(want * (1.0 if is_predictor else 0.01), rel=1e-9)
         run.schedule.step()
-    interp = _tiny_dynamicvit_cfg("IARED.POLICY", "interpreter", "IARED.GUMBEL", "True", "SOLVER.BASE_LR", "1e-3")
+    interp = _tiny_dynamicvit_cfg("METHOD.NAME", "iared_gumbel", "SOLVER.BASE_LR", "1e-3")
     plain = _start_stage(interp, build_model(interp), stages_of(interp)[0], 0, 0, 4, DistInfo(0, 1, 0),
                          torch.device("cpu"))
     assert {g["lr"] for g in plain.optimizer.param_groups} == {1e-3}  # other policies: one lr
 
 
 def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     cfg = _tiny_dynamicvit_cfg()
     model = build_model(cfg)
     assert isinstance(model, DynamicViT) and model.prune_locations == [1, 2, 3] and model.num_groups == 4
     with pytest.raises(ConfigError, match="PRUNE_LOCATIONS"):
-        load_config(None, ["IARED.POLICY", "dynamicvit", "DYNAMICVIT.PRUNE_LOCATIONS", "[6, 3]"])
-    with pytest.raises(ConfigError, match="GUMBEL"):
-        load_config(None, ["IARED.POLICY", "random", "IARED.GUMBEL", "True"])
+        load_config(None, ["METHOD.NAME", "dynamicvit", "DYNAMICVIT.PRUNE_LOCATIONS", "[6, 3]"])
+    with pytest.raises(ConfigError, match="IARED.GUMBEL True is now METHOD.NAME iared_gumbel"):
+        load_config(None, ["METHOD.NAME", "drop_random", "IARED.GUMBEL", "True"])
 
 
 
@@ -262,7 +258,7 @@ def test_masked_softmax_official_epsilon_by_hand_and_float32() -> None:
 def test_dynamicvit_recipe_freezes_embeddings_and_holds_then_caps_the_backbone_lr() -> None:
     """Official recipe: cls_token / pos_embed (/ time_embed) frozen; backbone lr 0 for the hold, then
     min(0.01 x base, predictor lr); the predictors follow the plain schedule from the first step."""
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     cfg = _tiny_dynamicvit_cfg("SOLVER.BASE_LR", "1e-3", "SOLVER.COSINE_END_LR", "0.0", "SOLVER.MAX_EPOCH", "3",
                                "SOLVER.WARMUP_EPOCHS", "0", "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "1",

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from iared_video.config import load_config
 from iared_video.engine import checkpoint as ckpt
 from iared_video.engine.logging import setup_logging
 from iared_video.engine.tester import test as run_test
 from iared_video.engine.trainer import train
+from iared_video.methods import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +49,7 @@ def test_image_curriculum_through_trainer_and_tester(tmp_path):
     saved = json.loads((tmp_path / "test_results.json").read_text())
     assert {"top1_err", "top5_err", "images_per_s", "keep_ratio_per_group"} <= set(saved)
     assert saved["num_images"] == 8 and len(saved["keep_ratio_per_group"]) == 3
-    assert results["checkpoint"].endswith("checkpoint_epoch_00006.pyth")
+    assert results.checkpoint.endswith("checkpoint_epoch_00006.pyth")
     assert (tmp_path / "test_predictions.csv").read_text().count("\n") == 9
     log = (tmp_path / "stdout.log").read_text()
     assert '"stage": "interpreter_g3"' in log and '"reward":' in log and '"advantage":' in log
@@ -60,7 +60,7 @@ def kept_fraction_by_hand(cfg) -> float:
     one interpreter's scores decide), counted from the newest checkpoint's model."""
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     model = build_model(cfg)
     load_test_weights(model, "", cfg.OUTPUT_DIR)

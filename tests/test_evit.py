@@ -9,11 +9,12 @@ import pytest
 import torch
 from timm_reference import timm_class_attention
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import ConfigError
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
-from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended
 
@@ -89,7 +90,7 @@ def test_counts_per_location_and_gmacs_match_fvcore() -> None:
 
 def test_config_builds_evit_and_rejects_bad_locations() -> None:
     tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
-            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "evit"]
+            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "evit"]
     model = build_model(load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5"]))
     assert isinstance(model.policy, EViTReducer) and model.policy.locations == [1, 2] and model.policy.keep_rate == 0.5
     with pytest.raises(ConfigError, match=r"EVIT.LOCATIONS must increase strictly within \[0, 4\)"):

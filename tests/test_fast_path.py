@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from iared_video.config import load_config
-from iared_video.methods.interpreter import ControlledKeepPolicy
-from iared_video.models import IARED, build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import ControlledKeepPolicy
+from iared_video.models import IARED
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5",

@@ -7,25 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iared_video.models import (
-    IARED,
-    AttentionPolicy,
-    InterpreterPolicy,
-    NoDropPolicy,
-    RandomPolicy,
-    TemporalDiffPolicy,
-    TimeSformer,
-    TimmViT,
-)
-from iared_video.models.flops import (
-    block_macs,
-    dense_gmacs,
-    fvcore_gflops,
-    interpreter_macs,
-    model_gmacs_per_sample,
-    sdpa_flop_jit,
-)
-from iared_video.models.interpreter import MultiHeadInterpreter
+from iared_video.methods import model_gmacs_per_sample
+from iared_video.methods.fixed_ratio import AttentionPolicy, RandomPolicy, TemporalDiffPolicy
+from iared_video.methods.iared.interpreter import MultiHeadInterpreter, interpreter_macs
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, sdpa_flop_jit
 
 
 # ---------------------------------------------------------------------------

@@ -28,8 +28,8 @@ def test_head_to_head_pieces(tmp_path) -> None:
     opts = h2h.epoch_opts(None, quick=True)
     assert opts[:2] == ["SOLVER.MAX_EPOCH", "1"]
     cfg = h2h.method_cfg("dynamicvit", "video", str(tmp_path), opts, "dense.pyth")
-    assert cfg.IARED.POLICY == "dynamicvit" and cfg.SOLVER.MAX_EPOCH == 1
-    assert h2h.method_cfg("attention", "image", str(tmp_path), opts, "d.pyth", 0.3).IARED.DROP_RATIO == 0.3
+    assert cfg.METHOD.NAME == "dynamicvit" and cfg.SOLVER.MAX_EPOCH == 1
+    assert h2h.method_cfg("attention", "image", str(tmp_path), opts, "d.pyth", 0.3).DROP.RATIO == 0.3
     rows = [{"kind": "video", "method": m, "accuracy": a, "gmacs": g, "throughput": t}
             for m, a, g, t in (("dense", 90.0, 1.0, 10.0), ("dynamicvit", 88.0, 0.6, 15.0))]
     h2h.write_outputs(rows, str(tmp_path))
@@ -108,5 +108,5 @@ def test_quick_run_end_to_end_then_no_train_reads_the_same(tmp_path) -> None:
     again = h2h.main(["--no-train", *common])  # reads the results; the baselines are rebuilt with their drop ratio
     assert [(r["method"], r["accuracy"], r["gmacs"], r["keep_ratio"]) for r in again] == \
         [(r["method"], r["accuracy"], r["gmacs"], r["keep_ratio"]) for r in rows]
-    kept = max(1, num_patches - math.floor(cfgs["random"].IARED.DROP_RATIO * num_patches + 0.5)) / num_patches
+    kept = max(1, num_patches - math.floor(cfgs["random"].DROP.RATIO * num_patches + 0.5)) / num_patches
     assert kept == pytest.approx(by["random"]["keep_ratio"])

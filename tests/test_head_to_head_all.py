@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from iared_video.engine.checkpoint import save_checkpoint
-from iared_video.models import build_model
+from iared_video.methods import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # vit_micro (the image configs' arch): 6 blocks, 16 patches at 64 px
 TINY = ["MODEL.NUM_CLASSES", "2", "MODEL.PRETRAINED", "", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64",
         "IARED.INTERPRETER_DIM", "8", "DATA_LOADER.NUM_WORKERS", "0", "TEST.BATCH_SIZE", "4", "EVIT.LOCATIONS",
-        "[1, 3, 4]", "DEVICE", "cpu", "IARED.DROP_RATIO", "0.5", "IARED.THRESHOLD", "0.5"]
+        "[1, 3, 4]", "DEVICE", "cpu", "DROP.RATIO", "0.5", "IARED.THRESHOLD", "0.5"]
 TRAINED = ("dense", "iared", "random", "attention")  # what a main-job folder holds
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.visualization import RANDOM_WEIGHTS, describe_weights, run_visualize
 from iared_video.visualization.figure import (
     COLORBAR_AXES,
@@ -20,7 +20,7 @@ from iared_video.visualization.figure import (
 )
 
 IMAGE_OPTS = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "test_vit", "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE",
-              "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "interpreter", "IARED.NUM_GROUPS", "2",
+              "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "iared", "IARED.NUM_GROUPS", "2",
               "DEVICE", "cpu", "VISUALIZE.ANIMATION", "none"]
 
 
@@ -82,7 +82,7 @@ def test_overlay_greys_patches_dropped_earlier() -> None:
 
 
 def test_weights_are_named_with_sha256_in_titles_and_json(tmp_path, capsys) -> None:
-    from iared_video.models.build import build_model
+    from iared_video.methods import build_model
 
     cfg = load_config(None, IMAGE_OPTS + ["OUTPUT_DIR", str(tmp_path)])
     assert describe_weights(cfg) == RANDOM_WEIGHTS

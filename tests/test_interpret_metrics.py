@@ -98,26 +98,22 @@ def _miou_by_hand(heat: np.ndarray, mask: np.ndarray) -> float:
 def test_eval_heatmaps_tool_on_synthetic_video(tmp_path, monkeypatch):
     """The tool's rollout mIoU equals the one worked by hand from the same model, sample and rollout map."""
     import json
-    import os
-    import sys
 
-    from iared_video.config import load_config
+    from iared_video.experiments import heatmaps as eval_heatmaps
     from iared_video.experiments.heatmaps import video_samples
+    from iared_video.experiments.main_job import SYNTHETIC_CONFIG_DIR
     from iared_video.interpret.baselines import BASELINES
     from iared_video.interpret.heatmap import policy_heatmaps
+    from iared_video.methods import load_config
     from iared_video.synthetic import generate_video_dataset
     from iared_video.visualization import build_vis_model
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(root, "tools"))
-    import eval_heatmaps
 
     data = tmp_path / "v"
     generate_video_dataset(str(data), num_videos=6, seed=0, num_classes=2)
     opts = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2", "MODEL.NUM_CLASSES", "2",
             "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
             "DATA.PATH_TO_DATA_DIR", str(data), "DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path)]
-    cfg_path = os.path.join(root, "configs/Synthetic/tsf_tiny_iared.yaml")
+    cfg_path = str(SYNTHETIC_CONFIG_DIR / "tsf_tiny_iared.yaml")
     cfg = load_config(cfg_path, opts)
     x, mask, _, _ = next(video_samples(cfg, "val"))
     assert x.shape == (3, 4, 32, 32) and mask.shape == (4, 32, 32) and mask.dtype == torch.bool and mask.any()

@@ -58,10 +58,10 @@ def test_wilson_interval_matches_hand_values() -> None:
 
 def test_matched_gmacs_drop_ratio_reproduces_the_target_cost() -> None:
     """The ratio found for a target taken from drop 0.4 gives exactly that cost (same kept count)."""
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     opts = ["MODEL.EMBED_DIM", "48", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "3", "DATA.NUM_FRAMES", "2",
-            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random",
+            "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "METHOD.NAME", "drop_random",
             "IARED.NUM_GROUPS", "1"]
     cfg = load_config(None, opts)
     target = main_job.fixed_ratio_gmacs(cfg, 0.4)

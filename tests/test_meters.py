@@ -84,4 +84,4 @@ def test_train_and_val_meters():
     val = ValMeter()
     val.update(_logits([1.0, 0.0], [1.0, 0.0]), torch.tensor([0, 1]), torch.tensor([[1.0, 0.5], [1.0, 0.7]]))
     out = ValMeter.summarize(*val.tensors())
-    assert out["top1_err"] == 50.0 and out["keep_ratio"] == pytest.approx(0.6)
+    assert out.top1_err == 50.0 and out.keep_ratio == pytest.approx(0.6)

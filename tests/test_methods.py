@@ -10,18 +10,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, run_benchmark
 from iared_video.engine.trainer import train
-from iared_video.methods import get_method, method_for_cfg, method_names, method_of, policy_choices
-from iared_video.models import build_model
-from iared_video.models.flops import fvcore_gflops, model_gmacs_per_sample
+from iared_video.methods import (
+    build_model,
+    get_method,
+    load_config,
+    method_for_cfg,
+    method_names,
+    method_of,
+    model_gmacs_per_sample,
+)
+from iared_video.models.flops import fvcore_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTERED = ["none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit"]
+REGISTERED = ["dense", "iared", "iared_gumbel", "dynamicvit", "drop_random", "drop_attention", "drop_temporal_diff",
+              "tome", "evit"]
+#: Table labels (rows, output folders) that differ from the method name.
+LABELS = {"drop_random": "random", "drop_attention": "attention", "drop_temporal_diff": "temporal_diff"}
 TINY = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2",
         "DATA.NUM_FRAMES", "2", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.NUM_GROUPS", "2",
-        "IARED.INTERPRETER_DIM", "8", "IARED.DROP_RATIO", "0.4", "DYNAMICVIT.PRUNE_LOCATIONS", "[1, 2]",
+        "IARED.INTERPRETER_DIM", "8", "DROP.RATIO", "0.4", "DYNAMICVIT.PRUNE_LOCATIONS", "[1, 2]",
         "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "0.0", "TOME.R", "3", "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5",
         "SOLVER.MAX_EPOCH", "1", "IARED.INTERPRETER_EPOCHS", "1", "IARED.BACKBONE_EPOCHS", "1",
         "TRAIN.EVAL_PERIOD", "0", "DEVICE", "cpu", "LOG_PERIOD", "1", "SOLVER.OPTIMIZING_METHOD", "adamw",
@@ -36,10 +45,23 @@ def cfg_of(name: str, tmp_path: Path | None = None):
 
 def test_the_registered_methods_and_how_configs_select_them() -> None:
     assert method_names() == REGISTERED
-    assert set(policy_choices()) == set(REGISTERED) - {"gumbel"}  # IARED.POLICY interpreter + IARED.GUMBEL True
     for name in REGISTERED:
-        assert method_for_cfg(cfg_of(name)).name == name
-    assert get_method("iared").name == "interpreter" and get_method("dense").name == "none"  # table labels
+        assert method_for_cfg(cfg_of(name)).name == name and cfg_of(name).METHOD.NAME == name
+        assert get_method(name).label == LABELS.get(name, name)
+        assert get_method(get_method(name).label) is get_method(name)  # tables name them by label
+
+
+def test_a_config_with_the_former_method_keys_says_what_replaces_them(tmp_path: Path) -> None:
+    from iared_video.config import ConfigError
+
+    path = tmp_path / "old.yaml"
+    path.write_text("IARED:\n  POLICY: interpreter\n  GUMBEL: True\n  DROP_RATIO: 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    message = str(err.value)
+    assert "IARED.POLICY interpreter is now METHOD.NAME iared" in message
+    assert "IARED.GUMBEL True is now METHOD.NAME iared_gumbel" in message
+    assert "IARED.DROP_RATIO is now DROP.RATIO" in message and "unknown key" not in message
 
 
 def _one_batch(cfg, split):
@@ -64,37 +86,48 @@ def test_each_method_builds_trains_a_step_counts_flops_and_benchmarks(name: str,
     torch.manual_seed(1)
     assert model_gmacs_per_sample(model, out).item() == pytest.approx(fvcore_gflops(model, x), rel=2e-3)
     settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], measure_memory=False,
-                             methods=["none", name] if name != "none" else ["none"],
-                             fixed_policies=[name] if get_method(name).knob is not None else [])
-    rows = run_benchmark(cfg, settings, "cpu")["rows"]
-    assert rows[0]["variant"] == "dense" and len(rows) >= 2 - (name == "none")
+                             methods=["dense", name] if name != "dense" else ["dense"],
+                             methods_at_keep=[name] if get_method(name).knob is not None else [])
+    rows = run_benchmark(cfg, settings, "cpu").rows
+    assert rows[0]["variant"] == "dense" and len(rows) >= 2 - (name == "dense")
     for row in rows[1:]:
         assert row["policy"] == name and row["ideal_speedup"] > 1.0 and math.isfinite(row["speedup"]), row
 
 
-def _method_name_comparisons(path: Path, names: set[str]) -> list[str]:
-    """``x == "tome"`` / ``x in ("random", ...)`` comparisons against a method's name or label in ``path``."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if not isinstance(node, ast.Compare):
-            continue
-        for side in [node.left, *node.comparators]:
-            values = [side] if isinstance(side, ast.Constant) else getattr(side, "elts", [])
-            hits = [v.value for v in values if isinstance(v, ast.Constant) and v.value in names]
-            if hits and any("POLICY" in ast.unparse(s) or "policy" in ast.unparse(s).lower()
-                            or "method" in ast.unparse(s) for s in [node.left, *node.comparators]):
-                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
-    return found
+def _named_methods(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """``(line, value)`` of every string constant in ``source`` equal to one of ``names``: comparisons, list and
+    tuple items, dict keys and values, dataclass field defaults, call arguments alike."""
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names]
 
 
-#: Files outside this issue's reach that still compare IARED.POLICY with a name (to move to the registry).
-NOT_YET_MIGRATED = {"iared_video/visualization/__init__.py"}
+def _runtime_files() -> list[Path]:
+    """The runtime: ``iared_video/`` without ``methods/`` (where names belong), ``experiments/`` (which may
+    name methods, as the tools may) and ``config/defaults.py`` (the commented defaults)."""
+    package = ROOT / "iared_video"
+    return [p for p in sorted(package.rglob("*.py"))
+            if p.relative_to(package).parts[0] not in ("methods", "experiments")
+            and p != package / "config" / "defaults.py"]
 
 
-def test_no_module_outside_the_registry_matches_a_method_name() -> None:
-    names = set(REGISTERED) | {get_method(n).label for n in REGISTERED}
-    files = [p for p in (ROOT / "iared_video").rglob("*.py") if "methods" not in p.parts]
-    files += list((ROOT / "tools").glob("*.py"))
-    found = [hit for p in files if str(p.relative_to(ROOT)) not in NOT_YET_MIGRATED
-             for hit in _method_name_comparisons(p, names)]
+def test_method_name_guard_sees_every_kind_of_string_constant() -> None:
+    source = "\n".join([
+        "from dataclasses import dataclass",
+        "@dataclass",
+        "class S:",
+        "    methods: tuple = ('alpha',)",  # line 4: a dataclass field default
+        "TABLE = {'beta': 1}",  # line 5: a dict key
+        "ORDER = ['gamma', 'other']",  # line 6: a list item
+        "def f(x):",
+        "    return x == 'alpha' or g(x, key='beta')",  # line 8: a comparison and a call argument
+    ])
+    found = _named_methods(source, {"alpha", "beta", "gamma"})
+    assert sorted(found) == [(4, "alpha"), (5, "beta"), (6, "gamma"), (8, "alpha"), (8, "beta")]
+
+
+def test_no_runtime_module_outside_the_registry_names_a_method() -> None:
+    """Names are read from the registry, so renamed methods are guarded under their new names."""
+    names = set(method_names())
+    found = [f"{p.relative_to(ROOT)}:{line}: {value!r}" for p in _runtime_files()
+             for line, value in _named_methods(p.read_text(), names)]
     assert not found, "\n".join(found)

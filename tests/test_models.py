@@ -7,19 +7,21 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from iared_video.config import load_config
-from iared_video.methods.interpreter import threshold_policy
-from iared_video.models import IARED, InterpreterPolicy, MultiHeadInterpreter, TimeSformer, build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import threshold_policy
+from iared_video.methods.iared.interpreter import MultiHeadInterpreter
+from iared_video.methods.iared.policy import InterpreterPolicy, temporal_difference
+from iared_video.models import IARED, TimeSformer
 from iared_video.models.backbones import Embedded
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
-from iared_video.models.policies import GroupInput, temporal_difference
+from iared_video.models.policies import GroupInput
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]
 
 
-def tiny_tsf(policy: str = "interpreter", groups: int = 2, **extra: str) -> IARED:
-    opts = TINY_TSF + ["IARED.POLICY", policy, "IARED.NUM_GROUPS", str(groups)]
+def tiny_tsf(policy: str = "iared", groups: int = 2, **extra: str) -> IARED:
+    opts = TINY_TSF + ["METHOD.NAME", policy, "IARED.NUM_GROUPS", str(groups)]
     for key, value in extra.items():
         opts += [key, value]
     return build_model(load_config(None, opts)).eval()
@@ -27,17 +29,17 @@ def tiny_tsf(policy: str = "interpreter", groups: int = 2, **extra: str) -> IARE
 
 def deit(arch: str, policy: str) -> IARED:
     cfg = load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", arch, "MODEL.NUM_CLASSES", "1000",
-                             "IARED.POLICY", policy, "IARED.NUM_GROUPS", "3"])
+                             "METHOD.NAME", policy, "IARED.NUM_GROUPS", "3"])
     return build_model(cfg).eval()
 
 
 @pytest.mark.parametrize("arch", ["deit_tiny_patch16_224", "deit_small_patch16_224",
                                   "deit_tiny_distilled_patch16_224"])
-@pytest.mark.parametrize("policy", ["none", "interpreter"])
+@pytest.mark.parametrize("policy", ["dense", "iared"])
 def test_deit_matches_timm(arch: str, policy: str) -> None:
     torch.manual_seed(0)
     model = deit(arch, policy)
-    if policy == "interpreter":
+    if policy == "iared":
         model.policy.threshold = 0.0  # sigmoid scores are > 0: every token is kept
     reference = timm.create_model(arch, pretrained=False).eval()
     reference.load_state_dict(model.backbone.state_dict())
@@ -271,16 +273,16 @@ def test_log_prob_is_bernoulli_log_likelihood() -> None:
     assert model.policy.interpreters[0].query.weight.grad is not None
 
 
-@pytest.mark.parametrize("policy", ["random", "attention", "temporal_diff"])
+@pytest.mark.parametrize("policy", ["drop_random", "drop_attention", "drop_temporal_diff"])
 def test_fixed_ratio_policies_drop_exact_count_at_input(policy: str) -> None:
     torch.manual_seed(8)  # model, input and the random policy's scores all come from the global generator
-    model = tiny_tsf(policy=policy, groups=2, **{"IARED.DROP_RATIO": "0.25"})
+    model = tiny_tsf(policy=policy, groups=2, **{"DROP.RATIO": "0.25"})
     x = torch.randn(2, 3, 4, 64, 64)
     with torch.no_grad():
         out = model(x, return_policy=True)
     assert out.keep[0].sum(1).tolist() == [48, 48]
     assert bool((out.keep[1] == out.keep[0]).all()), "fixed-ratio policies drop at the input only"
-    if policy == "random":  # the kept set is random across samples, and reproducible under a seed
+    if policy == "drop_random":  # the kept set is random across samples, and reproducible under a seed
         assert not torch.equal(out.keep[0][0], out.keep[0][1])
         torch.manual_seed(9)
         with torch.no_grad():
@@ -291,10 +293,10 @@ def test_fixed_ratio_policies_drop_exact_count_at_input(policy: str) -> None:
 
 
 def test_attention_policy_scores_at_block_0_are_its_cls_attention() -> None:
-    """By hand on ``blocks[0]`` (IARED.ATTENTION_BLOCK 0); the default, the paper's Block_1, is checked against
+    """By hand on ``blocks[0]`` (DROP.ATTENTION_BLOCK 0); the default, the paper's Block_1, is checked against
     timm's own modules in test_attention_block.py."""
     torch.manual_seed(5)
-    model = tiny_tsf(policy="attention", groups=1, **{"IARED.ATTENTION_BLOCK": "0"})
+    model = tiny_tsf(policy="drop_attention", groups=1, **{"DROP.ATTENTION_BLOCK": "0"})
     x = torch.randn(1, 3, 4, 64, 64)
     with torch.no_grad():
         out = model(x, return_policy=True)
@@ -307,7 +309,7 @@ def test_attention_policy_scores_at_block_0_are_its_cls_attention() -> None:
 
 
 def test_temporal_diff_scores_by_hand() -> None:
-    model = tiny_tsf(policy="temporal_diff", groups=1)
+    model = tiny_tsf(policy="drop_temporal_diff", groups=1)
     x = torch.randn(1, 3, 4, 64, 64)
     with torch.no_grad():
         out = model(x, return_policy=True)
@@ -329,7 +331,7 @@ def test_wrong_input_shape_gives_clear_error(shape: tuple, message: str) -> None
 
 
 def test_other_resolution_and_frame_count_interpolate_embeddings() -> None:
-    model = tiny_tsf(groups=1, **{"IARED.POLICY": "none"})
+    model = tiny_tsf(groups=1, **{"METHOD.NAME": "dense"})
     with torch.no_grad():
         out = model(torch.randn(1, 3, 6, 96, 80), return_policy=True)
     assert out.grid == (6, 6, 5)
@@ -354,13 +356,13 @@ def test_training_with_drop_path_is_per_sample() -> None:
 
 def test_embedding_init_std_comes_from_the_config() -> None:
     torch.manual_seed(0)
-    default = tiny_tsf("none", 1).backbone
+    default = tiny_tsf("dense", 1).backbone
     assert not default.time_embed.any(), "TimeSformer's default temporal embedding starts at zeros"
     assert 0.015 < default.pos_embed.std().item() < 0.025
-    scratch = tiny_tsf("none", 1, **{"MODEL.POS_EMBED_INIT_STD": "1.0", "MODEL.TIME_EMBED_INIT_STD": "0.5"}).backbone
+    scratch = tiny_tsf("dense", 1, **{"MODEL.POS_EMBED_INIT_STD": "1.0", "MODEL.TIME_EMBED_INIT_STD": "0.5"}).backbone
     assert 0.8 < scratch.pos_embed.std().item() < 1.1  # trunc_normal_ cuts at +-2: std 0.88 for unit std
     assert 0.4 < scratch.time_embed.std().item() < 0.6
     image = build_model(load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "vit_tiny_patch16_224",
                                            "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE", "96",
-                                           "IARED.POLICY", "none", "MODEL.POS_EMBED_INIT_STD", "1.0"]))
+                                           "METHOD.NAME", "dense", "MODEL.POS_EMBED_INIT_STD", "1.0"]))
     assert 0.8 < image.backbone.pos_embed.std().item() < 1.1

@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from iared_video.config import load_config
 from iared_video.engine.benchmark import BenchSettings, run_benchmark
-from iared_video.methods.interpreter import ControlledKeepPolicy
-from iared_video.models import build_model
+from iared_video.methods import build_model, load_config
+from iared_video.methods.iared import ControlledKeepPolicy
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import OneDNNLinear, onednn_available, use_onednn_linears
 
@@ -48,7 +47,7 @@ def test_training_forward_uses_the_differentiable_path() -> None:
 
 def test_iared_model_logits_match_with_mixed_keep_counts() -> None:
     torch.manual_seed(0)
-    dense = build_model(load_config(None, TINY + ["IARED.POLICY", "interpreter"])).eval()
+    dense = build_model(load_config(None, TINY + ["METHOD.NAME", "iared"])).eval()
     policy = ControlledKeepPolicy(dense.policy)
     policy.set_ratios(torch.tensor([0.3, 0.6, 0.9]))
     model = IARED(dense.backbone, policy, dense.num_groups).eval()
@@ -63,9 +62,9 @@ def test_iared_model_logits_match_with_mixed_keep_counts() -> None:
 
 def test_benchmark_onednn_rows_and_refusals() -> None:
     cfg = load_config(None, TINY)
-    settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], fixed_policies=[],
+    settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[0.5], methods_at_keep=[],
                              cpu_linear="onednn")
-    rows = run_benchmark(cfg, settings, "cpu")["rows"]
+    rows = run_benchmark(cfg, settings, "cpu").rows
     assert [r["variant"] for r in rows][-1] == "dense (aten linear)" and rows[0]["speedup"] == 1.0
     assert all(r["peak_mem_mb"] > 0 for r in rows)  # oneDNN outputs are opaque tensors: counted per tensor
     with pytest.raises(ValueError, match="fp32 on CPU"):

@@ -3,19 +3,19 @@ normaliser inside the REINFORCE step, and the tau sweep of tools/sweep_threshold
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
-from iared_video.engine.reinforce import reward
-from iared_video.engine.trainer import StepArgs, build_initial_model, reinforce_step, stages_of
-from iared_video.models import build_model
+from iared_video.config import ConfigError
+from iared_video.engine.trainer import build_initial_model
+from iared_video.experiments import sweep_threshold
+from iared_video.methods import build_model, load_config, stages_of
+from iared_video.methods.iared import RewardOptions, reinforce_step
+from iared_video.methods.iared.reinforce import reward
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_TAU = 1.5  # Table 8, DeiT-S: 79.1% top-1 at 3.4 GFLOPs (0.5: 76.0% at 2.5)
@@ -27,7 +27,7 @@ TINY = ["MODEL.NUM_CLASSES", "3", "MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "
 @pytest.mark.parametrize("name", ["IN1k/deit_s", "IN1k/deit_b", "IN1k/deit_b_384", "K400/iared_tsf"])
 def test_paper_configs_use_the_headline_tau_and_start_from_a_dense_model(name: str) -> None:
     cfg = load_config(str(ROOT / "configs" / f"{name}.yaml"))
-    assert cfg.IARED.TAU == HEADLINE_TAU and cfg.IARED.ATTENTION_BLOCK == 1
+    assert cfg.IARED.TAU == HEADLINE_TAU and cfg.DROP.ATTENTION_BLOCK == 1
     assert cfg.TRAIN.CHECKPOINT_FILE_PATH and not cfg.MODEL.PRETRAINED
 
 
@@ -45,7 +45,7 @@ def test_reinforce_step_divides_by_the_chosen_normalizer() -> None:
     modes = ["greedy", "sample"]
     for normalizer in ("original", "entering"):
         torch.manual_seed(1)
-        _, stats = reinforce_step(model, model, x, y, modes, 1, StepArgs(tau=0.5, reward_normalizer=normalizer))
+        _, stats = reinforce_step(model, model, x, y, modes, 1, RewardOptions(tau=0.5, reward_normalizer=normalizer))
         torch.manual_seed(1)
         with torch.no_grad():
             out = model(x, return_policy=True, modes=modes)
@@ -63,7 +63,7 @@ def test_reinforce_step_with_the_probability_outcome() -> None:
     x, y = torch.randn(3, 3, 2, 32, 32), torch.tensor([0, 1, 2])
     modes = ["sample", "keep_all"]
     torch.manual_seed(1)
-    _, stats = reinforce_step(model, model, x, y, modes, 0, StepArgs(tau=1.5, reward_outcome="probability"))
+    _, stats = reinforce_step(model, model, x, y, modes, 0, RewardOptions(tau=1.5, reward_outcome="probability"))
     torch.manual_seed(1)
     with torch.no_grad():
         out = model(x, return_policy=True, modes=modes)
@@ -78,7 +78,8 @@ def test_reinforce_step_with_several_samples_and_the_leave_one_out_baseline() ->
     torch.manual_seed(0)
     model = build_model(load_config(None, [*TINY, "IARED.FIRST_DROP_GROUP", "1"])).eval()
     x, y = torch.randn(2, 3, 2, 32, 32), torch.tensor([0, 2])
-    modes, args = ["sample", "keep_all"], StepArgs(tau=0.5, reinforce_samples=3, reinforce_baseline="leave_one_out")
+    modes = ["sample", "keep_all"]
+    args = RewardOptions(tau=0.5, reinforce_samples=3, reinforce_baseline="leave_one_out")
     torch.manual_seed(1)
     loss, stats = reinforce_step(model, model, x, y, modes, 0, args)
     torch.manual_seed(1)
@@ -113,13 +114,6 @@ def test_checkpoint_file_path_is_the_start_and_overwrites_pretrained(tmp_path: P
         build_initial_model(missing, torch.device("cpu"))
 
 
-def _tool(name: str):
-    tools = str(ROOT / "tools")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(f"iared_video.experiments.{name}")
-
-
 def test_sweep_threshold_sweeps_one_trained_model_per_tau(tmp_path: Path) -> None:
     paths = []
     for seed, tau in ((0, 0.5), (1, 1.5)):
@@ -127,7 +121,7 @@ def test_sweep_threshold_sweeps_one_trained_model_per_tau(tmp_path: Path) -> Non
         torch.manual_seed(seed)
         paths.append(tmp_path / f"tau{tau}.pyth")
         torch.save({"model_state": build_model(cfg).state_dict(), "cfg": cfg.dump()}, paths[-1])
-    tool = _tool("sweep_threshold")
+    tool = sweep_threshold
     assert tool.checkpoint_tau(str(paths[1])) == 1.5
     out = tmp_path / "sweep"
     rows = tool.main(["--batch-size", "2", "--num-batches", "1", "--iters", "1", "--checkpoints", *map(str, paths),

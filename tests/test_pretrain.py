@@ -10,9 +10,8 @@ import os
 import torch
 from torch import Tensor
 
-from iared_video.config import load_config
 from iared_video.experiments.pretrain import DEFAULT_RECIPE, PretrainRecipe, read_sidecar, run_pretraining
-from iared_video.models import build_model
+from iared_video.methods import build_model, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = os.path.join(REPO, DEFAULT_RECIPE.weights)

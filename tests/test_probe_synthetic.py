@@ -1,18 +1,14 @@
-"""tools/probe_synthetic.py: both probe models on real decoded frames of a tiny generated set."""
+"""experiments/probe.py (tools/probe_synthetic.py): both probe models on real decoded frames of a tiny generated set."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from iared_video.experiments import probe as probe_synthetic
 from iared_video.synthetic import generate_video_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import probe_synthetic  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["cnn", "tsf"])
@@ -33,9 +29,8 @@ def test_probe_main_trains_the_tsf_on_decoded_videos(tmp_path, monkeypatch) -> N
     out = tmp_path / "probe.json"
     built, build = [], probe_synthetic.build_probe
     monkeypatch.setattr(probe_synthetic, "build_probe", lambda *args: built.append(build(*args)) or built[-1])
-    monkeypatch.setattr(sys, "argv", ["probe_synthetic.py", "--data", str(data), "--model", "tsf", "--size", "32",
-                                      "--frames", "4", "--epochs", "1", "--out", str(out)])
-    assert probe_synthetic.main() == 0
+    argv = ["--data", str(data), "--model", "tsf", "--size", "32", "--frames", "4", "--epochs", "1", "--out", str(out)]
+    assert probe_synthetic.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["args"]["model"] == "tsf" and result["num_classes"] == 2
     row = result["curve"][-1]

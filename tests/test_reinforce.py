@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iared_video.engine.reinforce import (
+from iared_video.methods.iared.reinforce import (
     leave_one_out_advantage,
     outcome,
     policy_gradient_loss,

@@ -13,6 +13,7 @@ import pytest
 
 from iared_video import synthetic as S
 from iared_video.datasets.imagenet import find_classes
+from iared_video.datasets.masks import load_image_mask, load_masks
 from iared_video.synthetic.images import _fill_marks
 
 # Tiny, fast geometry for generated sets.
@@ -133,7 +134,7 @@ def test_any_video_is_reproducible_from_seed_and_index(video_set: tuple[Path, di
     frames, masks, fps = S.render_video(S.video_rng(meta["seed"], v["index"]), v["label"],
                                         **meta["knobs"])
     assert fps == v["fps"] and masks.shape == (v["frames"], v["height"], v["width"])
-    np.testing.assert_array_equal(masks, S.load_masks(str(root / v["mask"])))
+    np.testing.assert_array_equal(masks, load_masks(str(root / v["mask"])))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -143,7 +144,7 @@ def test_decoded_frames_match_meta_masks_and_render(video_set: tuple[Path, dict]
     root, meta = video_set
     for v in meta["videos"]:
         decoded = _decode(root / v["path"])
-        masks = S.load_masks(str(root / v["mask"]))
+        masks = load_masks(str(root / v["mask"]))
         assert masks.dtype == bool and masks.any(axis=(1, 2)).all()
         assert decoded.shape == (v["frames"], v["height"], v["width"], 3)
         assert masks.shape == decoded.shape[:3]
@@ -329,7 +330,7 @@ def test_image_dataset_layout_and_masks(tmp_path: Path) -> None:
     for item in meta["images"]:
         assert item["path"] == f"{item['split']}/{item['class']}/{item['index']:06d}.png"
         image = np.asarray(Image.open(root / item["path"]).convert("RGB"))
-        mask = S.load_image_mask(str(root / item["mask"]))
+        mask = load_image_mask(str(root / item["mask"]))
         assert image.shape[:2] == mask.shape == (item["height"], item["width"])
         assert 0.01 < mask.mean() < 0.6
         ref_image, ref_mask = S.render_image(S.image_rng(2, item["index"]), item["label"],

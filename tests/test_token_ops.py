@@ -6,8 +6,9 @@ import pytest
 import torch
 from timm.models.vision_transformer import Attention, Block
 
+from iared_video.models.backbones import dense_forward
 from iared_video.models.packed import PackedSeqs
-from iared_video.models.token_ops import attention, block_forward, class_attention, dense_forward
+from iared_video.models.token_ops import attention, block_forward, class_attention
 
 DIM, HEADS = 16, 2
 

@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from iared_video.config import ConfigError, load_config
+from iared_video.config import ConfigError
+from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.tome import ToMeReducer, bipartite_soft_matching, merge_wavg, tokens_merged
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
-from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended, attention
 
@@ -157,7 +158,7 @@ def test_tome_gmacs_per_sample_match_fvcore(r: int) -> None:
 
 def test_config_builds_tome_with_a_schedule_and_rejects_bad_ones() -> None:
     tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
-            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "tome"]
+            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "tome"]
     model = build_model(load_config(None, [*tiny, "TOME.R_PER_LAYER", "[4, 0, 2, 1]", "TOME.PROP_ATTN", "False"]))
     assert isinstance(model.policy, ToMeReducer) and model.policy.r == [4, 0, 2, 1] and not model.policy.prop_attn
     assert [model.policy.acts_on(i) for i in range(4)] == [True, False, True, True]

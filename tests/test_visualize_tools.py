@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.visualization import run_visualize
 from iared_video.visualization.overlay import GREY
 
@@ -23,9 +23,9 @@ PAD = 2  # overlay.tile's default padding
 VIDEO_OPTS = ["MODEL.MODEL_NAME", "timesformer", "MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2",
               "MODEL.NUM_CLASSES", "4", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "64",
               "DATA.TEST_CROP_SIZE", "64",
-              "IARED.POLICY", "random", "IARED.DROP_RATIO", "0.5", "IARED.NUM_GROUPS", "1", "DEVICE", "cpu"]
+              "METHOD.NAME", "drop_random", "DROP.RATIO", "0.5", "IARED.NUM_GROUPS", "1", "DEVICE", "cpu"]
 IMAGE_OPTS = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "test_vit", "MODEL.NUM_CLASSES", "3", "DATA.TRAIN_CROP_SIZE",
-              "64", "DATA.TEST_CROP_SIZE", "64", "IARED.POLICY", "random", "IARED.DROP_RATIO", "0.5",
+              "64", "DATA.TEST_CROP_SIZE", "64", "METHOD.NAME", "drop_random", "DROP.RATIO", "0.5",
               "IARED.NUM_GROUPS", "2", "DEVICE", "cpu"]
 
 
@@ -101,7 +101,7 @@ def test_threshold_drawn_only_where_it_decides():
     """The colour bar marks IARED.THRESHOLD for the threshold decision, not where each video keeps its best."""
     from iared_video.visualization.stage import _vis_options
 
-    iared = [*VIDEO_OPTS, "IARED.POLICY", "interpreter", "IARED.THRESHOLD", "0.4"]
+    iared = [*VIDEO_OPTS, "METHOD.NAME", "iared", "IARED.THRESHOLD", "0.4"]
     assert _vis_options(load_config(None, iared)).threshold == 0.4
     assert _vis_options(load_config(None, [*iared, "IARED.DECISION", "expected_count"])).threshold is None
     assert _vis_options(load_config(None, VIDEO_OPTS)).threshold is None  # random: no threshold

@@ -16,7 +16,9 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
 from iared_video.config import get_cfg
-from iared_video.models import IARED, InterpreterPolicy, NoDropPolicy, TimeSformer, TimmViT, build_model
+from iared_video.methods import build_model
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.weights import (
     CheckpointFileError,
     CheckpointMismatchError,
@@ -92,7 +94,7 @@ def test_official_timesformer_checkpoint_matches_reference_forward(tmp_path, cap
     cfg = get_cfg()
     cfg.merge_from_list(["MODEL.EMBED_DIM", DIM, "MODEL.DEPTH", 2, "MODEL.NUM_HEADS", HEADS, "MODEL.PATCH_SIZE",
                          PATCH, "MODEL.NUM_CLASSES", 5, "DATA.TRAIN_CROP_SIZE", 32, "DATA.NUM_FRAMES", 4,
-                         "IARED.POLICY", "none", "MODEL.PRETRAINED", str(path)])
+                         "METHOD.NAME", "dense", "MODEL.PRETRAINED", str(path)])
     with caplog.at_level(logging.INFO, logger="iared_video.models.weights"):
         model = build_model(cfg).eval()
     assert "format timesformer" in caplog.text
@@ -244,7 +246,7 @@ def test_own_checkpoint_roundtrip(tmp_path, ddp):
     torch.manual_seed(1)
     target = IARED(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
     report = load_pretrained(target, path)
-    assert report.format == ("iared+ddp" if ddp else "iared")
+    assert report.format == ("wrapped+ddp" if ddp else "wrapped")
     assert not (report.missing or report.unexpected or report.reshaped or report.skipped_shape)
     for key, value in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[key], value)

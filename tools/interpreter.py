@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.utils.cli import DEBUG_FLAG, InputError, run_tool
 from iared_video.visualization import build_vis_model, describe_weights, looks_like_image, run_visualize
 

@@ -18,6 +18,7 @@ import argparse
 import sys
 import time
 
+from iared_video.config.defaults import SYNTHETIC_DATA_DIRS
 from iared_video.experiments.main_job import run_main_job
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs for every stage")
     args = parser.parse_args(argv)
     kind = "image" if args.image else "video"
-    data_dir = args.data_dir or ("./data/synthetic_images" if args.image else "./data/synthetic")
+    data_dir = args.data_dir or SYNTHETIC_DATA_DIRS[kind]
     output_dir = args.output_dir or f"./output/main_job_{kind}{'_scratch' if args.from_scratch else ''}"
     tic = time.time()
     if args.pretrain:

@@ -18,7 +18,7 @@ import argparse
 import logging
 import sys
 
-from iared_video.config import load_config
+from iared_video.methods import load_config
 from iared_video.utils.cli import DEBUG_FLAG, run_tool
 from iared_video.visualization import build_vis_model, describe_weights, run_visualize
 

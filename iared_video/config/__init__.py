@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import yaml
 from fvcore.common.config import CfgNode
 
+from iared_video.config.archs import arch_depth_and_patch, is_known_arch, nearest_archs, resolve_arch
 from iared_video.config.choices import CHOICES, LIST_CHOICES
-from iared_video.config.defaults import get_defaults
+from iared_video.config.defaults import FORMER_KEY_NAMES, former_key_errors, get_defaults
 from iared_video.config.runtime import device_of, is_video, resolve_device
+from iared_video.utils.cli import UserError
 
-__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "choices", "list_choices", "is_video",
-           "device_of", "resolve_device", "model_depth_and_patch"]
+__all__ = ["ConfigError", "get_cfg", "load_config", "validate", "flat_keys", "nearest", "ConfigCheck", "is_video",
+           "device_of", "resolve_device", "model_depth_and_patch", "choice_errors", "former_key_errors"]
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message lists every problem found."""
 
 
@@ -86,7 +88,9 @@ def _set(cfg: CfgNode, key: str, value: Any) -> None:
 
 def _merge(cfg: CfgNode, updates: dict[str, Any], source: str) -> None:
     defaults = flat_keys(cfg)
-    errors = _unknown_key_errors(updates, list(defaults), source)
+    former = former_key_errors(updates)
+    errors = [f"{e} (in {source})" for e in former]
+    errors += _unknown_key_errors([k for k in updates if k not in FORMER_KEY_NAMES], list(defaults), source)
     for key, value in updates.items():
         if key in defaults:
             try:
@@ -117,7 +121,7 @@ def _opts_to_dict(opts: Sequence[str]) -> dict[str, Any]:
 
 
 def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
-    """Depth and patch size of the configured backbone, from the tables of ``models.archs`` (nothing is built).
+    """Depth and patch size of the configured backbone, from the tables of ``config.archs`` (nothing is built).
 
     Only a timm name the tables do not cover (neither a standard ``vit_<size>_patch<p>_<res>`` name nor a listed
     one) is instantiated, on the meta device (no weights, no memory), to read its shape.
@@ -129,7 +133,6 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
     import torch
     from timm.models.vision_transformer import VisionTransformer
 
-    from iared_video.models.archs import resolve_arch
 
     base, overrides = resolve_arch(cfg.MODEL.ARCH)
     with torch.device("meta"):
@@ -138,11 +141,9 @@ def model_depth_and_patch(cfg: CfgNode) -> tuple[int, int]:
 
 
 def _known_depth_and_patch(cfg: CfgNode) -> tuple[int, int] | None:
-    """Depth and patch size from the config (TimeSformer) or the arch tables (``models.archs``); no model built."""
+    """Depth and patch size from the config (TimeSformer) or the arch tables (``config.archs``); no model built."""
     if is_video(cfg):
         return cfg.MODEL.DEPTH, cfg.MODEL.PATCH_SIZE
-    from iared_video.models.archs import arch_depth_and_patch
-
     return arch_depth_and_patch(cfg.MODEL.ARCH)
 
 
@@ -150,66 +151,51 @@ def _arch_errors(cfg: CfgNode) -> list[str]:
     """``MODEL.ARCH`` of an image model must be a project shape or a timm name (looked up, not built)."""
     if is_video(cfg):
         return []
-    from iared_video.models.archs import is_known_arch, nearest_archs
-
     if is_known_arch(cfg.MODEL.ARCH):
         return []
     return [f"MODEL.ARCH {cfg.MODEL.ARCH!r} is not a timm model or a project shape; nearest: "
             f"{nearest_archs(cfg.MODEL.ARCH)}"]
 
 
-def choices() -> dict[str, tuple]:
-    """``CHOICES`` plus ``IARED.POLICY``: the values the method registry accepts."""
-    from iared_video.methods import policy_choices
-
-    return {**CHOICES, "IARED.POLICY": policy_choices()}
-
-
-def list_choices() -> dict[str, tuple]:
-    """``LIST_CHOICES`` plus ``BENCHMARK.FIXED_POLICIES``: the methods with a variant at a keep target."""
-    from iared_video.methods import registered_methods
-
-    at_keep = tuple(m.name for m in registered_methods() if m.knob is not None)
-    return {**LIST_CHOICES, "BENCHMARK.FIXED_POLICIES": at_keep}
-
-
-def _choice_errors(flat: dict[str, Any]) -> list[str]:
+def choice_errors(flat: dict[str, Any], choices: dict[str, tuple] = CHOICES,
+                  list_choices: dict[str, tuple] = LIST_CHOICES) -> list[str]:
     """Every choice-valued key (and every item of a list-valued one) outside its values, with the nearest."""
     errors = []
-    for key, options in choices().items():
+    for key, options in choices.items():
         if flat[key] not in options:
-            errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{_nearest(flat[key], options)}")
-    for key, options in list_choices().items():
+            errors.append(f"{key} must be one of {list(options)}, got {flat[key]!r}{nearest(flat[key], options)}")
+    for key, options in list_choices.items():
         for item in flat[key]:
             if item not in options:
-                errors.append(f"{key} items must be in {list(options)}, got {item!r}{_nearest(item, options)}")
+                errors.append(f"{key} items must be in {list(options)}, got {item!r}{nearest(item, options)}")
     return errors
 
 
-def _nearest(value: Any, options: Sequence[Any]) -> str:
+def nearest(value: Any, options: Sequence[Any]) -> str:
     """``"; nearest: x"`` for a string close to one of string ``options``, else ""."""
     names = [o for o in options if isinstance(o, str)]
     near = difflib.get_close_matches(value, names, n=2, cutoff=0.5) if isinstance(value, str) else []
     return f"; nearest: {', '.join(repr(n) for n in near)}" if near else ""
 
 
-def validate(cfg: CfgNode) -> None:
-    """Check choices, ranges and cross-key constraints; raise one ConfigError listing all problems."""
+#: ``check(cfg, depth)``: further problems of a config, asked after the schema (the methods' checks).
+ConfigCheck = Callable[[CfgNode, int], list[str]]
+
+
+def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
+    """Check choices, ranges and cross-key constraints, then ``checks``; raise one ConfigError listing all problems.
+
+    The method keys (``METHOD.NAME``, ``BENCHMARK.METHODS_AT_KEEP``) and each method's section are checked by
+    the ``checks`` the entry point passes (``iared_video.methods.load_config``); this pass knows no method.
+    """
     flat = flat_keys(cfg)
-    errors = _choice_errors(flat)
-    if not 0.0 < cfg.IARED.THRESHOLD < 1.0:
-        errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {cfg.IARED.THRESHOLD}")
+    errors = choice_errors(flat)
     if not 0.0 <= cfg.VISUALIZE.ALPHA <= 1.0:
         errors.append(f"VISUALIZE.ALPHA must lie in [0, 1], got {cfg.VISUALIZE.ALPHA}")
-    if not 0.0 <= cfg.IARED.DROP_RATIO < 1.0:
-        errors.append(f"IARED.DROP_RATIO must lie in [0, 1), got {cfg.IARED.DROP_RATIO}")
     for key in ("IARED.NUM_GROUPS", "DATA.NUM_FRAMES", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "NUM_GPUS",
-                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES", "IARED.REINFORCE_SAMPLES"):
+                "NUM_SHARDS", "TEST.NUM_ENSEMBLE_VIEWS", "MODEL.NUM_CLASSES"):
         if flat[key] < 1:
             errors.append(f"{key} must be >= 1, got {flat[key]}")
-    if cfg.IARED.REINFORCE_BASELINE == "leave_one_out" and cfg.IARED.REINFORCE_SAMPLES < 2:
-        errors.append(f"IARED.REINFORCE_BASELINE leave_one_out needs IARED.REINFORCE_SAMPLES >= 2, got "
-                      f"{cfg.IARED.REINFORCE_SAMPLES}")
     if cfg.MODEL.EMBED_DIM % cfg.MODEL.NUM_HEADS:
         errors.append(f"MODEL.EMBED_DIM {cfg.MODEL.EMBED_DIM} is not divisible by "
                       f"MODEL.NUM_HEADS {cfg.MODEL.NUM_HEADS}")
@@ -217,27 +203,17 @@ def validate(cfg: CfgNode) -> None:
     if errors:  # the cross-key checks below need sane basic values
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     depth, patch = model_depth_and_patch(cfg)
-    errors += _shape_errors(cfg, flat, depth, patch)
+    errors += _shape_errors(flat, patch)
     errors += _divided_errors(cfg)
-    errors += method_config_errors(cfg, depth)
+    for check in checks:
+        errors += check(cfg, depth)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def _shape_errors(cfg: CfgNode, flat: dict[str, Any], depth: int, patch: int) -> list[str]:
-    """Group count, first drop group, attention block and crop sizes against the backbone's depth and patch."""
+def _shape_errors(flat: dict[str, Any], patch: int) -> list[str]:
+    """Crop sizes against the backbone's patch size (each method checks its own keys against the depth)."""
     errors = []
-    if not 1 <= cfg.IARED.FIRST_DROP_GROUP <= cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.FIRST_DROP_GROUP={cfg.IARED.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS="
-                      f"{cfg.IARED.NUM_GROUPS}]")
-    last = cfg.IARED.LAST_DROP_GROUP
-    if last and not cfg.IARED.FIRST_DROP_GROUP <= last <= cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.LAST_DROP_GROUP={last} must be 0 (every group) or lie in [IARED.FIRST_DROP_GROUP="
-                      f"{cfg.IARED.FIRST_DROP_GROUP}, IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS}]")
-    if depth % cfg.IARED.NUM_GROUPS:
-        errors.append(f"IARED.NUM_GROUPS={cfg.IARED.NUM_GROUPS} must divide the model depth {depth}")
-    if not 0 <= cfg.IARED.ATTENTION_BLOCK < depth:
-        errors.append(f"IARED.ATTENTION_BLOCK={cfg.IARED.ATTENTION_BLOCK} must index a block in [0, {depth})")
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
@@ -252,19 +228,14 @@ def _divided_errors(cfg: CfgNode) -> list[str]:
     return []
 
 
-def method_config_errors(cfg: CfgNode, depth: int) -> list[str]:
-    """Each method's checks of its section (DYNAMICVIT.*, TOME.*, ...) and the selected method's needs."""
-    from iared_video.methods import config_errors
-
-    return config_errors(cfg, depth)
-
-
-def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> CfgNode:
+def load_config(path: str | None = None, opts: Sequence[str] | None = None,
+                checks: Sequence[ConfigCheck] = ()) -> CfgNode:
     """Merge ``path`` (yaml) and then ``opts`` over the defaults, validate once, freeze.
 
     Args:
         path: a yaml file, or None for the defaults alone.
         opts: flat ``["KEY", "VALUE", ...]`` overrides, values parsed as Python literals.
+        checks: further checks after the schema's (``iared_video.methods.load_config`` passes the methods').
 
     Raises:
         ConfigError: unknown keys (with the nearest valid names), wrong types or impossible settings.
@@ -274,6 +245,6 @@ def load_config(path: str | None = None, opts: Sequence[str] | None = None) -> C
         _merge(cfg, _read_yaml(path), path)
     if opts:
         _merge(cfg, _opts_to_dict(opts), "command-line options")
-    validate(cfg)
+    validate(cfg, checks)
     cfg.freeze()
     return cfg

@@ -8,9 +8,8 @@ Pure data: importing this module imports nothing else of the package.
 from __future__ import annotations
 
 __all__ = ["VIDEO_MODELS", "MODEL_NAMES", "DEVICES", "DECODING_BACKENDS", "OPTIMIZERS", "AMP_DTYPES",
-           "UPSAMPLE_MODES", "ANIMATION_FORMATS", "BINARIZE_RULES", "KEEP_SCHEDULES", "REWARD_OUTCOMES",
-           "INTERPRETER_INPUTS", "DECISIONS", "CPU_LINEARS", "PRECISIONS", "IMAGE_INTERPOLATIONS",
-           "PATCH_INFLATIONS", "TEMPORAL_SAMPLINGS", "CHOICES", "LIST_CHOICES"]
+           "UPSAMPLE_MODES", "ANIMATION_FORMATS", "BINARIZE_RULES", "KEEP_SCHEDULES", "CPU_LINEARS", "PRECISIONS",
+           "IMAGE_INTERPOLATIONS",            "PATCH_INFLATIONS", "TEMPORAL_SAMPLINGS", "CHOICES", "LIST_CHOICES"]
 
 VIDEO_MODELS = ("timesformer",)  # MODEL.MODEL_NAME values that take clips (C, T, H, W); see ``is_video``
 MODEL_NAMES = VIDEO_MODELS + ("deit",)
@@ -23,28 +22,18 @@ UPSAMPLE_MODES = ("nearest", "bilinear")
 ANIMATION_FORMATS = ("gif", "mp4", "none")
 BINARIZE_RULES = ("mean", "fixed", "otsu")
 KEEP_SCHEDULES = ("geometric", "first")
-REWARD_OUTCOMES = ("prediction", "probability")  # what "correct" is in IA-RED^2's reward (engine/reinforce.py)
-INTERPRETER_INPUTS = ("tokens", "content", "difference")  # what the input-level interpreter scores (models/policies.py)
-DECISIONS = ("threshold", "expected_count")  # IA-RED^2's deterministic keep rule (models/policies.py)
 CPU_LINEARS = ("aten", "onednn")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PATCH_INFLATIONS = ("mean_diff", "mean", "central")  # 2-d patch weights -> a window of frames (models/weights.py)
 IMAGE_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "box", "hamming", "lanczos")  # timm's eval names
 
-#: Keys whose value must be one of a fixed set. ``IARED.POLICY`` and ``BENCHMARK.FIXED_POLICIES`` come from the
-#: method registry (``iared_video.config.choices_of``).
+#: Keys whose value must be one of a fixed set. ``METHOD.NAME`` and ``BENCHMARK.METHODS_AT_KEEP`` take the method
+#: registry's names and each method's section its own choices (``Method.choices``, checked by
+#: ``iared_video.methods.config_errors``).
 CHOICES: dict[str, tuple] = {
     "MODEL.MODEL_NAME": MODEL_NAMES,
     "MODEL.ATTENTION_TYPE": ("joint_space_time", "divided_space_time"),
     "MODEL.PATCH_FRAMES_INFLATION": PATCH_INFLATIONS,
-    "IARED.REWARD": ("square", "linear"),
-    "IARED.REWARD_NORMALIZER": ("original", "entering"),
-    "IARED.REWARD_OUTCOME": REWARD_OUTCOMES,
-    "IARED.REINFORCE_BASELINE": ("greedy", "leave_one_out"),
-    "IARED.INTERPRETER_INPUT": INTERPRETER_INPUTS,
-    "IARED.DECISION": DECISIONS,
-    "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS,
-    "DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled"),
     "DATA.DATASET": ("kinetics", "imagenet"),
     "DATA.DECODING_BACKEND": DECODING_BACKENDS,
     "DATA.TEMPORAL_SAMPLING": TEMPORAL_SAMPLINGS,

@@ -2,9 +2,19 @@
 
 PySlowFast convention: a yaml file is merged over these defaults, trailing
 ``KEY VALUE`` options are merged last, then ``validate`` checks the result once.
+
+Options that exist for the synthetic sets (datasets/SYNTHETIC.md, docs/METHODS.md): their defaults are the
+paper's (or upstream TimeSformer's) behaviour, and only configs/Synthetic and the main job set them:
+MODEL.PATCH_FRAMES, MODEL.PATCH_FRAMES_INFLATION, MODEL.POS_EMBED_INIT_STD, MODEL.TIME_EMBED_INIT_STD,
+IARED.FIRST_DROP_GROUP, IARED.LAST_DROP_GROUP, IARED.DECISION, IARED.REWARD_NORMALIZER, IARED.REWARD_OUTCOME,
+IARED.REINFORCE_SAMPLES, IARED.REINFORCE_BASELINE, IARED.INTERPRETER_HIDDEN, IARED.INTERPRETER_INPUT,
+IARED.INTERPRETER_INIT_SCORE. What they did on those sets is in docs/experiment_log.md.
 """
 
 from fvcore.common.config import CfgNode
+
+#: Where the synthetic sets are written and read by default (tools/make_synthetic.py, tools/main_job.py).
+SYNTHETIC_DATA_DIRS = {"video": "./data/synthetic", "image": "./data/synthetic_images"}
 
 _C = CfgNode()
 
@@ -70,9 +80,8 @@ _C.MODEL.PATCH_FRAMES = 1
 # W on the token's own frame, zero elsewhere (ViViT). See docs/experiment_log.md, "Video model".
 _C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
-# pre-trained starts; from scratch on small data the positions are then ~30x weaker than the patch
-# content and a ViT sits at chance for epochs (the from-scratch control of tools/main_job.py sets 1.0; see
-# docs/experiment_log.md).
+# pre-trained starts; from scratch on small data a larger std lets a ViT learn positions (the from-scratch
+# control of tools/main_job.py sets 1.0).
 # Drawn with timm's trunc_normal_, which cuts at +-2 (so stds above 1 are clipped hard).
 _C.MODEL.POS_EMBED_INIT_STD = 0.02
 # Initial std of the TimeSformer temporal embedding (0 = zeros, as TimeSformer, so that an image
@@ -84,22 +93,28 @@ _C.MODEL.TIME_EMBED_INIT_STD = 0.0
 _C.MODEL.PRETRAINED = ""
 
 # ---------------------------------------------------------------------------
-# IA-RED^2.
+# Method.
+# ---------------------------------------------------------------------------
+_C.METHOD = CfgNode()
+# The token-reduction method, a name of the registry in iared_video/methods/ (docs/METHODS.md): "dense",
+# "iared" (IA-RED^2, settings in IARED), "iared_gumbel" (its Appendix D variant, IARED plus GUMBEL),
+# "dynamicvit" (DYNAMICVIT), "tome" (TOME), "evit" (EVIT), or one of the paper's fixed-ratio baselines
+# "drop_random", "drop_attention", "drop_temporal_diff" (DROP).
+_C.METHOD.NAME = "iared"
+
+# ---------------------------------------------------------------------------
+# IA-RED^2 (Pan et al., NeurIPS 2021), METHOD.NAME iared (and iared_gumbel, with GUMBEL).
 # ---------------------------------------------------------------------------
 _C.IARED = CfgNode()
-# The method (iared_video/methods/): "interpreter" (IA-RED^2; with GUMBEL True its Gumbel variant), "random",
-# "attention", "temporal_diff", "none" (dense), "dynamicvit" (see DYNAMICVIT), "tome" (see TOME) or "evit" (see
-# EVIT); NUM_GROUPS is unused by dynamicvit, tome and evit.
-_C.IARED.POLICY = "interpreter"
-# D: number of block groups, each opened by a policy; must divide MODEL depth.
+# D: number of block groups, each opened by a policy (dense and the fixed-ratio drops use the same grouping);
+# must divide the model depth.
 _C.IARED.NUM_GROUPS = 1
 # First group (1-based) whose interpreter may drop tokens; groups before it keep every token and train no
-# interpreter. 1 is the paper (input level). A later start helps a small backbone whose input tokens do not
-# tell object from background linearly (see docs/experiment_log.md), as DynamicViT prunes only after block 3.
+# interpreter. 1 is the paper (input level); a later start suits a backbone whose input tokens do not tell object
+# from background linearly (DynamicViT prunes only after block 3).
 _C.IARED.FIRST_DROP_GROUP = 1
 # Last group (1-based) whose interpreter may drop tokens; 0 = IARED.NUM_GROUPS (the paper: every group). Later
-# groups keep what they are given and train no interpreter (on the synthetic images a third interpreter kept nearly
-# every token it was given, docs/experiment_log.md).
+# groups keep what they are given and train no interpreter.
 _C.IARED.LAST_DROP_GROUP = 0
 # Inference: a patch token whose informative score is below THRESHOLD is dropped.
 _C.IARED.THRESHOLD = 0.5
@@ -107,8 +122,7 @@ _C.IARED.THRESHOLD = 0.5
 # I >= THRESHOLD) or "expected_count" (each sample keeps its round(sum_i I_i) highest-scored tokens, the number a
 # Bernoulli(I) sample keeps on average, so the decision deployed keeps as many tokens as the ones REINFORCE trained).
 _C.IARED.DECISION = "threshold"
-# Reward for a wrong prediction is -TAU (Eq. 2). Larger TAU keeps more tokens: DeiT-S gives 76.0% / 2.5 GFLOPs at
-# 0.5 and 79.1% / 3.4 GFLOPs at 1.5 (the paper's headline row; Table 8), so 1.5 is the default.
+# Reward for a wrong prediction is -TAU (Eq. 2); larger TAU keeps more tokens. 1.5 is the paper's headline row.
 _C.IARED.TAU = 1.5
 # Efficiency term of the reward: "square" gives 1 - (kept/N)^2 (paper), "linear" gives 1 - kept/N.
 _C.IARED.REWARD = "square"
@@ -129,12 +143,6 @@ _C.IARED.REINFORCE_SAMPLES = 1
 # fair baseline when the greedy decision is far worse than the samples (an untrained interpreter's threshold
 # keeps correlated tokens: all of one colour, say).
 _C.IARED.REINFORCE_BASELINE = "greedy"
-# Fraction of patch tokens dropped at the input by the fixed-ratio policies (random, attention, temporal_diff).
-_C.IARED.DROP_RATIO = 0.3
-# 0-based block whose head-averaged class-token attention scores the patches for the "attention" policy and the
-# raw-attention heatmap (tools/eval_heatmaps.py); earlier blocks run on every token first. 1 is the paper's
-# Block_1, the second block (Fig. 3; Table 5 compares Block_0, Block_1, Block_2 and picks Block_1).
-_C.IARED.ATTENTION_BLOCK = 1
 # Heads of the multi-head interpreter.
 _C.IARED.INTERPRETER_HEADS = 4
 # Width of each interpreter head's query/key maps.
@@ -160,17 +168,32 @@ _C.IARED.INTERPRETER_LR = 2.5e-3
 _C.IARED.INTERPRETER_OPTIMIZER = ""
 # Weight decay of the interpreter stages.
 _C.IARED.INTERPRETER_WEIGHT_DECAY = 0.0
-# Appendix D variant: the interpreter's "sample" decision is a straight-through Gumbel sample, and the whole
-# model trains end-to-end with cross-entropy plus a keep-ratio term (GUMBEL_KEEP_RATE) in one stage of
-# SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
-_C.IARED.GUMBEL = False
-# Temperature of the straight-through Gumbel decision (IARED.GUMBEL).
-_C.IARED.GUMBEL_TAU = 1.0
-# Keep-ratio target rho of IARED.GUMBEL training: an MSE term pulls each sample's fraction of patch tokens kept
-# after group j (1-based) towards rho^j, as DynamicViT does (cross-entropy alone would keep every token).
-_C.IARED.GUMBEL_KEEP_RATE = 0.7
-# Weight of that keep-ratio MSE (mean over groups) in the IARED.GUMBEL loss; 0 turns it off.
-_C.IARED.GUMBEL_RATIO_WEIGHT = 2.0
+
+# ---------------------------------------------------------------------------
+# Gumbel IA-RED^2 (the paper's Appendix D), METHOD.NAME iared_gumbel: the IARED interpreters' "sample" decision is
+# a straight-through Gumbel sample and the whole model trains end-to-end with cross-entropy plus a keep-ratio term
+# in one stage of SOLVER.MAX_EPOCH epochs (no REINFORCE curriculum).
+# ---------------------------------------------------------------------------
+_C.GUMBEL = CfgNode()
+# Temperature of the straight-through Gumbel decision.
+_C.GUMBEL.TAU = 1.0
+# Keep-ratio target rho: an MSE term pulls each sample's fraction of patch tokens kept after group j (1-based)
+# towards rho^j, as DynamicViT does (cross-entropy alone would keep every token).
+_C.GUMBEL.KEEP_RATE = 0.7
+# Weight of that keep-ratio MSE (mean over groups) in the loss; 0 turns it off.
+_C.GUMBEL.RATIO_WEIGHT = 2.0
+
+# ---------------------------------------------------------------------------
+# The paper's fixed-ratio baselines, METHOD.NAME drop_random, drop_attention, drop_temporal_diff: drop RATIO of
+# the patch tokens at the input, lowest-scored first.
+# ---------------------------------------------------------------------------
+_C.DROP = CfgNode()
+# Fraction of patch tokens dropped at the input.
+_C.DROP.RATIO = 0.3
+# 0-based block whose head-averaged class-token attention scores the patches for drop_attention and the
+# raw-attention heatmap (tools/eval_heatmaps.py); earlier blocks run on every token first. 1 is the paper's
+# Block_1, the second block (Fig. 3; Table 5 compares Block_0, Block_1, Block_2 and picks Block_1).
+_C.DROP.ATTENTION_BLOCK = 1
 
 # ---------------------------------------------------------------------------
 # Data.
@@ -179,7 +202,7 @@ _C.DATA = CfgNode()
 # Data set name from DATASET_REGISTRY: "kinetics" (video CSV) or "imagenet" (class folders).
 _C.DATA.DATASET = "kinetics"
 # Folder holding {train,val,test}.csv (video) or train/ and val/ (images).
-_C.DATA.PATH_TO_DATA_DIR = "./data/synthetic"
+_C.DATA.PATH_TO_DATA_DIR = SYNTHETIC_DATA_DIRS["video"]
 # Prefix joined to every path in the CSV files.
 _C.DATA.PATH_PREFIX = ""
 # Separator between path and label in the CSV files.
@@ -358,9 +381,10 @@ _C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
 _C.BENCHMARK.KEEP_SPREAD = 0.1
 # How controlled keeps spread over groups: "geometric" (cumulative r^((j+1)/D)) or "first" (all at group 0).
 _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
-# Methods timed at each KEEP_RATIOS target besides controlled-keep IA-RED^2: any of "random", "attention",
-# "temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors / training-free reducers set to the target).
-_C.BENCHMARK.FIXED_POLICIES = ["random"]
+# Methods (METHOD.NAME values) also timed at each KEEP_RATIOS target besides controlled-keep IA-RED^2: any of
+# "drop_random", "drop_attention", "drop_temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors and
+# training-free reducers set to the target).
+_C.BENCHMARK.METHODS_AT_KEEP = ["drop_random"]
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
 # Linear layers on CPU: "aten" (torch's default BLAS path) or "onednn" (fp32 only; iared_video/models/onednn.py).
@@ -368,7 +392,7 @@ _C.BENCHMARK.DATA_SPLIT = ""
 _C.BENCHMARK.CPU_LINEAR = "aten"
 
 # ---------------------------------------------------------------------------
-# DynamicViT (Rao et al., 2021), selected by IARED.POLICY dynamicvit.
+# DynamicViT (Rao et al., 2021), METHOD.NAME dynamicvit.
 # ---------------------------------------------------------------------------
 _C.DYNAMICVIT = CfgNode()
 # Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)); [3, 6, 9] for 12.
@@ -398,7 +422,7 @@ _C.DYNAMICVIT.BACKBONE_HOLD_EPOCHS = 5.0
 _C.DYNAMICVIT.FROZEN_PARAMS = ["cls_token", "pos_embed", "time_embed"]
 
 # ---------------------------------------------------------------------------
-# ToMe (Bolya et al., ICLR 2023), selected by IARED.POLICY tome: bipartite soft matching merges r tokens per block
+# ToMe (Bolya et al., ICLR 2023), METHOD.NAME tome: bipartite soft matching merges r tokens per block
 # between attention and MLP (methods/tome.py).
 # ---------------------------------------------------------------------------
 _C.TOME = CfgNode()
@@ -410,7 +434,7 @@ _C.TOME.R_PER_LAYER = []
 _C.TOME.PROP_ATTN = True
 
 # ---------------------------------------------------------------------------
-# EViT (Liang et al., ICLR 2022), selected by IARED.POLICY evit: keep the top ceil(KEEP_RATE * n) tokens by class
+# EViT (Liang et al., ICLR 2022), METHOD.NAME evit: keep the top ceil(KEEP_RATE * n) tokens by class
 # attention at LOCATIONS, fuse the rest into one token (methods/evit.py).
 # ---------------------------------------------------------------------------
 _C.EVIT = CfgNode()
@@ -425,3 +449,32 @@ _C.EVIT.FUSE_TOKEN = True
 def get_defaults() -> CfgNode:
     """Return a fresh copy of the defaults."""
     return _C.clone()
+
+# ---------------------------------------------------------------------------
+# Replaced keys: a config (a yaml file, options, or the config stored in a checkpoint) that still sets one of
+# them is refused with the key and value that replace it.
+# ---------------------------------------------------------------------------
+#: Former ``IARED.POLICY`` value -> the ``METHOD.NAME`` that replaces it.
+FORMER_POLICIES = {"none": "dense", "interpreter": "iared", "random": "drop_random", "attention": "drop_attention",
+                   "temporal_diff": "drop_temporal_diff", "dynamicvit": "dynamicvit", "tome": "tome", "evit": "evit"}
+#: Former key -> the key that replaces it.
+FORMER_KEYS = {"IARED.GUMBEL_TAU": "GUMBEL.TAU", "IARED.GUMBEL_KEEP_RATE": "GUMBEL.KEEP_RATE",
+               "IARED.GUMBEL_RATIO_WEIGHT": "GUMBEL.RATIO_WEIGHT", "IARED.DROP_RATIO": "DROP.RATIO",
+               "IARED.ATTENTION_BLOCK": "DROP.ATTENTION_BLOCK"}
+#: Every former key.
+FORMER_KEY_NAMES = ("IARED.POLICY", "IARED.GUMBEL", *FORMER_KEYS)
+
+
+def former_key_errors(flat: dict) -> list[str]:
+    """What replaces each former key that ``flat`` (``{"A.B": value}``) sets, e.g.
+    ``"IARED.POLICY interpreter is now METHOD.NAME iared"``."""
+    errors = []
+    if "IARED.POLICY" in flat:
+        value = flat["IARED.POLICY"]
+        errors.append(f"IARED.POLICY {value} is now METHOD.NAME {FORMER_POLICIES.get(value, '<a method name>')}")
+    if flat.get("IARED.GUMBEL") is True:
+        errors.append("IARED.GUMBEL True is now METHOD.NAME iared_gumbel (its settings: GUMBEL.*)")
+    elif "IARED.GUMBEL" in flat:
+        errors.append("IARED.GUMBEL is gone: METHOD.NAME names the method (iared_gumbel for the Gumbel variant)")
+    errors += [f"{key} is now {new}" for key, new in FORMER_KEYS.items() if key in flat]
+    return errors

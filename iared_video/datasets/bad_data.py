@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from iared_video.utils.cli import UserError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SampleError", "DataSplitError", "RobustDataset", "check_file", "substitute_index"]
@@ -32,7 +34,7 @@ __all__ = ["SampleError", "DataSplitError", "RobustDataset", "check_file", "subs
 MODES = ("train", "val", "test")
 
 
-class SampleError(RuntimeError):
+class SampleError(UserError, RuntimeError):
     """A sample that cannot be loaded.
 
     Attributes:
@@ -46,7 +48,7 @@ class SampleError(RuntimeError):
         self.path, self.reason, self.permanent = path, reason, permanent
 
 
-class DataSplitError(ValueError):
+class DataSplitError(UserError, ValueError):
     """A data split (split CSV or image folder) that cannot be used: empty, unparsable or mislabelled."""
 
 

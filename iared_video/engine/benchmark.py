@@ -38,13 +38,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from iared_video.config import device_of, is_video, resolve_device
-from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES
+from iared_video.config.choices import CPU_LINEARS
 from iared_video.config.choices import PRECISIONS as PRECISION_NAMES
-from iared_video.methods import get_method, registered_methods
+from iared_video.config.defaults import get_defaults
+from iared_video.methods import get_method, model_gmacs_per_sample, registered_methods
 from iared_video.methods.base import BenchContext, Variant
-from iared_video.methods.fixed_ratio import FixedRatio
 from iared_video.models.build import build_backbone
-from iared_video.models.flops import dense_gmacs, model_gmacs_per_sample
+from iared_video.models.flops import dense_gmacs
 from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import NoDropPolicy
@@ -53,12 +53,10 @@ from iared_video.utils.results import BenchmarkResults, format_table, save_json
 
 __all__ = ["Variant", "BenchSettings", "build_variants", "time_interleaved", "summarize_times", "peak_memory_mb",
            "LiveTensorBytes", "make_input", "data_input", "split_batches", "run_benchmark", "run_benchmark_from_cfg",
-           "benchmark_table", "autocast_context", "keep_target_methods", "FIXED_POLICIES"]
+           "benchmark_table", "autocast_context", "keep_target_methods"]
 
 logger = logging.getLogger(__name__)
 
-#: The fixed-ratio baselines' policy classes by method name (from the registry).
-FIXED_POLICIES = {m.name: m.policy_type for m in registered_methods() if isinstance(m, FixedRatio)}
 #: Autocast dtype of each precision name of ``config.choices.PRECISIONS`` (None: no autocast, fp32).
 PRECISIONS = {name: {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name) for name in PRECISION_NAMES}
 
@@ -68,36 +66,40 @@ def keep_target_methods() -> list[str]:
     return [m.name for m in registered_methods() if m.knob is not None]
 
 
+_DEFAULTS = get_defaults()
+
+
 @dataclass
 class BenchSettings:
     """What to run; see ``tools/benchmark.py --help`` for the meaning of each field.
 
-    ``methods`` are timed as configured and at each keep target (default: dense, and IA-RED^2 by threshold and
-    by controlled keep); ``fixed_policies`` (any of ``keep_target_methods()``) at each keep target only.
+    ``methods`` are timed as configured and at each keep target (empty: the registry's ``Method.benchmarked``
+    methods, dense and IA-RED^2 by threshold and by controlled keep); ``methods_at_keep`` (any of
+    ``keep_target_methods()``) at each keep target only. The defaults are the ``BENCHMARK`` section's.
     """
 
-    batch_sizes: Sequence[int] = (1, 16)
-    precisions: Sequence[str] = ("fp32",)
-    warmup: int = 3
-    iters: int = 10
-    thresholds: Sequence[float] = ()
-    keep_ratios: Sequence[float] = (0.5, 0.7)
-    keep_spread: float = 0.1
-    keep_schedule: str = KEEP_SCHEDULES[0]
-    fixed_policies: Sequence[str] = ("random",)
-    data_split: str = ""
-    seed: int = 0
+    batch_sizes: Sequence[int] = tuple(_DEFAULTS.BENCHMARK.BATCH_SIZES)
+    precisions: Sequence[str] = tuple(_DEFAULTS.BENCHMARK.PRECISIONS)
+    warmup: int = _DEFAULTS.BENCHMARK.WARMUP_ITERS
+    iters: int = _DEFAULTS.BENCHMARK.NUM_ITERS
+    thresholds: Sequence[float] = tuple(_DEFAULTS.BENCHMARK.THRESHOLDS)
+    keep_ratios: Sequence[float] = tuple(_DEFAULTS.BENCHMARK.KEEP_RATIOS)
+    keep_spread: float = _DEFAULTS.BENCHMARK.KEEP_SPREAD
+    keep_schedule: str = _DEFAULTS.BENCHMARK.KEEP_SCHEDULE
+    methods_at_keep: Sequence[str] = tuple(_DEFAULTS.BENCHMARK.METHODS_AT_KEEP)
+    data_split: str = _DEFAULTS.BENCHMARK.DATA_SPLIT
+    seed: int = _DEFAULTS.RNG_SEED
     measure_memory: bool = True
-    cpu_linear: str = CPU_LINEARS[0]
-    methods: Sequence[str] = ("none", "interpreter")
+    cpu_linear: str = _DEFAULTS.BENCHMARK.CPU_LINEAR
+    methods: Sequence[str] = ()
 
 
 def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) -> list[Variant]:
     """Every method's benchmark variants (``Method.benchmark_variants``) on one backbone: ``settings.methods``
-    as configured, then at each keep target ``settings.methods`` and ``settings.fixed_policies``."""
+    as configured, then at each keep target ``settings.methods`` and ``settings.methods_at_keep``."""
     bench = BenchContext(cfg, settings, build_backbone(cfg))
-    methods = [get_method(name) for name in settings.methods]
-    at_keep = methods + [get_method(name) for name in settings.fixed_policies]
+    methods = [get_method(name) for name in settings.methods] or [m for m in registered_methods() if m.benchmarked]
+    at_keep = methods + [get_method(name) for name in settings.methods_at_keep]
     variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
@@ -117,7 +119,7 @@ def _onednn_variants(variants: list[Variant]) -> list[Variant]:
     aten = copy.deepcopy(variants[0].model)  # dense: the shared backbone with every token kept
     for v in variants:
         use_onednn_linears(v.model)
-    return variants + [Variant("dense (aten linear)", aten, "none")]
+    return variants + [Variant(f"{variants[0].name} (aten linear)", aten, variants[0].policy)]
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -356,7 +358,7 @@ def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
     return BenchSettings(batch_sizes=list(b.BATCH_SIZES), precisions=list(b.PRECISIONS), warmup=b.WARMUP_ITERS,
                          iters=b.NUM_ITERS, thresholds=list(b.THRESHOLDS), keep_ratios=list(b.KEEP_RATIOS),
                          keep_spread=b.KEEP_SPREAD, keep_schedule=b.KEEP_SCHEDULE,
-                         fixed_policies=list(b.FIXED_POLICIES), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED,
+                         methods_at_keep=list(b.METHODS_AT_KEEP), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED,
                          cpu_linear=b.CPU_LINEAR)
 
 

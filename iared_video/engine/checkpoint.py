@@ -23,17 +23,20 @@ import torch
 import yaml
 from fvcore.common.config import CfgNode
 
+from iared_video.config import former_key_errors
 from iared_video.engine.logging import get_logger
+from iared_video.methods import config_nodes
+from iared_video.utils.cli import UserError
 
 __all__ = ["checkpoint_dir", "checkpoint_name", "list_checkpoints", "save_checkpoint", "load_checkpoint",
            "load_newest_valid", "newest_checkpoint", "position_of", "rng_state", "set_rng_state", "CheckpointError",
-           "TrainPosition", "training_config_changes"]
+           "TrainPosition", "training_config_changes", "training_keys"]
 
 logger = get_logger(__name__)
 _PATTERN = re.compile(r"^checkpoint_epoch_(\d{5})(?:_iter_(\d{6}))?\.pyth$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be used (truncated, corrupt or missing fields)."""
 
 
@@ -161,8 +164,9 @@ def position_of(payload: dict[str, Any]) -> TrainPosition:
                          int(payload["global_epoch"]), bool(payload.get("epoch_done", False)))
 
 
-#: Config sections (and top-level keys) whose values shape what a run trains.
-TRAINING_KEYS = ("MODEL", "IARED", "DATA", "SOLVER", "TRAIN", "DYNAMICVIT", "TOME", "EVIT", "RNG_SEED")
+#: Config sections (and top-level keys) whose values shape what a run trains, besides the methods' own sections
+#: (``training_keys``).
+TRAINING_KEYS = ("MODEL", "METHOD", "DATA", "SOLVER", "TRAIN", "RNG_SEED")
 #: Keys that may differ between a run and its resumption: where files are, how often to log, check or save.
 RESUMABLE_CHANGES = ("MODEL.PRETRAINED", "DATA.PATH_TO_DATA_DIR", "DATA.PATH_PREFIX", "TRAIN.CHECKPOINT_FILE_PATH",
                      "TRAIN.ENABLE", "TRAIN.AUTO_RESUME", "TRAIN.EVAL_PERIOD", "TRAIN.CHECKPOINT_PERIOD",
@@ -179,13 +183,21 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def training_keys() -> tuple[str, ...]:
+    """``TRAINING_KEYS`` and every method's config sections (``Method.config_nodes``, from the registry)."""
+    return TRAINING_KEYS + config_nodes()
+
+
 def training_config_changes(saved_dump: str, cfg: CfgNode) -> list[str]:
     """``"KEY: saved -> now"`` for every training key where ``cfg`` differs from the config a checkpoint was
     written under (``saved_dump``, its ``cfg.dump()``); paths and logging/checkpoint periods are not compared."""
     saved, now = _flat(yaml.safe_load(saved_dump) or {}), _flat(yaml.safe_load(cfg.dump()))
-    changes = []
+    former = former_key_errors(saved)
+    if former:  # written before the keys were renamed: say what replaces them
+        return former
+    changes, sections = [], training_keys()
     for key in sorted(set(saved) | set(now)):
-        if key.split(".")[0] not in TRAINING_KEYS or key in RESUMABLE_CHANGES:
+        if key.split(".")[0] not in sections or key in RESUMABLE_CHANGES:
             continue
         if saved.get(key) != now.get(key):
             changes.append(f"{key}: {saved.get(key)!r} -> {now.get(key)!r}")

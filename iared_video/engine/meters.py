@@ -148,7 +148,6 @@ class TestMeter:
     def __init__(self, num_temporal: int = 1, num_spatial: int = 1) -> None:
         self.num_temporal, self.num_spatial = num_temporal, num_spatial
         self.rows: dict[str, list[Tensor]] = defaultdict(list)
-        self.num_invalid = 0
 
     def update(self, logits: Tensor, labels: Tensor, video_index: Tensor, temporal_index: Tensor,
                spatial_index: Tensor, keep_ratios: Tensor, gmacs: Tensor | None = None) -> None:
@@ -159,10 +158,6 @@ class TestMeter:
             self.rows[key].append(value.detach().cpu())
         if gmacs is not None:
             self.rows["gmacs"].append(gmacs.detach().float().cpu())
-
-    def add_invalid(self, count: int) -> None:
-        """Count views of unreadable videos that were left out."""
-        self.num_invalid += int(count)
 
     def tensors(self) -> dict[str, Tensor]:
         return {k: torch.cat(v) for k, v in self.rows.items()}

@@ -17,15 +17,15 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+import iared_video.engine.checkpoint as ckpt
+import iared_video.engine.distributed as du
 from iared_video.config import device_of, is_video
-from iared_video.engine import checkpoint as ckpt
-from iared_video.engine import distributed as du
+from iared_video.datasets import construct_loader
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TestMeter
-from iared_video.engine.steps import autocast, keep_ratios
 from iared_video.engine.trainer import LoaderFn, amp_dtype_of, build_initial_model
-from iared_video.methods import method_for_cfg
-from iared_video.models.flops import model_gmacs_per_sample
+from iared_video.methods import method_for_cfg, model_gmacs_per_sample
+from iared_video.methods.steps import autocast, keep_ratios
 from iared_video.models.weights import load_pretrained
 from iared_video.utils.results import TestResults, save_json
 
@@ -141,20 +141,18 @@ def test(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderF
     else:
         source = "model in memory"
     model = model.to(device)
-    if loader_fn is None:
-        from iared_video.datasets import construct_loader
-
-        loader_fn = construct_loader
+    loader_fn = loader_fn or construct_loader
     video = is_video(cfg)
     meter = TestMeter(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
-    logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, cfg.IARED.POLICY, source)
+    method = method_for_cfg(cfg)
+    logger.info("testing %s (%s): %s", cfg.MODEL.MODEL_NAME, method.name, source)
     seconds, views, unreadable = run_test_pass(model, loader_fn(cfg, "test"), meter, device,
                                                amp_dtype_of(cfg, device), model_gmacs_per_sample)
     rows = _gather_rows(meter.tensors() if meter.rows else _empty_rows(cast(int, model.num_groups)), device)
     unreadable_all = set().union(*du.all_gather_objects(unreadable))
     results = TestResults(**TestMeter.summarize(rows, meter.num_temporal, meter.num_spatial, video),
                           **_cost_stats(seconds, views, video), num_videos_unreadable=len(unreadable_all),
-                          checkpoint=source, policy=cfg.IARED.POLICY, method=method_for_cfg(cfg).name,
+                          checkpoint=source, policy=method.label, method=method.name,
                           num_processes=du.get_world_size())
     if results.num_videos_missing_views:
         logger.warning("%d videos miss views (left out of video-1): %s", results.num_videos_missing_views,

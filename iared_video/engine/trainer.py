@@ -10,7 +10,6 @@ The step functions take plain arguments; the cfg is read only in ``train`` and i
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import random
@@ -27,37 +26,26 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import iared_video.engine.checkpoint as ckpt
+import iared_video.engine.distributed as du
 from iared_video.config import device_of
 from iared_video.config.choices import AMP_DTYPES
-from iared_video.engine import checkpoint as ckpt
-from iared_video.engine import distributed as du
-from iared_video.engine.curriculum import Stage, eval_modes, model_in_train_mode, set_trainable, train_modes
+from iared_video.datasets import construct_loader, shuffle_dataset
 from iared_video.engine.logging import get_logger, log_json_stats
 from iared_video.engine.meters import TrainMeter, ValMeter
-from iared_video.engine.optim import LRSchedule
-from iared_video.engine.steps import StepArgs, ce_step
-from iared_video.engine.steps import autocast as _autocast
-from iared_video.engine.steps import keep_ratios as _keep_ratios
-from iared_video.methods import method_for_cfg
+from iared_video.methods import build_model, method_for_cfg, stages_of
+from iared_video.methods.stages import Stage, eval_modes, train_modes
+from iared_video.methods.steps import StepArgs
+from iared_video.methods.steps import autocast as _autocast
+from iared_video.methods.steps import keep_ratios as _keep_ratios
+from iared_video.models.optim import LRSchedule
+from iared_video.models.weights import load_pretrained
 from iared_video.utils.results import ValResults
 
-# the *_step names come lazily from the methods through the module __getattr__ below (ruff cannot see them)
-__all__ = ["train", "StepArgs", "ce_step", "reinforce_step", "gumbel_step", "dynamicvit_step",  # noqa: F822
-           "train_epoch", "eval_epoch", "stages_of",
-           "seed_everything", "build_initial_model", "LoaderFn"]
+__all__ = ["train", "train_epoch", "eval_epoch", "seed_everything", "build_initial_model", "LoaderFn"]
 
 logger = get_logger(__name__)
 LoaderFn = Callable[[CfgNode, str], Iterable[dict]]
-
-#: Method-specific steps, defined in their method's module (imported on first use).
-_METHOD_STEPS = {"reinforce_step": "iared_video.methods.interpreter", "gumbel_step": "iared_video.methods.gumbel",
-                 "dynamicvit_step": "iared_video.methods.dynamicvit"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _METHOD_STEPS:
-        return getattr(importlib.import_module(_METHOD_STEPS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -87,9 +75,6 @@ def seed_everything(seed: int) -> None:
 def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
     """Build the model with the same seed on every rank (``build_model`` loads ``MODEL.PRETRAINED``, the initial
     weights), then load ``TRAIN.CHECKPOINT_FILE_PATH`` (the dense model training starts from) over it."""
-    from iared_video.models import build_model
-    from iared_video.models.weights import load_pretrained
-
     seed_everything(cfg.RNG_SEED)
     model = build_model(cfg)
     start = cfg.TRAIN.CHECKPOINT_FILE_PATH
@@ -105,13 +90,6 @@ def build_initial_model(cfg: CfgNode, device: torch.device) -> nn.Module:
                                 "not exist; pass your dense checkpoint, or TRAIN.CHECKPOINT_FILE_PATH '' to start from "
                                 "MODEL.PRETRAINED alone") from exc
     return model.to(device)
-
-
-def stages_of(cfg: CfgNode) -> list[Stage]:
-    """The training stages of the method ``cfg`` selects."""
-    from iared_video.methods.base import StagePlan
-
-    return method_for_cfg(cfg).stages(StagePlan.from_cfg(cfg))
 
 
 def accumulation_steps(global_batch: int, batch_size: int, world_size: int) -> int:
@@ -167,8 +145,6 @@ def epoch_batches(loader: Iterable[dict], epoch: int, start_iter: int) -> Iterab
         for _ in range(start_iter):
             next(it)
         return it
-    from iared_video.datasets import shuffle_dataset
-
     shuffle_dataset(loader, epoch)
     batches = list(loader.batch_sampler)[start_iter:]
     return DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
@@ -228,7 +204,7 @@ def _log_iter(run: StageRun, epoch: int, it: int, total: int, stats: dict, extra
 
 def train_epoch(run: StageRun, loader: Iterable[dict], epoch: int, start_iter: int, ctx: EpochContext) -> dict:
     """Train ``run`` for one epoch from iteration ``start_iter``; returns the epoch's mean statistics."""
-    run.model.train(model_in_train_mode(run.stage))
+    run.model.train(ctx.method.model_in_train_mode(run.stage))
     meter, accum = TrainMeter(), ctx.args.accum_steps
     total = len(cast(Sized, loader)) if hasattr(loader, "__len__") else 0
     batches = epoch_batches(loader, run.global_epoch_offset + epoch, start_iter)
@@ -317,7 +293,6 @@ def eval_epoch(model: nn.Module, loader: Iterable[dict], modes: list[str], devic
 def _start_stage(cfg: CfgNode, model: nn.Module, stage: Stage, index: int, offset: int, steps_per_epoch: int,
                  info: du.DistInfo, device: torch.device) -> StageRun:
     method = method_for_cfg(cfg)
-    set_trainable(model, stage)
     method.prepare_stage(cfg, model, stage)
     optimizer = method.optimizer(cfg, model, stage, steps_per_epoch)
     base_lr = method.base_lr(cfg, stage)
@@ -377,12 +352,9 @@ def _epoch_context(cfg: CfgNode, args: StepArgs, stage_names: list[str], device:
 
 
 def _step_args(cfg: CfgNode, world_size: int, device: torch.device) -> StepArgs:
-    return StepArgs(tau=cfg.IARED.TAU, reward_kind=cfg.IARED.REWARD, reward_normalizer=cfg.IARED.REWARD_NORMALIZER,
-                    reward_outcome=cfg.IARED.REWARD_OUTCOME, reinforce_samples=cfg.IARED.REINFORCE_SAMPLES,
-                    reinforce_baseline=cfg.IARED.REINFORCE_BASELINE,
-                    clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
+    return StepArgs(clip_grad=cfg.SOLVER.CLIP_GRAD_NORM,
                     accum_steps=accumulation_steps(cfg.TRAIN.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE, world_size),
-                    amp_dtype=amp_dtype_of(cfg, device), **method_for_cfg(cfg).step_options(cfg))
+                    amp_dtype=amp_dtype_of(cfg, device), options=method_for_cfg(cfg).step_options(cfg))
 
 
 def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dict, ctx: EpochContext) -> None:
@@ -404,16 +376,10 @@ def _run_stage(cfg: CfgNode, run: StageRun, start: tuple[int, int], loaders: dic
                             "global_epoch": run.global_epoch_offset + epoch + 1, **val.to_dict()})
 
 
-def _default_loader_fn() -> LoaderFn:
-    from iared_video.datasets import construct_loader
-
-    return construct_loader
-
-
 def train(cfg: CfgNode, info: du.DistInfo = du.SINGLE_PROCESS, loader_fn: LoaderFn | None = None) -> nn.Module:
     """Run every training stage of ``cfg`` (resuming when a checkpoint exists); returns the trained model."""
     device = device_of(cfg, info.local_rank)
-    loader_fn = loader_fn or _default_loader_fn()
+    loader_fn = loader_fn or construct_loader
     stages = stages_of(cfg)
     stage_names = [s.name for s in stages]
     logger.info("training stages: %s", ", ".join(f"{s.name} x{s.epochs}" for s in stages))

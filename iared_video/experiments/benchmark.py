@@ -19,9 +19,10 @@ import logging
 import torch
 from fvcore.common.config import CfgNode
 
-from iared_video.config import load_config
 from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES, PRECISIONS
+from iared_video.config.defaults import get_defaults
 from iared_video.engine.benchmark import BenchSettings, benchmark_table, keep_target_methods, run_benchmark
+from iared_video.methods import load_config
 from iared_video.utils.results import BenchmarkResults, save_json
 
 __all__ = ["PRESETS", "add_model_args", "cfg_from_args", "main"]
@@ -56,20 +57,22 @@ def cfg_from_args(args: argparse.Namespace) -> CfgNode:
 def main(argv: list[str] | None = None) -> BenchmarkResults:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=10, help="timed iterations per variant (interleaved)")
-    parser.add_argument("--thresholds", type=float, nargs="*", default=[], help="IA-RED^2 thresholds as they are")
-    parser.add_argument("--keep-ratios", type=float, nargs="*", default=[0.5, 0.7],
+    b = get_defaults().BENCHMARK  # every default is the BENCHMARK section's
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(b.BATCH_SIZES))
+    parser.add_argument("--precisions", nargs="+", default=list(b.PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--warmup", type=int, default=b.WARMUP_ITERS)
+    parser.add_argument("--iters", type=int, default=b.NUM_ITERS, help="timed iterations per variant (interleaved)")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=list(b.THRESHOLDS),
+                        help="IA-RED^2 thresholds as they are")
+    parser.add_argument("--keep-ratios", type=float, nargs="*", default=list(b.KEEP_RATIOS),
                         help="controlled-keep targets r (per sample U[r-spread, r+spread])")
-    parser.add_argument("--keep-spread", type=float, default=0.1)
-    parser.add_argument("--keep-schedule", choices=KEEP_SCHEDULES, default=KEEP_SCHEDULES[0])
-    parser.add_argument("--fixed-policies", nargs="*", default=["random"], choices=keep_target_methods(),
+    parser.add_argument("--keep-spread", type=float, default=b.KEEP_SPREAD)
+    parser.add_argument("--keep-schedule", choices=KEEP_SCHEDULES, default=b.KEEP_SCHEDULE)
+    parser.add_argument("--methods-at-keep", nargs="*", default=list(b.METHODS_AT_KEEP), choices=keep_target_methods(),
                         help="methods also timed at each keep target (fixed-ratio baselines, DynamicViT, ToMe, EViT)")
-    parser.add_argument("--data-split", default="", help="use the first batch of this split instead of noise")
+    parser.add_argument("--data-split", default=b.DATA_SPLIT, help="use the first batch of this split instead of noise")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
-    parser.add_argument("--cpu-linear", choices=CPU_LINEARS, default=CPU_LINEARS[0],
+    parser.add_argument("--cpu-linear", choices=CPU_LINEARS, default=b.CPU_LINEAR,
                         help="CPU fp32 linear layers: torch's default BLAS or oneDNN for every variant "
                              "(adds an aten dense row; ratios stay against the oneDNN dense model)")
     parser.add_argument("--out", default=None, help="JSON output path")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> BenchmarkResults:
     settings = BenchSettings(batch_sizes=args.batch_sizes, precisions=args.precisions, warmup=args.warmup,
                              iters=args.iters, thresholds=args.thresholds, keep_ratios=args.keep_ratios,
                              keep_spread=args.keep_spread, keep_schedule=args.keep_schedule,
-                             fixed_policies=args.fixed_policies, data_split=args.data_split,
+                             methods_at_keep=args.methods_at_keep, data_split=args.data_split,
                              seed=cfg.RNG_SEED, measure_memory=not args.no_memory,
                              cpu_linear=args.cpu_linear)
     results = run_benchmark(cfg, settings, args.device)

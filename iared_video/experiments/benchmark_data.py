@@ -32,12 +32,12 @@ from typing import Any, cast
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from iared_video.config import load_config
 from iared_video.datasets import build_dataset
 from iared_video.datasets.bad_data import RobustDataset
 from iared_video.datasets.decoder import BACKENDS, decode_clip
 from iared_video.datasets.loader import worker_init_fn
 from iared_video.datasets.views import clip_index_fn
+from iared_video.methods import load_config
 from iared_video.utils.results import format_table, save_json
 
 logger = logging.getLogger("benchmark_data")

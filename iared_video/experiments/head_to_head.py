@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from fvcore.common.config import CfgNode
 
+from iared_video.config.defaults import SYNTHETIC_DATA_DIRS
 from iared_video.experiments.heatmaps import samples_for
 from iared_video.experiments.main_job import (
     SYNTHETIC_CONFIG_DIR,
@@ -65,7 +66,7 @@ __all__ = ["main", "parse_args", "method_labels", "config_path", "epoch_opts", "
 
 DEFAULT_METHODS = ("dense", "iared", "dynamicvit", "random", "attention", "temporal_diff")
 REFERENCE, TARGET = "dense", "iared"  # speed-ups are against the dense model; knobs are matched to IA-RED^2
-DATA_DIRS = {"video": "./data/synthetic", "image": "./data/synthetic_images"}
+DATA_DIRS = SYNTHETIC_DATA_DIRS
 PREFIX = {"video": "tsf", "image": "deit"}
 #: Test a given checkpoint: no training, no other stage, no initial weights (the checkpoint holds them all).
 TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE", "False", "BENCHMARK.ENABLE", "False",
@@ -114,7 +115,7 @@ def method_cfg(method: str, kind: str, out: str, opts: list[str], dense_ckpt: st
         extra: further overrides, applied last.
         base: the config file (default: the method's synthetic config on the default data folder).
     """
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     m = get_method(method)
     path = base or config_path(m.label, kind)
@@ -290,7 +291,7 @@ def _untrained(label: str, kind: str, out: str, opts: list[str], dense_ckpt: str
 def load_trained(cfg) -> torch.nn.Module:
     """``cfg``'s model with its tested weights (``TEST.CHECKPOINT_FILE_PATH``, else its newest checkpoint)."""
     from iared_video.engine.tester import load_test_weights
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     model = build_model(cfg)
     load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
@@ -332,9 +333,9 @@ def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: in
     rows = []
     for i, (method, cfg) in enumerate(cfgs.items()):
         res = runs[method][1] or read_test_results(cfg)
-        err = res.get("video1_err", res.get("top1_err"))
+        err = res.video1_err if res.video1_err is not None else res.top1_err
         rows.append({"kind": kind, "method": method, "accuracy": None if err is None else 100.0 - err,
-                     "gmacs": res.get("gmacs_per_view"), "keep_ratio": res.get("keep_ratio"),
+                     "gmacs": res.gmacs_per_view, "keep_ratio": res.keep_ratio,
                      "throughput": speed[1][i]["throughput"], "speedup_b1": speed[1][i]["speedup"],
                      f"throughput_b{large_batch}": speed[large_batch][i]["throughput"],
                      f"speedup_b{large_batch}": speed[large_batch][i]["speedup"],

@@ -1,6 +1,6 @@
 """Heatmap evaluation: IA-RED^2 informative scores and attribution baselines scored against ground-truth masks.
 
-``raw_attention`` is the class-token attention of block ``IARED.ATTENTION_BLOCK`` (default 1, the paper's
+``raw_attention`` is the class-token attention of block ``DROP.ATTENTION_BLOCK`` (default 1, the paper's
 Block_1); ``raw_attention_b<k>`` that of block k (the paper's Table 5 block sweep).
 
 Data: the synthetic sets, through the test-view layer (``iared_video.datasets.views``). Video
@@ -15,9 +15,12 @@ as patch tokens are removed/added in heatmap order); it needs no masks.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from typing import cast
 
 import torch
 
@@ -27,8 +30,12 @@ from iared_video.datasets.views import load_image_view_with_mask, load_video_vie
 from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_attention
 from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
-from iared_video.models.policies import PAPER_ATTENTION_BLOCK
-from iared_video.utils.results import format_table
+from iared_video.methods import load_config
+from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
+from iared_video.models import IARED
+from iared_video.utils.cli import DEBUG_FLAG
+from iared_video.utils.results import format_table, save_json
+from iared_video.visualization import build_vis_model
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +133,7 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
             pred = model(x, modes=["keep_all"] * model.num_groups).argmax(-1)
         grid = model.backbone.embed(x).grid
         for name in methods:
-            scores = method_scores(model, name, x, pred, cfg.IARED.ATTENTION_BLOCK).float()
+            scores = method_scores(model, name, x, pred, cfg.DROP.ATTENTION_BLOCK).float()
             heat = policy_heatmaps([scores], grid, x.shape[-2:], cfg.VISUALIZE.UPSAMPLE)[0, 0]
             meters[name].update(heat.cpu(), mask.reshape(heat.shape))
             if faithfulness:
@@ -157,3 +164,61 @@ def heatmap_table(results: dict[str, dict[str, float]]) -> str:
     """One row per method, one column per metric (``num_samples`` left out), through the project's one table writer."""
     rows = [{"method": name, **{k: v for k, v in row.items() if k != "num_samples"}} for name, row in results.items()]
     return format_table(rows)
+
+
+CLI_DOC = """Score heatmaps (IA-RED^2 informative scores and attribution baselines) against ground-truth masks.
+
+    python tools/eval_heatmaps.py --cfg FILE [--methods iared_g1 rollout ...] [--split val]
+                                  [--max-samples N] [--out JSON] [--faithfulness]
+                                  [--attention-blocks 0 1 2] [KEY VALUE ...]
+
+``raw_attention`` is the class-token attention of block ``DROP.ATTENTION_BLOCK`` (default 1, the paper's
+Block_1); ``raw_attention_b<k>`` that of block k. ``--attention-blocks 0 1 2`` adds one such row per block:
+the paper's Table 5 block sweep.
+
+The logic is ``iared_video.experiments.heatmaps``. Data: the synthetic sets. Video
+(``DATA.DATASET kinetics``): ``<split>.csv`` videos with per-frame masks ``masks/<stem>.npz``; the centre
+clip is decoded with the same index rule as val/test and the
+masks are taken at the same frame indices and resized/cropped jointly with the frames (nearest
+for masks). Images (``DATA.DATASET imagenet``): ``<split>/<class>/<name>`` with
+``masks/<split>/<class>/<name>.png``, resized (nearest) and centre-cropped as timm's eval transform.
+Binarisation: ``VISUALIZE.BINARIZE`` / ``VISUALIZE.BINARIZE_THRESHOLD`` (see ``interpret.metrics``).
+``--faithfulness`` adds deletion/insertion areas (mean probability of the predicted class as patch
+tokens are removed/added in heatmap order); it needs no masks.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring); trailing ``KEY VALUE`` pairs override the config."""
+    parser = argparse.ArgumentParser(description=CLI_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg", dest="cfg_file", required=True)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"iared_g<j>, random, {', '.join(BASELINES)}, {BLOCK_METHOD}<k> (default: all)")
+    parser.add_argument("--attention-blocks", type=int, nargs="+", default=[],
+                        help=f"add {BLOCK_METHOD}<k> for each block k (the paper's Table 5: 0 1 2)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--max-samples", type=int, default=1 << 30)
+    parser.add_argument("--out", default="", help="json file (default OUTPUT_DIR/heatmap_eval.json)")
+    parser.add_argument("--faithfulness", action="store_true", help="add deletion/insertion areas")
+    parser.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of a user error")
+    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score every requested method's heatmaps; print the table and write the json (exit 2: unknown methods)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    args = parse_args(argv)
+    cfg = load_config(args.cfg_file, list(args.opts))
+    model = cast(IARED, build_vis_model(cfg))  # heatmaps come from an IA-RED^2 model
+    methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks))
+    if unknown:
+        print(f"error: unknown methods {unknown}", file=sys.stderr)
+        return 2
+    samples = samples_for(cfg, args.split)
+    results = evaluate(cfg, model, methods, samples, args.max_samples, args.faithfulness, args.steps)
+    print(heatmap_table(results))
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "heatmap_eval.json")
+    save_json({"split": args.split, "binarize": cfg.VISUALIZE.BINARIZE, "results": results}, out)
+    return 0

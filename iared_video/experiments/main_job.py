@@ -41,8 +41,9 @@ MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name
                                 for name in ("dense", "iared", "random"))
                     for kind, prefix in (("video", "tsf"), ("image", "deit"))}
 
-#: The paper's fixed-ratio baselines run by the main job, each at IA-RED^2's GMACs (the baseline config with
-#: ``IARED.POLICY`` set to the name); temporal difference needs frames.
+#: The paper's fixed-ratio baselines run by the main job (by table label, also their output folder), each at
+#: IA-RED^2's GMACs (the baseline config with ``METHOD.NAME`` set to the method's name); temporal difference needs
+#: frames.
 BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
 
 #: Generator arguments of the main job's synthetic sets (see datasets/SYNTHETIC.md): the video defaults with
@@ -109,7 +110,8 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     from iared_video.datasets import construct_loader
     from iared_video.engine.tester import load_test_weights
     from iared_video.engine.trainer import eval_epoch
-    from iared_video.models import IARED, build_model
+    from iared_video.methods import build_model
+    from iared_video.models import IARED
 
     device = device_of(cfg)
     model = cast(IARED, build_model(cfg).to(device))  # a token-dropping method's model
@@ -127,8 +129,7 @@ def matched_drop_ratio(keep_ratio: float) -> float:
 def gmacs_of(cfg: CfgNode) -> float:
     """GMACs per view of ``cfg``'s model on a generated input (the methods' token counts do not depend on it)."""
     from iared_video.engine.benchmark import make_input
-    from iared_video.models import build_model
-    from iared_video.models.flops import model_gmacs_per_sample
+    from iared_video.methods import build_model, model_gmacs_per_sample
 
     cfg = cfg.clone()
     cfg.defrost()
@@ -172,13 +173,13 @@ def fixed_ratio_gmacs(cfg: CfgNode, drop_ratio: float) -> float:
     """GMACs per view of ``cfg``'s fixed-ratio model at ``drop_ratio``."""
     node = cfg.clone()
     node.defrost()
-    node.IARED.DROP_RATIO = float(drop_ratio)
+    node.DROP.RATIO = float(drop_ratio)
     return gmacs_of(node)
 
 
 def matched_gmacs_drop_ratio(cfg: CfgNode, target_gmacs: float, steps: int = 12) -> float:
     """Drop ratio in [0, 0.95] at which ``cfg``'s fixed-ratio baseline costs ``target_gmacs`` (not more)."""
-    return float(knob_for_gmacs(cfg, cfg.IARED.POLICY, target_gmacs, steps)[1])
+    return float(knob_for_gmacs(cfg, cfg.METHOD.NAME, target_gmacs, steps)[1])
 
 
 def wilson_interval(errors: float, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -252,7 +253,7 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[st
     from iared_video.engine.benchmark import Variant, time_interleaved
     from iared_video.engine.tester import load_test_weights
     from iared_video.experiments.tradeoff import eval_batches
-    from iared_video.models import build_model
+    from iared_video.methods import build_model
 
     variants = []
     for i, cfg in enumerate(cfgs):
@@ -293,28 +294,32 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
 def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scratch: bool, init_method: str,
                      drops: dict[str, float]) -> Recipe:
     """Dense, IA-RED^2 from it, each baseline at IA-RED^2's GMACs (their drop ratios into ``drops``)."""
-    from iared_video.config import load_config
+    from iared_video.methods import load_config
 
     dense_path, iared_path, baseline_path = MAIN_JOB_CONFIGS[kind]
 
     def stage(path: str, name: str, extra: Sequence[str]) -> CfgNode:
         return load_config(path, [*common, *extra, "OUTPUT_DIR", os.path.join(output_dir, name)])
 
-    def baseline(policy: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+    def baseline(label: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+        method = get_method(label)
+        assert method.knob is not None  # a fixed-ratio drop: its knob is the drop ratio
+        knob = method.knob.key
+
         def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
             tested = target[1] if target is not None else None
             assert tested is not None and tested.gmacs_per_view is not None  # baselines follow a tested target
             gmacs = float(tested.gmacs_per_view)
-            probe = load_config(baseline_path, [*common, "IARED.POLICY", policy])
-            drops[policy] = matched_gmacs_drop_ratio(probe, gmacs)
-            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", policy, gmacs, drops[policy])
-            return stage(baseline_path, policy, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, "IARED.POLICY", policy,
-                                                 "IARED.DROP_RATIO", repr(drops[policy])])
+            probe = load_config(baseline_path, [*common, *method.config_opts()])
+            drops[label] = matched_gmacs_drop_ratio(probe, gmacs)
+            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", label, gmacs, drops[label])
+            return stage(baseline_path, label, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, *method.config_opts(),
+                                                knob, repr(drops[label])])
         return make
 
     dense = stage(dense_path, "dense", FROM_SCRATCH_OPTS[kind] if from_scratch else [])
     target = None if from_scratch else (lambda ckpt: stage(iared_path, "iared", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt]))
-    others = {} if from_scratch else {policy: baseline(policy) for policy in BASELINES[kind]}
+    others = {} if from_scratch else {label: baseline(label) for label in BASELINES[kind]}
     return Recipe(dense, target, others, lambda cfg: run_stage(cfg, init_method))
 
 

@@ -113,9 +113,9 @@ def run_pretraining(recipe: PretrainRecipe = DEFAULT_RECIPE, data_dir: str = "./
                     output_dir: str = "./output/pretrain/vit_micro_formula", command: str = "",
                     init_method: str = "tcp://localhost:9999") -> dict:
     """Generate the data, pre-train through ``run_net``'s stages, export ``recipe.weights``; return the record."""
-    from iared_video.config import load_config
     from iared_video.engine.checkpoint import newest_checkpoint
     from iared_video.experiments.main_job import run_stage
+    from iared_video.methods import load_config
     from iared_video.synthetic.formula import GENERATOR_NAME, GENERATOR_VERSION
 
     _ensure_formula_set(recipe, data_dir)
@@ -125,7 +125,7 @@ def run_pretraining(recipe: PretrainRecipe = DEFAULT_RECIPE, data_dir: str = "./
     results = run_stage(cfg, init_method)
     record = {"command": command, "recipe": asdict(recipe), "generator": GENERATOR_NAME,
               "generator_version": GENERATOR_VERSION, "torch": torch.__version__,
-              "val_top1_err": results.get("top1_err"), "val_top5_err": results.get("top5_err")}
+              "val_top1_err": results.top1_err, "val_top5_err": results.top5_err}
     record = export_weights(newest_checkpoint(output_dir), recipe.weights, record)
     logger.info("exported %s (sha256 %s)", recipe.weights, record["sha256"])
     return record

@@ -21,7 +21,8 @@ from iared_video.experiments.tradeoff import (
     with_threshold,
     write_outputs,
 )
-from iared_video.models import IARED, build_model
+from iared_video.methods import build_model
+from iared_video.models import IARED
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
 

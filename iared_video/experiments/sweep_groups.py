@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from iared_video.config import load_config
 from iared_video.experiments.benchmark import PRESETS, add_model_args
 from iared_video.experiments.tradeoff import (
     add_eval_args,
@@ -24,7 +23,8 @@ from iared_video.experiments.tradeoff import (
     with_threshold,
     write_outputs,
 )
-from iared_video.models import IARED, build_model
+from iared_video.methods import build_model, load_config
+from iared_video.models import IARED
 
 
 def run_configs(args: argparse.Namespace) -> list:

@@ -27,11 +27,12 @@ import torch
 from fvcore.common.config import CfgNode
 
 from iared_video.config import is_video
-from iared_video.engine.benchmark import FIXED_POLICIES
 from iared_video.experiments.benchmark import add_model_args, cfg_from_args
 from iared_video.experiments.tradeoff import add_eval_args, dense_of, eval_batches, evaluate, throughput, with_threshold
-from iared_video.models import IARED, build_model
-from iared_video.models.policies import InterpreterPolicy
+from iared_video.methods import build_model, registered_methods
+from iared_video.methods.fixed_ratio import FixedRatio
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.models import IARED
 from iared_video.models.weights import load_pretrained
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json
@@ -76,13 +77,18 @@ def num_patches(cfg: CfgNode, model: IARED) -> int:
     return prod(model.backbone.patch_embed.grid_size) * frames
 
 
+def fixed_ratio_methods() -> dict[str, FixedRatio]:
+    """The fixed-ratio baselines of the registry by table label (the rows' ``method``)."""
+    return {m.label: m for m in registered_methods() if isinstance(m, FixedRatio)}
+
+
 def methods(model: IARED, thresholds: list[float], fixed: list[str], drop_ratio: float) -> list[tuple[dict, IARED]]:
     """``(row fields, model)`` for dense, IA-RED^2 per threshold and each fixed-ratio policy, one backbone."""
     out: list[tuple[dict, IARED]] = [({"method": "dense"}, dense_of(model))]
     if isinstance(model.policy, InterpreterPolicy):
         out += [({"method": "iared", "threshold": t}, with_threshold(model, t)) for t in thresholds]
     for name in fixed:
-        policy = FIXED_POLICIES[name](drop_ratio)
+        policy = fixed_ratio_methods()[name].policy_type(drop_ratio)
         out.append(({"method": name, "drop_ratio": drop_ratio}, IARED(model.backbone, policy, model.num_groups).eval()))
     return out
 
@@ -138,8 +144,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 384], help="input sizes (pixels)")
     parser.add_argument("--checkpoints", nargs="*", default=[], help="one checkpoint per resolution")
     parser.add_argument("--thresholds", type=float, nargs="*", default=None, help="default: IARED.THRESHOLD")
-    parser.add_argument("--fixed-policies", nargs="*", default=[], choices=sorted(FIXED_POLICIES))
-    parser.add_argument("--drop-ratio", type=float, default=None, help="fixed policies (default: IARED.DROP_RATIO)")
+    parser.add_argument("--fixed-policies", nargs="*", default=[], choices=sorted(fixed_ratio_methods()),
+                        help="fixed-ratio baselines by table label")
+    parser.add_argument("--drop-ratio", type=float, default=None, help="fixed policies (default: DROP.RATIO)")
     return parser.parse_args(argv)
 
 
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.checkpoints and len(args.checkpoints) != len(args.resolutions):
         raise SystemExit(f"{len(args.checkpoints)} checkpoints for {len(args.resolutions)} resolutions")
     thresholds = args.thresholds or [cfg.IARED.THRESHOLD]
-    drop_ratio = cfg.IARED.DROP_RATIO if args.drop_ratio is None else args.drop_ratio
+    drop_ratio = cfg.DROP.RATIO if args.drop_ratio is None else args.drop_ratio
     rows, notes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoints = args.checkpoints or [base_checkpoint(cfg, tmp)] * len(args.resolutions)

@@ -30,7 +30,8 @@ from iared_video.experiments.tradeoff import (
     with_threshold,
     write_outputs,
 )
-from iared_video.models import IARED, build_model
+from iared_video.methods import build_model
+from iared_video.models import IARED
 from iared_video.models.weights import load_checkpoint_file, load_pretrained
 
 DEFAULT_THRESHOLDS = sorted(set(np.round(np.concatenate([np.arange(0.48, 0.525, 0.01), np.arange(0.3, 0.75, 0.1)]),

@@ -16,10 +16,11 @@ from torch import Tensor, nn
 
 from iared_video.engine.benchmark import Variant, make_input, split_batches, time_interleaved
 from iared_video.experiments.pareto import AXIS_LABELS
-from iared_video.methods.interpreter import threshold_policy
-from iared_video.models.flops import model_gmacs_per_sample
+from iared_video.methods import model_gmacs_per_sample
+from iared_video.methods.iared import threshold_policy
+from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.models.iared import IARED
-from iared_video.models.policies import InterpreterPolicy, NoDropPolicy
+from iared_video.models.policies import NoDropPolicy
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json
 

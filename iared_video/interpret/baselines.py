@@ -14,7 +14,7 @@ metric code of ``interpret`` applies unchanged:
   per block ``Abar = mean_heads((dy/dA * A)^+)``, accumulated as ``R <- R + Abar R`` from ``R = I``.
 
 ``dense_forward`` is the explicit-attention forward they share: the token-ops layer's dense forward
-(``models/token_ops.py``) with the per-block attention probabilities (gradients kept on request).
+(``models/backbones.py``) with the per-block attention probabilities (gradients kept on request).
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from einops import rearrange
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.backbones import Backbone
-from iared_video.models.policies import PAPER_ATTENTION_BLOCK
-from iared_video.models.token_ops import DenseTrace, block_forward
-from iared_video.models.token_ops import dense_forward as _dense_forward
+from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
+from iared_video.models.backbones import Backbone, DenseTrace
+from iared_video.models.backbones import dense_forward as _dense_forward
+from iared_video.models.token_ops import block_forward
 
 __all__ = ["DenseTrace", "dense_forward", "rollout", "grad_weighted_rollout", "raw_attention", "attention_rollout",
            "gradcam", "grad_attention", "BASELINES", "logits_on_tokens", "deletion_insertion"]
 
 
 def dense_forward(backbone: Backbone, x: Tensor, keep_grad: bool = False) -> DenseTrace:
-    """All tokens through every block with explicit attention (``token_ops.dense_forward`` with probabilities).
+    """All tokens through every block with explicit attention (``backbones.dense_forward`` with probabilities).
 
     Args:
         backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of an ``IARED`` model).

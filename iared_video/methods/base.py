@@ -14,51 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.config import is_video
-from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import ce_step
+from iared_video.config.runtime import is_video
+from iared_video.methods.stages import Stage, StagePlan, set_trainable
+from iared_video.methods.steps import ce_step
 from iared_video.models.backbones import Backbone
+from iared_video.models.flops import Count, group_gmacs_per_sample
+from iared_video.models.iared import IARED
+from iared_video.models.optim import build_optimizer
 
-__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_index"]
+__all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
 
 #: Table order of the built-in methods (others follow by name).
-ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
-Count = int | float | Tensor
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """What a training schedule is built from (IARED.NUM_GROUPS, SOLVER.MAX_EPOCH, IARED.*_EPOCHS, ...)."""
-
-    num_groups: int
-    max_epoch: int
-    interpreter_epochs: int = 0
-    backbone_epochs: int = 0
-    first_group: int = 0
-    last_group: int | None = None  # 0-based, inclusive; None: the last group
-
-    @property
-    def dropping_groups(self) -> range:
-        """0-based groups whose interpreters may drop, ``first_group`` to ``last_group``."""
-        last = self.num_groups - 1 if self.last_group is None else self.last_group
-        return range(self.first_group, last + 1)
-
-    @classmethod
-    def from_cfg(cls, cfg: CfgNode) -> StagePlan:
-        i = cfg.IARED
-        return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1,
-                   last_drop_index(cfg))
-
-
-def last_drop_index(cfg: CfgNode) -> int | None:
-    """0-based index of ``IARED.LAST_DROP_GROUP`` (1-based), None for its 0 (every group from the first)."""
-    return int(cfg.IARED.LAST_DROP_GROUP) - 1 if cfg.IARED.LAST_DROP_GROUP else None
+ORDER = ("dense", "iared", "iared_gumbel", "dynamicvit", "drop_random", "drop_attention", "drop_temporal_diff", "tome",
+         "evit")
 
 
 @dataclass(frozen=True)
@@ -123,10 +97,11 @@ class Method:
     """A token-reduction method. Class attributes describe it; methods are the hooks the package calls.
 
     Attributes:
-        name: the registry key.
-        label: its name in tables and output folders (default ``name``).
-        policy_key: the ``IARED.POLICY`` value that selects it (default ``name``).
-        flag: a bool config key refining ``policy_key`` (``IARED.GUMBEL`` selects the Gumbel variant).
+        name: the registry key, the ``METHOD.NAME`` value that selects it.
+        label: its name in tables, benchmark rows and output folders (default ``name``).
+        config_nodes: the config sections holding its settings (a checkpoint resumes only under the same values).
+        choices: its choice-valued keys and their values (checked with the schema's ``choice_errors``).
+        benchmarked: timed by default as configured (``BenchSettings.methods`` empty).
         policy_type: the class of the ``policy`` its models carry (``method_of(model)`` matches on it).
         needs_video: only for video models (it reads frames).
         joint_attention_only: not implemented for divided space-time attention.
@@ -138,8 +113,9 @@ class Method:
 
     name: str = ""
     label: str = ""
-    policy_key: str = ""
-    flag: str = ""
+    config_nodes: tuple[str, ...] = ()
+    choices: ClassVar[dict[str, tuple]] = {}
+    benchmarked: bool = False
     policy_type: type = type(None)
     needs_video: bool = False
     joint_attention_only: bool = False
@@ -150,7 +126,6 @@ class Method:
 
     def __init__(self) -> None:
         self.label = self.label or self.name
-        self.policy_key = self.policy_key or self.name
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"
@@ -165,8 +140,7 @@ class Method:
 
     def config_opts(self) -> list[str]:
         """``KEY VALUE`` options that select this method over a config of another method."""
-        opts = ["IARED.POLICY", self.policy_key]
-        return opts + ([self.flag, "True"] if self.flag else [])
+        return ["METHOD.NAME", self.name]
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         """Problems with this method's config section (``selected``: the config runs this method)."""
@@ -176,10 +150,10 @@ class Method:
         """Why the selected method cannot run on ``cfg``'s model (video only, joint attention only)."""
         errors = []
         if self.needs_video and not is_video(cfg):
-            errors.append(f"IARED.POLICY {self.policy_key} needs a video model (MODEL.MODEL_NAME timesformer)")
+            errors.append(f"METHOD.NAME {self.name} needs a video model (MODEL.MODEL_NAME timesformer)")
         if self.joint_attention_only and cfg.MODEL.ATTENTION_TYPE == "divided_space_time":
-            errors.append(f"IARED.POLICY {self.policy_key} is implemented for joint space-time attention only; use "
-                          "MODEL.ATTENTION_TYPE joint_space_time or another policy")
+            errors.append(f"METHOD.NAME {self.name} is implemented for joint space-time attention only; use "
+                          "MODEL.ATTENTION_TYPE joint_space_time or another method")
         return errors
 
     def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
@@ -195,17 +169,20 @@ class Method:
         """Loss and statistics of one batch of ``run`` (a trainer ``StageRun``; ``ctx`` its ``EpochContext``)."""
         return ce_step(run.net, x, y, run.modes, ctx.args)
 
-    def step_options(self, cfg: CfgNode) -> dict[str, Any]:
-        """``StepArgs`` fields this method reads from the config."""
-        return {}
+    def step_options(self, cfg: CfgNode) -> Any:
+        """The method's own step settings (``StepArgs.options``), read from its config section."""
+        return None
 
     def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
-        """Adjust ``requires_grad`` after the curriculum set it for ``stage`` (e.g. frozen embeddings)."""
+        """Set ``requires_grad`` for ``stage`` (``stages.set_trainable``; a method adds e.g. frozen embeddings)."""
+        set_trainable(model, stage)
+
+    def model_in_train_mode(self, stage: Stage) -> bool:
+        """Whether ``model.train()`` holds during ``stage`` (else eval, e.g. a frozen backbone)."""
+        return True
 
     def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
         """The optimiser of ``stage``: SOLVER.* over every parameter."""
-        from iared_video.engine.optim import build_optimizer
-
         s = cfg.SOLVER
         return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
                                s.NESTEROV)
@@ -225,10 +202,7 @@ class Method:
 
     def gmacs_per_sample(self, model: nn.Module, tokens: Any, num_patches: int | None,
                          modes: Sequence[str] | None) -> Tensor:
-        """``(B,)`` GMACs per sample (``models.flops.model_gmacs_per_sample`` documents the arguments)."""
-        from iared_video.models.flops import group_gmacs_per_sample
-        from iared_video.models.iared import IARED
-
+        """``(B,)`` GMACs per sample (``methods.gmacs_per_sample`` documents the arguments)."""
         return group_gmacs_per_sample(cast(IARED, model), tokens, num_patches, modes, self.policy_macs)
 
     # ------------------------------------------------------------------ benchmark

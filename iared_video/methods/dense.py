@@ -1,4 +1,4 @@
-"""The dense model (``IARED.POLICY none``): every token through every block, the reference of every table."""
+"""The dense model (``METHOD.NAME dense``): every token through every block, the reference of every table."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["Dense"]
 class Dense(Method):
     """No token reduction; one ``"train"`` stage with cross-entropy."""
 
-    name, label, policy_type, has_scores = "none", "dense", NoDropPolicy, False
+    name, policy_type, has_scores, benchmarked = "dense", NoDropPolicy, False, True
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, NoDropPolicy(), cfg.IARED.NUM_GROUPS)

@@ -114,6 +114,7 @@ class EViT(Method):
     """Keep the top-k tokens by class attention, fuse the rest, at a few blocks."""
 
     name, policy_type, training_free, joint_attention_only = "evit", EViTReducer, True, True
+    config_nodes = ("EVIT",)
     knob = Knob("EVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:

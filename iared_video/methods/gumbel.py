@@ -1,10 +1,11 @@
 """Gumbel IA-RED^2 (the paper's Appendix D): the interpreters trained end-to-end through a straight-through
 Gumbel decision instead of REINFORCE.
 
-Selected by ``IARED.POLICY interpreter`` with ``IARED.GUMBEL True``. In ``"sample"`` mode each present token
-keeps a hard 0/1 Gumbel-Bernoulli gate whose soft value carries gradients; kept tokens are scaled by their gate
-(1 forward), so cross-entropy reaches the interpreters. One ``"gumbel"`` stage trains everything with every
-group sampling; the loss (``models.losses.gumbel_loss``) adds a keep-ratio MSE (group j targets rho^j).
+Selected by ``METHOD.NAME iared_gumbel``: IA-RED^2's ``IARED`` settings plus its own ``GUMBEL`` ones. In
+``"sample"`` mode each present token keeps a hard 0/1 Gumbel-Bernoulli gate whose soft value carries gradients;
+kept tokens are scaled by their gate (1 forward), so cross-entropy reaches the interpreters. One ``"gumbel"``
+stage trains everything with every group sampling; the loss (``gumbel_loss``) adds a keep-ratio
+MSE (group j targets rho^j).
 Inference and FLOPs are IA-RED^2's (threshold rule, interpreter cost).
 """
 
@@ -13,21 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.engine.curriculum import Stage
-from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
-from iared_video.methods.base import Method, StagePlan, last_drop_index
-from iared_video.methods.interpreter import IARED2
+from iared_video.methods.base import Method
+from iared_video.methods.dynamicvit.losses import ratio_loss
+from iared_video.methods.iared import IARED2
+from iared_video.methods.iared.policy import InterpreterPolicy
+from iared_video.methods.stages import Stage, StagePlan, last_drop_index
+from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.losses import gumbel_loss
-from iared_video.models.policies import GroupInput, InterpreterPolicy
+from iared_video.models.policies import GroupInput
 
 __all__ = ["GumbelIARED2", "GumbelInterpreterPolicy", "GumbelIARED", "GumbelOutput", "gumbel_bernoulli",
-           "gumbel_step"]
+           "GumbelOptions", "gumbel_loss", "gumbel_step"]
 
 
 def gumbel_bernoulli(probs: Tensor, tau: float = 1.0) -> Tensor:
@@ -86,11 +89,36 @@ class GumbelIARED(IARED):
         out.gates.append(state.scatter(gate, present))
 
 
-def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: StepArgs) -> tuple[Tensor, dict]:
+def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float,
+                ratio_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j).
+
+    Args:
+        out: the model's output (``logits`` and the ``(B, N)`` straight-through ``gates`` of sampled groups).
+        labels: ``(B,)`` classes.
+        keep_rate: rho.
+        ratio_weight: weight of the keep-ratio term (0: cross-entropy alone).
+    """
+    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
+    no_gates = out.logits.new_zeros((), dtype=torch.float32)
+    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
+    return terms["ce"] + ratio_weight * terms["ratio"], terms
+
+
+@dataclass(frozen=True)
+class GumbelOptions:
+    """The Gumbel loss's settings: keep-ratio target rho (group j: rho^j) and the weight of its MSE."""
+
+    keep_rate: float = 0.7
+    ratio_weight: float = 2.0
+
+
+def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: GumbelOptions,
+                amp_dtype: torch.dtype | None = None) -> tuple[Tensor, dict]:
     """Straight-through Gumbel IA-RED^2: cross-entropy + keep-ratio MSE of the sampled gates."""
-    with autocast(x.device, args.amp_dtype):
+    with autocast(x.device, amp_dtype):
         out = net(x, return_policy=True, modes=modes)
-    loss, terms = gumbel_loss(out, y, args.gumbel_keep_rate, args.gumbel_ratio_weight)
+    loss, terms = gumbel_loss(out, y, args.keep_rate, args.ratio_weight)
     return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                   "keep_ratio": out.keep_ratio.mean().item(), "top1_err": top1_err(out.logits, y)}
 
@@ -98,14 +126,13 @@ def gumbel_step(net: nn.Module, x: Tensor, y: Tensor, modes: list[str], args: St
 class GumbelIARED2(IARED2):
     """The Gumbel variant: IA-RED^2's policy, FLOPs and benchmark; its own model, stage and loss."""
 
-    name, label, policy_type = "gumbel", "iared_gumbel", GumbelInterpreterPolicy
-    policy_key, flag = "interpreter", "IARED.GUMBEL"  # IARED.POLICY interpreter + IARED.GUMBEL True
+    name, policy_type, config_nodes, benchmarked = "iared_gumbel", GumbelInterpreterPolicy, ("IARED", "GUMBEL"), False
     optimizer, base_lr = Method.optimizer, Method.base_lr  # SOLVER.* for the one stage
 
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
         return GumbelInterpreterPolicy(dim, p.NUM_GROUPS, p.THRESHOLD, p.INTERPRETER_HEADS, p.INTERPRETER_DIM,
-                                       p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=p.GUMBEL_TAU,
+                                       p.FIRST_DROP_GROUP - 1, p.INTERPRETER_INIT_SCORE, tau=cfg.GUMBEL.TAU,
                                        last_group=last_drop_index(cfg), hidden=p.INTERPRETER_HIDDEN,
                                        input_kind=p.INTERPRETER_INPUT, decision=p.DECISION)
 
@@ -116,20 +143,20 @@ class GumbelIARED2(IARED2):
         return [Stage("gumbel", 0, plan.max_epoch, mode="sample")] if plan.max_epoch > 0 else []
 
     def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
-        return gumbel_step(run.net, x, y, run.modes, ctx.args)
+        return gumbel_step(run.net, x, y, run.modes, ctx.args.options, ctx.args.amp_dtype)
 
-    def step_options(self, cfg: CfgNode) -> dict:
-        return {"gumbel_keep_rate": cfg.IARED.GUMBEL_KEEP_RATE, "gumbel_ratio_weight": cfg.IARED.GUMBEL_RATIO_WEIGHT}
+    def step_options(self, cfg: CfgNode) -> GumbelOptions:  # type: ignore[override]  # not IA-RED^2's reward
+        return GumbelOptions(cfg.GUMBEL.KEEP_RATE, cfg.GUMBEL.RATIO_WEIGHT)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         errors = []
-        if cfg.IARED.GUMBEL_TAU <= 0:
-            errors.append(f"IARED.GUMBEL_TAU must be > 0, got {cfg.IARED.GUMBEL_TAU}")
-        if not 0.0 < cfg.IARED.GUMBEL_KEEP_RATE <= 1.0:
-            errors.append(f"IARED.GUMBEL_KEEP_RATE must lie in (0, 1], got {cfg.IARED.GUMBEL_KEEP_RATE}")
-        weight = cfg.IARED.GUMBEL_RATIO_WEIGHT
-        if not 0.0 <= weight < float("inf"):
-            errors.append(f"IARED.GUMBEL_RATIO_WEIGHT must be a finite number >= 0, got {weight}")
+        g = cfg.GUMBEL
+        if g.TAU <= 0:
+            errors.append(f"GUMBEL.TAU must be > 0, got {g.TAU}")
+        if not 0.0 < g.KEEP_RATE <= 1.0:
+            errors.append(f"GUMBEL.KEEP_RATE must lie in (0, 1], got {g.KEEP_RATE}")
+        if not 0.0 <= g.RATIO_WEIGHT < float("inf"):
+            errors.append(f"GUMBEL.RATIO_WEIGHT must be a finite number >= 0, got {g.RATIO_WEIGHT}")
         return errors
 
 

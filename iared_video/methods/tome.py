@@ -162,6 +162,7 @@ class ToMe(Method):
     """Token merging: training-free, fine-tunes with cross-entropy."""
 
     name, policy_type, has_scores, training_free, joint_attention_only = "tome", ToMeReducer, False, True, True
+    config_nodes = ("TOME",)
     knob = Knob("TOME.R", 0, 1024, integer=True)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:

@@ -1,24 +1,16 @@
-"""Models: backbones on packed variable-length tokens, the token-ops layer, drop policies, IA-RED^2, reducers.
+"""Models: backbones on packed variable-length tokens, the token-ops layer, the drop-policy interface, reducers.
 
-The method that wraps a backbone (IA-RED^2, DynamicViT, ToMe, ...) is chosen in ``iared_video.methods``.
+The method that wraps a backbone (its policy or reducer) is chosen and built in ``iared_video.methods``
+(``build_model``).
 """
 
 from iared_video.models.backbones import Embedded, TimeSformer, TimmViT
-from iared_video.models.build import MODEL_REGISTRY, build_backbone, build_model, build_policy
+from iared_video.models.build import MODEL_REGISTRY, build_backbone
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.interpreter import MultiHeadInterpreter
-from iared_video.models.policies import (
-                                         AttentionPolicy,
-                                         DropPolicy,
-                                         InterpreterPolicy,
-                                         NoDropPolicy,
-                                         RandomPolicy,
-                                         TemporalDiffPolicy,
-)
+from iared_video.models.policies import DropPolicy, NoDropPolicy
 from iared_video.models.reduction import ReducedOutput, ReducingViT, TokenReducer
 
 __all__ = [
-    "MODEL_REGISTRY", "build_model", "build_backbone", "build_policy", "IARED", "PolicyOutput", "Embedded",
-    "TimeSformer", "TimmViT", "MultiHeadInterpreter", "DropPolicy", "InterpreterPolicy", "NoDropPolicy",
-    "RandomPolicy", "AttentionPolicy", "TemporalDiffPolicy", "ReducingViT", "ReducedOutput", "TokenReducer",
+    "MODEL_REGISTRY", "build_backbone", "IARED", "PolicyOutput", "Embedded", "TimeSformer", "TimmViT",
+    "DropPolicy", "NoDropPolicy", "ReducingViT", "ReducedOutput", "TokenReducer",
 ]

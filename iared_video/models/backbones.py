@@ -13,7 +13,7 @@ Patch-token order (``N`` counts patch tokens only):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -24,12 +24,13 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
+from iared_video.config.archs import resolve_arch
 from iared_video.config.choices import PATCH_INFLATIONS
-from iared_video.models.archs import resolve_arch
 from iared_video.models.divided import ATTENTION_TYPES, DividedBlock
+from iared_video.models.token_ops import block_forward
 
-__all__ = ["Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "FramePatchEmbed", "TimeSformer", "TimmViT",
-           "check_input"]
+__all__ = ["DenseTrace", "dense_forward", "Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "FramePatchEmbed",
+           "TimeSformer", "TimmViT", "check_input"]
 
 
 @dataclass
@@ -271,3 +272,53 @@ BackboneBlock = Block | DividedBlock
 def backbone_blocks(blocks: nn.Module) -> Sequence[BackboneBlock]:
     """A backbone's ``blocks`` (or a slice of them) typed as what they hold (``nn.ModuleList`` yields ``nn.Module``)."""
     return cast(Sequence[BackboneBlock], blocks)
+
+
+# ----------------------------------------------------------------------------- the one dense forward
+
+
+@dataclass
+class DenseTrace:
+    """Output of ``dense_forward``: logits, per-block attention ``(B, heads, L, L)``, token layout.
+
+    Attributes:
+        logits: ``(B, num_classes)``.
+        attentions: per block ``(B, H, L, L)`` probabilities (``probs=True``), else empty.
+        grid: ``(T, h, w)`` patch grid.
+        num_prefix: class/distillation tokens before the patches.
+        patch_tokens: ``(B, N, C)`` final patch tokens after the backbone's final norm.
+    """
+
+    logits: Tensor
+    attentions: list[Tensor] = field(default_factory=list)
+    grid: tuple[int, int, int] = (1, 1, 1)
+    num_prefix: int = 1
+    patch_tokens: Tensor | None = None
+
+
+def dense_forward(backbone: Backbone, x: Tensor, probs: bool = False, keep_grad: bool = False) -> DenseTrace:
+    """Every token through every block of ``backbone`` (no stochastic depth), the one dense forward.
+
+    Args:
+        backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of a wrapped model).
+        x: the backbone's input.
+        probs: record each block's attention probabilities (timm blocks only).
+        keep_grad: retain the gradients of the attention maps (``attn.grad`` after ``backward``).
+    """
+    emb = backbone.embed(x)
+    tokens = torch.cat([emb.prefix, emb.patches], dim=1)
+    trace = DenseTrace(logits=x.new_empty(0), grid=emb.grid, num_prefix=emb.prefix.shape[1])
+    for block in backbone.blocks:
+        if hasattr(block, "temporal_attn"):  # divided space-time: the block's own (packed) forward
+            if probs:
+                raise ValueError("divided space-time blocks have no single (L, L) attention map")
+            tokens = block(tokens, emb.grid)
+            continue
+        tokens, p = block_forward(cast(Block, block), tokens, probs=probs, drop_path=False)
+        if p is not None and keep_grad and p.requires_grad:
+            p.retain_grad()
+        if p is not None:
+            trace.attentions.append(p)
+    trace.logits = backbone.forward_head(tokens[:, :trace.num_prefix])
+    trace.patch_tokens = backbone.norm(tokens[:, trace.num_prefix:])
+    return trace

@@ -1,20 +1,19 @@
-"""Model registry and ``build_model(cfg)``: the one place models read the config."""
+"""Backbone registry and ``build_backbone(cfg)``: the one place models read the config.
+
+The method that wraps the backbone is built by ``iared_video.methods.build_model``.
+"""
 
 from __future__ import annotations
 
-from typing import cast
-
 from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
-from torch import nn
 
 from iared_video.models.backbones import Backbone, TimeSformer, TimmViT
-from iared_video.models.weights import load_pretrained
 
 MODEL_REGISTRY = Registry("MODEL")
 MODEL_REGISTRY.__doc__ = "Backbones by MODEL.MODEL_NAME; each builder takes the cfg and returns an nn.Module."
 
-__all__ = ["MODEL_REGISTRY", "build_model", "build_backbone", "build_policy"]
+__all__ = ["MODEL_REGISTRY", "build_backbone"]
 
 
 @MODEL_REGISTRY.register()
@@ -39,26 +38,3 @@ def deit(cfg: CfgNode) -> TimmViT:
 def build_backbone(cfg: CfgNode) -> Backbone:
     """The backbone named by ``MODEL.MODEL_NAME``."""
     return MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)
-
-
-def build_policy(cfg: CfgNode, dim: int) -> nn.Module:
-    """The policy (or token reducer) of the method ``cfg`` selects, for tokens of width ``dim``: the method's
-    ``build_policy`` where it has one, else the policy of the model it builds on a fresh backbone."""
-    from iared_video.methods import method_for_cfg
-
-    method = method_for_cfg(cfg)
-    if hasattr(method, "build_policy"):
-        return method.build_policy(cfg, dim)
-    return cast(nn.Module, method.build(cfg, build_backbone(cfg)).policy)  # every wrapped model has one
-
-
-def build_model(cfg: CfgNode) -> nn.Module:
-    """Backbone wrapped by the method ``cfg`` selects (``IARED.POLICY``, see ``iared_video.methods``):
-    ``model(x)`` gives logits, ``model(x, return_policy=True)`` a ``PolicyOutput``. ``MODEL.PRETRAINED``
-    is loaded over the whole model."""
-    from iared_video.methods import method_for_cfg
-
-    model = method_for_cfg(cfg).build(cfg, build_backbone(cfg))
-    if cfg.MODEL.PRETRAINED:
-        load_pretrained(model, cfg.MODEL.PRETRAINED)
-    return model

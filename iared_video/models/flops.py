@@ -11,13 +11,8 @@ model:
 * LayerNorm: 5 per element (fvcore's rough estimate for affine norms);
 * element-wise ops (GELU, softmax, sigmoid, residual adds, bias) are free.
 
-The interpreter runs as linear maps (``MultiHeadInterpreter.head_logits``: ``F_k`` on the policy
-token, its fold into ``F_q``, then ``C x H`` per scored token). DynamicViT's prediction modules
-count their LayerNorm and linear layers on the tokens they score (the masked
-global mean and the concat are element-wise, hence free).
-
-Each method supplies its policy's cost (``Method.policy_macs`` in ``iared_video/methods/``);
-``model_gmacs_per_sample`` asks the method of the model. Token reducers (ToMe, EViT) count
+Each method supplies its policy's cost (``Method.policy_macs``, handed to ``group_gmacs_per_sample``);
+``iared_video.methods.model_gmacs_per_sample`` asks the method of the model. Token reducers (ToMe, EViT) count
 each block's attention half on the tokens entering it and its MLP half on the tokens left
 (``models/reduction.py``), plus their own matmuls.
 """
@@ -38,12 +33,11 @@ from torch import Tensor, nn
 from iared_video.models.backbones import Backbone, TimeSformer
 from iared_video.models.divided import DividedBlock
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.interpreter import MultiHeadInterpreter
 from iared_video.models.policies import MODES
 from iared_video.models.token_ops import block_attention
 
 __all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
-           "interpreter_macs", "attention_policy_macs", "predictor_macs", "token_counts", "model_gmacs_per_sample",
+           "linear_macs", "norm_macs", "timm_block_macs", "token_counts",
            "group_gmacs_per_sample", "attention_part_macs", "mlp_part_macs", "dense_gmacs", "sdpa_flop_jit",
            "fvcore_gflops", "PolicyMacs"]
 
@@ -87,11 +81,13 @@ def block_macs(num_tokens: Count, dim: int, mlp_ratio: float = 4.0, mlp_hidden: 
     return macs + (2 * layer_norm_macs(n, dim) if count_norms else 0)
 
 
-def _linear_macs(module: nn.Module | None) -> int:
+def linear_macs(module: nn.Module | None) -> int:
+    """A linear layer on one token (``in x out``, bias free); 0 for anything else."""
     return module.in_features * module.out_features if isinstance(module, nn.Linear) else 0
 
 
-def _norm_macs(module: nn.Module | None, num_tokens: Count) -> Count:
+def norm_macs(module: nn.Module | None, num_tokens: Count) -> Count:
+    """A LayerNorm on ``num_tokens`` tokens; 0 for anything else."""
     return layer_norm_macs(num_tokens, module.normalized_shape[-1]) if isinstance(module, nn.LayerNorm) else 0
 
 
@@ -99,16 +95,16 @@ def attention_part_macs(block: Block, num_tokens: Count) -> Count:
     """The attention half of a timm ``Block`` on ``n`` tokens: ``norm1``, qkv, ``2 n^2 C``, proj."""
     attn, n = block_attention(block), num_tokens
     dim = attn.qkv.in_features
-    return _norm_macs(block.norm1, n) + n * _linear_macs(attn.qkv) + 2 * n * n * dim + n * _linear_macs(attn.proj)
+    return norm_macs(block.norm1, n) + n * linear_macs(attn.qkv) + 2 * n * n * dim + n * linear_macs(attn.proj)
 
 
 def mlp_part_macs(block: Block, num_tokens: Count) -> Count:
     """The MLP half of a timm ``Block`` on ``n`` tokens: ``norm2``, fc1, fc2."""
     mlp = cast(Mlp, block.mlp)  # timm types Block.mlp as nn.Module
-    return _norm_macs(block.norm2, num_tokens) + num_tokens * (_linear_macs(mlp.fc1) + _linear_macs(mlp.fc2))
+    return norm_macs(block.norm2, num_tokens) + num_tokens * (linear_macs(mlp.fc1) + linear_macs(mlp.fc2))
 
 
-def _module_block_macs(block: Block, num_tokens: Count) -> Count:
+def timm_block_macs(block: Block, num_tokens: Count) -> Count:
     """``block_macs`` with the dimensions read from a timm ``Block``."""
     return attention_part_macs(block, num_tokens) + mlp_part_macs(block, num_tokens)
 
@@ -130,57 +126,28 @@ def divided_block_macs(block: DividedBlock, keep: Tensor, frames: int) -> Tensor
     kept = per_frame.sum((1, 2))
     dim = block.attn.qkv.in_features
     t_attn, s_attn = block.temporal_attn, block.attn
-    temporal = (_norm_macs(block.temporal_norm1, kept) + 2 * dim * (per_frame.sum(1) ** 2).sum(1)
-                + kept * (_linear_macs(t_attn.qkv) + _linear_macs(t_attn.proj) + _linear_macs(block.temporal_fc)))
+    temporal = (norm_macs(block.temporal_norm1, kept) + 2 * dim * (per_frame.sum(1) ** 2).sum(1)
+                + kept * (linear_macs(t_attn.qkv) + linear_macs(t_attn.proj) + linear_macs(block.temporal_fc)))
     spatial_tokens = kept + frames
-    spatial = (_norm_macs(block.norm1, spatial_tokens) + 2 * dim * ((per_frame.sum(2) + 1) ** 2).sum(1)
-               + spatial_tokens * (_linear_macs(s_attn.qkv) + _linear_macs(s_attn.proj)))
-    mlp = _norm_macs(block.norm2, kept + 1) + (kept + 1) * (_linear_macs(block.mlp.fc1) + _linear_macs(block.mlp.fc2))
+    spatial = (norm_macs(block.norm1, spatial_tokens) + 2 * dim * ((per_frame.sum(2) + 1) ** 2).sum(1)
+               + spatial_tokens * (linear_macs(s_attn.qkv) + linear_macs(s_attn.proj)))
+    mlp = norm_macs(block.norm2, kept + 1) + (kept + 1) * (linear_macs(block.mlp.fc1) + linear_macs(block.mlp.fc2))
     return temporal + spatial + mlp
 
 
 def patch_embed_macs(backbone: Backbone, num_patches: Count) -> Count:
     """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any."""
     embed = backbone.patch_embed
-    return num_patches * embed.proj.weight.numel() + _norm_macs(getattr(embed, "norm", None), num_patches)
+    return num_patches * embed.proj.weight.numel() + norm_macs(getattr(embed, "norm", None), num_patches)
 
 
 def head_macs(backbone: Backbone) -> Count:
     """Final LayerNorm on the prefix token(s) the head reads, plus the head(s)."""
     if isinstance(backbone, TimeSformer):  # norm on the class token only
-        return _norm_macs(backbone.norm, 1) + _linear_macs(backbone.head)
+        return norm_macs(backbone.norm, 1) + linear_macs(backbone.head)
     net = backbone  # TimmViT: norm over all prefix tokens, timm's forward_head
-    macs = _norm_macs(net.norm, net.num_prefix_tokens) + _norm_macs(getattr(net, "fc_norm", None), 1)
-    return macs + _linear_macs(net.head) + _linear_macs(getattr(net, "head_dist", None))
-
-
-def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Count:
-    """``F_k`` on the policy token, its fold into ``F_q`` (``H x C`` weights) and the folded map on the scored
-    tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``); with ``IARED.INTERPRETER_HIDDEN W`` each scored
-    token also meets the ``C x W`` hidden layer and the folded map is ``W x H``."""
-    fold = _linear_macs(interpreter.query)  # every weight of F_q meets one key entry
-    hidden = sum(_linear_macs(m) for m in interpreter.hidden.modules() if isinstance(m, nn.Linear))
-    per_token = hidden + interpreter.num_heads * interpreter.query.in_features
-    return num_scored * per_token + fold + _linear_macs(interpreter.key)
-
-
-def attention_policy_macs(backbone: Backbone, num_tokens: Count, block_index: int = 0) -> Count:
-    """Raw-attention baseline at ``blocks[block_index]``: the blocks before it on all tokens, then its ``norm1``
-    and ``qkv`` on all tokens and the class-query logits (``L * C``)."""
-    blocks = cast(Sequence[Block], backbone.blocks)  # the raw-attention baseline runs on timm blocks
-    earlier = sum(_module_block_macs(b, num_tokens) for b in blocks[:block_index])
-    block = blocks[block_index]
-    qkv = block_attention(block).qkv
-    dim = qkv.in_features
-    scoring = _norm_macs(block.norm1, num_tokens) + num_tokens * _linear_macs(qkv) + num_tokens * dim
-    return earlier + scoring
-
-
-def predictor_macs(predictor: nn.Module, num_scored: Count) -> Count:
-    """A DynamicViT prediction module: every LayerNorm and linear layer on each scored token."""
-    per_token = sum(_linear_macs(m) for m in predictor.modules())
-    norms = sum(_norm_macs(m, num_scored) for m in predictor.modules() if isinstance(m, nn.LayerNorm))
-    return num_scored * per_token + norms
+    macs = norm_macs(net.norm, net.num_prefix_tokens) + norm_macs(getattr(net, "fc_norm", None), 1)
+    return macs + linear_macs(net.head) + linear_macs(getattr(net, "head_dist", None))
 
 
 # ---------------------------------------------------------------------------
@@ -210,35 +177,13 @@ def token_counts(tokens: PolicyOutput | Tensor | Sequence, num_patches: int | No
 PolicyMacs = Callable[[nn.Module, int, Tensor, int], Count]
 
 
-def model_gmacs_per_sample(model: nn.Module, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None = None,
-                           modes: Sequence[str] | None = None) -> Tensor:
-    """GMACs per sample of a wrapped model's forward from its token counts, as its method counts them.
-
-    The method (``iared_video.methods.method_of``) supplies the policy's cost; drop policies use
-    ``group_gmacs_per_sample``, token reducers (ToMe, EViT) their own per-block count.
-
-    Args:
-        model: the wrapped model, possibly DDP-wrapped (dimensions are read from its modules).
-        tokens: ``PolicyOutput`` or per-group kept counts, see ``token_counts``.
-        num_patches: N, required with raw counts.
-        modes: the modes the forward ran with (default all ``"greedy"``).
-
-    Returns:
-        ``(B,)`` float64 GMACs.
-    """
-    from iared_video.methods import method_of
-
-    model = getattr(model, "module", model)  # DDP-wrapped
-    return method_of(model).gmacs_per_sample(model, tokens, num_patches, modes)
-
-
 def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None,
                            modes: Sequence[str] | None, policy_macs: PolicyMacs) -> Tensor:
     """GMACs per sample of an ``IARED``-style forward (drop policies at group entries).
 
     Patch embedding on all N patches; group j's policy on the tokens present at its entry (``policy_macs``, if
     it acts there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm
-    and head. Arguments as ``model_gmacs_per_sample``.
+    and head. Arguments as ``iared_video.methods.model_gmacs_per_sample``.
     """
     model = getattr(model, "module", model)
     counts, num = token_counts(tokens, num_patches)
@@ -257,7 +202,7 @@ def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
                 assert divided is not None  # set whenever the backbone has divided blocks
                 macs = macs + divided_block_macs(block, divided[0][group], divided[1])
             else:
-                macs = macs + _module_block_macs(block, counts[:, group] + num_prefix)
+                macs = macs + timm_block_macs(block, counts[:, group] + num_prefix)
         scored = counts[:, group]
     return macs / 1e9
 
@@ -283,7 +228,8 @@ def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, count
 def dense_gmacs(model: IARED, num_patches: int) -> float:
     """GMACs of one sample through the backbone alone, every token kept and no policy cost."""
     counts = torch.full((1, model.num_groups), float(num_patches))
-    return float(model_gmacs_per_sample(model, counts, num_patches, modes=["keep_all"] * model.num_groups)[0])
+    modes = ["keep_all"] * model.num_groups  # no policy acts: its cost is never asked
+    return float(group_gmacs_per_sample(model, counts, num_patches, modes, lambda *args: 0)[0])
 
 
 # ---------------------------------------------------------------------------

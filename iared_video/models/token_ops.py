@@ -12,8 +12,8 @@ Token layouts:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +23,9 @@ from torch import Tensor, nn
 
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 
-if TYPE_CHECKING:
-    from iared_video.models.backbones import Backbone
-
 __all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKED_SOFTMAX_EPS", "block_forward",
-           "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path", "DenseTrace",
-           "dense_forward", "class_attention", "block_attention"]
+           "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path",
+           "class_attention", "block_attention"]
 
 MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
 
@@ -223,56 +220,6 @@ def packed_mlp_residual(block: Block, x: Tensor, seqs: PackedSeqs) -> Tensor:
 def packed_block(block: Block, x: Tensor, seqs: PackedSeqs) -> Tensor:
     """A pre-norm timm ``Block`` (attention + MLP, LayerScale, drop-path) on packed tokens."""
     return packed_mlp_residual(block, packed_attention_residual(block, x, seqs)[0], seqs)
-
-
-# ----------------------------------------------------------------------------- whole backbones
-
-
-@dataclass
-class DenseTrace:
-    """Output of ``dense_forward``: logits, per-block attention ``(B, heads, L, L)``, token layout.
-
-    Attributes:
-        logits: ``(B, num_classes)``.
-        attentions: per block ``(B, H, L, L)`` probabilities (``probs=True``), else empty.
-        grid: ``(T, h, w)`` patch grid.
-        num_prefix: class/distillation tokens before the patches.
-        patch_tokens: ``(B, N, C)`` final patch tokens after the backbone's final norm.
-    """
-
-    logits: Tensor
-    attentions: list[Tensor] = field(default_factory=list)
-    grid: tuple[int, int, int] = (1, 1, 1)
-    num_prefix: int = 1
-    patch_tokens: Tensor | None = None
-
-
-def dense_forward(backbone: Backbone, x: Tensor, probs: bool = False, keep_grad: bool = False) -> DenseTrace:
-    """Every token through every block of ``backbone`` (no stochastic depth), the one dense forward.
-
-    Args:
-        backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of a wrapped model).
-        x: the backbone's input.
-        probs: record each block's attention probabilities (timm blocks only).
-        keep_grad: retain the gradients of the attention maps (``attn.grad`` after ``backward``).
-    """
-    emb = backbone.embed(x)
-    tokens = torch.cat([emb.prefix, emb.patches], dim=1)
-    trace = DenseTrace(logits=x.new_empty(0), grid=emb.grid, num_prefix=emb.prefix.shape[1])
-    for block in backbone.blocks:
-        if hasattr(block, "temporal_attn"):  # divided space-time: the block's own (packed) forward
-            if probs:
-                raise ValueError("divided space-time blocks have no single (L, L) attention map")
-            tokens = block(tokens, emb.grid)
-            continue
-        tokens, p = block_forward(cast(Block, block), tokens, probs=probs, drop_path=False)
-        if p is not None and keep_grad and p.requires_grad:
-            p.retain_grad()
-        if p is not None:
-            trace.attentions.append(p)
-    trace.logits = backbone.forward_head(tokens[:, :trace.num_prefix])
-    trace.patch_tokens = backbone.norm(tokens[:, trace.num_prefix:])
-    return trace
 
 
 def class_attention(blocks: nn.ModuleList | nn.Sequential, tokens: Tensor, block: int) -> Tensor:

@@ -40,6 +40,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone
+from iared_video.utils.cli import UserError
 
 __all__ = ["CheckpointFileError", "CheckpointMismatchError", "LoadReport", "load_checkpoint_file",
            "extract_state_dict", "inflate_patch_weight", "load_pretrained"]
@@ -55,11 +56,11 @@ _MAX_LISTED = 10
 _DIVIDED_MARKERS = (".temporal_attn.", ".temporal_fc.", ".temporal_norm1.")  # keys only divST blocks have
 
 
-class CheckpointFileError(RuntimeError):
+class CheckpointFileError(UserError, RuntimeError):
     """A checkpoint file that cannot be read (empty, truncated, corrupt or not a checkpoint)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint whose tensors do not fit the model; the message lists the offending keys and shapes."""
 
 
@@ -150,7 +151,8 @@ def extract_state_dict(ckpt: Mapping) -> tuple[dict[str, Tensor], str]:
     """Find the model weights in a loaded checkpoint and normalise their key names.
 
     Returns:
-        ``(state_dict, format_name)``; ``format_name`` is ``"iared"`` (keys ``backbone.*``/``policy.*``),
+        ``(state_dict, format_name)``; ``format_name`` is ``"wrapped"`` (this project's own wrapped model:
+        keys ``backbone.*``/``policy.*``),
         ``"timesformer"`` (``model_state`` with ``model.*`` keys, prefix stripped), ``"deit"`` (``model``
         entry, timm keys) or ``"timm"`` (bare or ``state_dict`` entry); ``"+ddp"`` is appended when
         ``module.`` prefixes were stripped.
@@ -166,7 +168,7 @@ def extract_state_dict(ckpt: Mapping) -> tuple[dict[str, Tensor], str]:
         raise CheckpointFileError(f"no model weights found in the checkpoint (top-level keys: {keys})")
     state, ddp = _strip_common_prefix(state, "module.")
     if all(k.startswith(("backbone.", "policy.")) for k in state):
-        name = "iared"
+        name = "wrapped"
     else:
         state, official = _strip_common_prefix(state, "model.")
         name = "timesformer" if official else "deit" if container == "model" else "timm"
@@ -245,7 +247,7 @@ def _adapt(key: str, value: Tensor, current: Tensor, grid: tuple[int, int],
 # ---------------------------------------------------------------------------
 def _to_model_keys(state: dict[str, Tensor], fmt: str) -> dict[str, Tensor]:
     """Backbone-only checkpoints go under ``backbone.``."""
-    return state if fmt.startswith("iared") else {f"backbone.{k}": v for k, v in state.items()}
+    return state if fmt.startswith("wrapped") else {f"backbone.{k}": v for k, v in state.items()}
 
 
 def _is_distillation(key: str) -> bool:

@@ -18,8 +18,6 @@ set does not import the dataset package.
 
 from __future__ import annotations
 
-from typing import Any
-
 from iared_video.synthetic import formula
 from iared_video.synthetic.formula import generate_formula_dataset
 from iared_video.synthetic.images import generate_image_dataset, render_image
@@ -52,17 +50,6 @@ __all__ = [
     "DEFAULT_NUM_VIDEOS",
     "DEFAULT_NUM_IMAGES", "DEFAULT_IMAGE_CLASSES", "SPLITS", "VideoKnobs", "ImageKnobs", "VIDEO_DIFFICULTY",
     "IMAGE_DIFFICULTY", "make_knobs", "video_rng", "image_rng", "Region", "sample_video_spec", "render_video",
-    "render_image", "write_mp4", "save_masks", "load_masks", "load_image_mask", "balanced_labels",
+    "render_image", "write_mp4", "save_masks", "balanced_labels",
     "stratified_splits", "generate_video_dataset", "generate_image_dataset", "formula", "generate_formula_dataset",
 ]
-
-_MASK_READERS = ("load_masks", "load_image_mask")
-
-
-def __getattr__(name: str) -> Any:
-    """``load_masks`` / ``load_image_mask`` from ``iared_video.datasets.masks``, imported when first asked for."""
-    if name in _MASK_READERS:
-        from iared_video.datasets import masks
-
-        return getattr(masks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

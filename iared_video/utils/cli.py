@@ -15,26 +15,27 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["USER_ERROR_EXIT", "DEBUG_FLAG", "InputError", "user_errors", "debug_requested", "log_level_opt", "one_line",
-           "run_tool"]
+__all__ = ["USER_ERROR_EXIT", "DEBUG_FLAG", "UserError", "InputError", "user_errors", "debug_requested",
+           "log_level_opt", "one_line", "run_tool"]
 
 USER_ERROR_EXIT = 2
 DEBUG_FLAG = "--debug"
 
 
-class InputError(RuntimeError):
+class UserError(Exception):
+    """Base of the errors that mean "the user asked for something that cannot work" (config, checkpoint, data).
+
+    Each layer's error class also derives from this one, so that ``run_tool`` knows them without importing them.
+    """
+
+
+class InputError(UserError, RuntimeError):
     """An input file (video, image, folder, split CSV) that cannot be used; the message says why."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception classes that mean "the user asked for something that cannot work"."""
-    from iared_video.config import ConfigError
-    from iared_video.datasets.bad_data import DataSplitError, SampleError
-    from iared_video.engine.checkpoint import CheckpointError
-    from iared_video.models.weights import CheckpointFileError, CheckpointMismatchError
-
-    return (ConfigError, CheckpointError, CheckpointFileError, CheckpointMismatchError, SampleError, DataSplitError,
-            InputError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+    return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 def log_level_opt(argv: Sequence[str]) -> str | None:

@@ -2,8 +2,7 @@
 
 Stages hand these records to each other in memory (``engine.tester.test`` returns a :class:`TestResults`,
 the main job builds :class:`MainJobRow` from it); the JSON files in ``OUTPUT_DIR`` are written for users by
-:func:`save_json`, and every text table in the project comes from :func:`format_table`. A record also
-reads like the dict it replaced (``results["top1_err"]``), so callers of the older dict API keep working.
+:func:`save_json`, and every text table in the project comes from :func:`format_table`.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ _R = TypeVar("_R", bound="Record")
 
 @dataclass
 class Record:
-    """Base of the schema: read access by key, ``to_dict`` for the writer, ``from_dict`` for old files."""
+    """Base of the schema: ``to_dict`` for the writer, ``from_dict`` for old files."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fields in declaration order; kind-only fields that are None are left out."""
@@ -45,22 +44,6 @@ class Record:
                 continue
             out[f.name] = value
         return out
-
-    def __getitem__(self, key: str) -> Any:
-        values = self.to_dict()
-        if key not in values:
-            raise KeyError(key)
-        return values[key]
-
-    def keys(self) -> list[str]:
-        """The keys of ``to_dict`` (also what makes ``{**record}`` work)."""
-        return list(self.to_dict())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_dict()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
 
     @classmethod
     def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:

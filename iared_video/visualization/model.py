@@ -44,7 +44,7 @@ def describe_weights(cfg, short: bool = False) -> str:
 
 def build_vis_model(cfg) -> nn.Module:
     """``build_model(cfg)`` (which loads MODEL.PRETRAINED) plus TEST.CHECKPOINT_FILE_PATH when set, in eval mode."""
-    from iared_video.models.build import build_model
+    from iared_video.methods import build_model
     from iared_video.models.weights import load_pretrained
 
     model = build_model(cfg)

@@ -27,7 +27,7 @@ def _vis_options(cfg) -> VisOptions:
     on the colour bar when the method's scores meet one."""
     v = cfg.VISUALIZE
     from iared_video.methods import method_for_cfg
-    from iared_video.models.policies import InterpreterPolicy
+    from iared_video.methods.iared.policy import InterpreterPolicy
 
     # its scores meet a threshold (under DECISION expected_count each video keeps its best tokens instead)
     thresholded = (issubclass(method_for_cfg(cfg).policy_type, InterpreterPolicy)

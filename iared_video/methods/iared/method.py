@@ -1,7 +1,8 @@
 """IA-RED^2 (Pan et al., NeurIPS 2021): multi-head interpreters drop patch tokens at each group's entry.
 
-Policy: ``models.policies.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
-interpreter stage (self-critical REINFORCE, ``reinforce_step``) then a backbone stage (cross-entropy).
+Policy: ``policy.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
+interpreter stage (self-critical REINFORCE, ``reinforce_step``; only that group's interpreter trains) then a
+backbone stage (cross-entropy).
 FLOPs: the interpreter's ``F_q`` on the scored tokens, ``F_k`` on the policy token and the per-head dot
 products. Benchmark: the trained threshold rule, and ``ControlledKeepPolicy`` (the same interpreters keeping
 a set fraction of tokens per sample) at each keep target.
@@ -15,10 +16,18 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.config.choices import KEEP_SCHEDULES
+from iared_video.config.choices import KEEP_SCHEDULES, OPTIMIZERS
 from iared_video.config.runtime import is_video
-from iared_video.engine.curriculum import Stage
-from iared_video.engine.reinforce import (
+from iared_video.methods import method_for_cfg, register
+from iared_video.methods.base import BenchContext, Count, Method, Variant
+from iared_video.methods.iared.interpreter import MultiHeadInterpreter, interpreter_macs
+from iared_video.methods.iared.policy import DECISIONS, INTERPRETER_INPUTS, InterpreterPolicy
+from iared_video.methods.iared.reinforce import (
+    REINFORCE_BASELINES,
+    REWARD_NORMALIZERS,
+    REWARD_OUTCOMES,
+    REWARDS,
+    RewardOptions,
     leave_one_out_advantage,
     outcome,
     policy_gradient_loss,
@@ -26,19 +35,19 @@ from iared_video.engine.reinforce import (
     reward_denominator,
     self_critical_advantage,
 )
-from iared_video.engine.steps import StepArgs, autocast, ce_step, top1_err
-from iared_video.methods import register
-from iared_video.methods.base import BenchContext, Count, Method, StagePlan, Variant, last_drop_index
+from iared_video.methods.stages import Stage, StagePlan, last_drop_index
+from iared_video.methods.steps import autocast, ce_step, top1_err
 from iared_video.models.backbones import Backbone
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.interpreter import MultiHeadInterpreter
-from iared_video.models.policies import GroupInput, InterpreterPolicy, topk_per_sample
+from iared_video.models.optim import build_optimizer
+from iared_video.models.policies import GroupInput, topk_per_sample
+from iared_video.models.weights import load_pretrained
 
-__all__ = ["IARED2", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
+__all__ = ["IARED2", "RewardOptions", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
 
 
 def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, modes: list[str], group: int,
-                   args: StepArgs) -> tuple[Tensor, dict]:
+                   args: RewardOptions, amp_dtype: torch.dtype | None = None) -> tuple[Tensor, dict]:
     """REINFORCE loss of interpreter ``group`` (Alg. 1 step a).
 
     ``net`` samples at ``group``, ``args.reinforce_samples`` decisions per input (the batch repeated, input-major).
@@ -47,7 +56,7 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
     """
     k = args.reinforce_samples
     xs, ys = (x.repeat_interleave(k, 0), y.repeat_interleave(k, 0)) if k > 1 else (x, y)
-    with autocast(x.device, args.amp_dtype):
+    with autocast(x.device, amp_dtype):
         out = net(xs, return_policy=True, modes=modes)
     r_sample = _reward_of(out, ys, group, args)
     stats = {"reward": r_sample.mean().item(), "keep_ratio": out.keep_ratio.mean().item(),
@@ -56,7 +65,7 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
         advantage = leave_one_out_advantage(r_sample, k)
     else:
         greedy_modes = ["greedy" if m == "sample" else m for m in modes]
-        with torch.no_grad(), autocast(x.device, args.amp_dtype):
+        with torch.no_grad(), autocast(x.device, amp_dtype):
             base = greedy_net(x, return_policy=True, modes=greedy_modes)
         r_greedy = _reward_of(base, y, group, args)
         advantage = self_critical_advantage(r_sample, r_greedy.repeat_interleave(k))
@@ -65,7 +74,7 @@ def reinforce_step(net: nn.Module, greedy_net: nn.Module, x: Tensor, y: Tensor, 
     return loss, {"loss": loss.item(), "advantage": advantage.mean().item(), **stats}
 
 
-def _reward_of(out: PolicyOutput, labels: Tensor, group: int, args: StepArgs) -> Tensor:
+def _reward_of(out: PolicyOutput, labels: Tensor, group: int, args: RewardOptions) -> Tensor:
     """``(B,)`` reward of each row of ``out`` for interpreter ``group``'s decisions (Eq. 2)."""
     kept, denominator = out.keep[group].sum(1), reward_denominator(out.keep, group, args.reward_normalizer)
     correct = outcome(out.logits, labels, args.reward_outcome)
@@ -118,10 +127,29 @@ class ControlledKeepPolicy(InterpreterPolicy):
         return topk_per_sample(scores, present, wanted)
 
 
+def _group_errors(p: CfgNode, depth: int) -> list[str]:
+    """Group count and the first and last drop groups against each other and the backbone's depth."""
+    errors = []
+    if not 1 <= p.FIRST_DROP_GROUP <= p.NUM_GROUPS:
+        errors.append(f"IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} must lie in [1, IARED.NUM_GROUPS={p.NUM_GROUPS}]")
+    last = p.LAST_DROP_GROUP
+    if last and not p.FIRST_DROP_GROUP <= last <= p.NUM_GROUPS:
+        errors.append(f"IARED.LAST_DROP_GROUP={last} must be 0 (every group) or lie in [IARED.FIRST_DROP_GROUP="
+                      f"{p.FIRST_DROP_GROUP}, IARED.NUM_GROUPS={p.NUM_GROUPS}]")
+    if depth % p.NUM_GROUPS:
+        errors.append(f"IARED.NUM_GROUPS={p.NUM_GROUPS} must divide the model depth {depth}")
+    return errors
+
+
 class IARED2(Method):
     """IA-RED^2: the interpreter policy, Alg. 1's curriculum, REINFORCE."""
 
-    name, label, policy_type, synthetic_config = "interpreter", "iared", InterpreterPolicy, "iared"
+    name, policy_type, synthetic_config, benchmarked = "iared", InterpreterPolicy, "iared", True
+    config_nodes: tuple[str, ...] = ("IARED",)
+    choices = {"IARED.REWARD": REWARDS, "IARED.REWARD_NORMALIZER": REWARD_NORMALIZERS,
+               "IARED.REWARD_OUTCOME": REWARD_OUTCOMES, "IARED.REINFORCE_BASELINE": REINFORCE_BASELINES,
+               "IARED.INTERPRETER_INPUT": INTERPRETER_INPUTS, "IARED.DECISION": DECISIONS,
+               "IARED.INTERPRETER_OPTIMIZER": ("",) + OPTIMIZERS}
 
     def build_policy(self, cfg: CfgNode, dim: int) -> InterpreterPolicy:
         p = cfg.IARED
@@ -134,15 +162,24 @@ class IARED2(Method):
         return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
-        """The interpreter's keys (checked here once for IA-RED^2 and its Gumbel variant)."""
+        """The IARED section (checked here once for IA-RED^2 and its Gumbel variant)."""
         p, errors = cfg.IARED, []
+        if not 0.0 < p.THRESHOLD < 1.0:
+            errors.append(f"IARED.THRESHOLD must lie in (0, 1), got {p.THRESHOLD}")
+        if p.REINFORCE_SAMPLES < 1:
+            errors.append(f"IARED.REINFORCE_SAMPLES must be >= 1, got {p.REINFORCE_SAMPLES}")
+        elif p.REINFORCE_BASELINE == "leave_one_out" and p.REINFORCE_SAMPLES < 2:
+            errors.append(f"IARED.REINFORCE_BASELINE leave_one_out needs IARED.REINFORCE_SAMPLES >= 2, got "
+                          f"{p.REINFORCE_SAMPLES}")
         if p.INTERPRETER_HIDDEN < 0:
             errors.append(f"IARED.INTERPRETER_HIDDEN must be 0 (linear F_q) or a width > 0, got {p.INTERPRETER_HIDDEN}")
-        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT != "tokens" and p.FIRST_DROP_GROUP != 1:
+        errors += _group_errors(p, depth)
+        interpreters = isinstance(method_for_cfg(cfg), IARED2)  # IA-RED^2 or a variant runs them
+        if interpreters and p.INTERPRETER_INPUT != "tokens" and p.FIRST_DROP_GROUP != 1:
             errors.append(f"IARED.INTERPRETER_INPUT {p.INTERPRETER_INPUT} changes the first group's interpreter "
                           f"only, which IARED.FIRST_DROP_GROUP={p.FIRST_DROP_GROUP} skips; use tokens or "
                           "FIRST_DROP_GROUP 1")
-        if p.POLICY == self.policy_key and p.INTERPRETER_INPUT == "difference" and not is_video(cfg):
+        if interpreters and p.INTERPRETER_INPUT == "difference" and not is_video(cfg):
             errors.append("IARED.INTERPRETER_INPUT difference compares frames and needs a video model "
                           "(MODEL.MODEL_NAME timesformer); use tokens or content")
         return errors
@@ -156,13 +193,28 @@ class IARED2(Method):
 
     def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
         if run.stage.kind == "interpreter":
-            return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args)
+            return reinforce_step(run.net, run.model, x, y, run.modes, run.stage.group, ctx.args.options,
+                                  ctx.args.amp_dtype)
         return ce_step(run.net, x, y, run.modes, ctx.args)
+
+    def step_options(self, cfg: CfgNode) -> RewardOptions:
+        i = cfg.IARED
+        return RewardOptions(i.TAU, i.REWARD, i.REWARD_NORMALIZER, i.REWARD_OUTCOME, i.REINFORCE_SAMPLES,
+                             i.REINFORCE_BASELINE)
+
+    def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
+        """An interpreter stage trains interpreter i alone (Alg. 1 step a); other stages as ``set_trainable``."""
+        if stage.kind != "interpreter":
+            return super().prepare_stage(cfg, model, stage)
+        model.requires_grad_(False)
+        cast(InterpreterPolicy, model.policy).interpreters[stage.group].requires_grad_(True)
+
+    def model_in_train_mode(self, stage: Stage) -> bool:
+        """Interpreter stages keep the frozen backbone in eval (deterministic rewards)."""
+        return stage.kind != "interpreter"
 
     def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
         """Interpreter stages: IARED.INTERPRETER_* settings; backbone stages: SOLVER.*."""
-        from iared_video.engine.optim import build_optimizer
-
         if stage.kind != "interpreter":
             return super().optimizer(cfg, model, stage, steps_per_epoch)
         s, i = cfg.SOLVER, cfg.IARED
@@ -173,16 +225,12 @@ class IARED2(Method):
         return cfg.IARED.INTERPRETER_LR if stage.kind == "interpreter" else cfg.SOLVER.BASE_LR
 
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
-        from iared_video.models.flops import interpreter_macs
-
         interpreters = cast(InterpreterPolicy, model.policy).interpreters
         return interpreter_macs(cast(MultiHeadInterpreter, interpreters[group]), num_scored)
 
     def shared_interpreters(self, bench: BenchContext) -> InterpreterPolicy:
         """The benchmark's interpreters (built once; ``bench.weights`` loaded over backbone and them)."""
         if "interpreter" not in bench.shared:
-            from iared_video.models.weights import load_pretrained
-
             policy = self.build_policy(bench.cfg, bench.backbone.embed_dim)
             for path in bench.weights:
                 load_pretrained(IARED(bench.backbone, policy, bench.num_groups), path)

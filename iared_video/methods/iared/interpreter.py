@@ -1,4 +1,4 @@
-"""The multi-head interpreter of IA-RED^2 (Eq. 1 of the paper)."""
+"""The multi-head interpreter of IA-RED^2 (Eq. 1 of the paper) and its FLOP count."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-__all__ = ["MultiHeadInterpreter"]
+from iared_video.models.flops import Count, linear_macs
+
+__all__ = ["MultiHeadInterpreter", "interpreter_macs"]
 
 
 class MultiHeadInterpreter(nn.Module):
@@ -68,3 +70,13 @@ class MultiHeadInterpreter(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """Informative scores in (0, 1): ``(..., C) -> (...)``."""
         return self.head_logits(tokens).sigmoid().mean(-1)
+
+
+def interpreter_macs(interpreter: MultiHeadInterpreter, num_scored: Count) -> Count:
+    """``F_k`` on the policy token, its fold into ``F_q`` (``H x C`` weights) and the folded map on the scored
+    tokens (``C * H`` each; ``MultiHeadInterpreter.head_logits``); with a hidden layer of width W each scored
+    token also meets the ``C x W`` hidden layer and the folded map is ``W x H``."""
+    fold = linear_macs(interpreter.query)  # every weight of F_q meets one key entry
+    hidden = sum(linear_macs(m) for m in interpreter.hidden.modules() if isinstance(m, nn.Linear))
+    per_token = hidden + interpreter.num_heads * interpreter.query.in_features
+    return num_scored * per_token + fold + linear_macs(interpreter.key)

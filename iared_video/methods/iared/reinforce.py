@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from iared_video.config.choices import REWARD_OUTCOMES
-
-__all__ = ["reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
-           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "REWARD_OUTCOMES", "outcome"]
+__all__ = ["RewardOptions", "reward", "reward_denominator", "self_critical_advantage", "leave_one_out_advantage",
+           "policy_gradient_loss", "REWARDS", "REWARD_NORMALIZERS", "REWARD_OUTCOMES", "REINFORCE_BASELINES", "outcome"]
 
 REWARDS = ("square", "linear")
 REWARD_NORMALIZERS = ("original", "entering")
+REWARD_OUTCOMES = ("prediction", "probability")  # what "correct" is in the reward (IARED.REWARD_OUTCOME)
+REINFORCE_BASELINES = ("greedy", "leave_one_out")
+
+
+@dataclass(frozen=True)
+class RewardOptions:
+    """IA-RED^2's REINFORCE settings (``IARED.TAU``, ``IARED.REWARD*``, ``IARED.REINFORCE_*``)."""
+
+    tau: float = 0.5
+    reward_kind: str = "square"
+    reward_normalizer: str = "original"  # N of |u|_0 / N for groups after the first
+    reward_outcome: str = "prediction"  # the prediction right or wrong, or p(label)
+    reinforce_samples: int = 1  # decisions sampled per input in a REINFORCE step
+    reinforce_baseline: str = "greedy"  # "greedy" (self-critical) or "leave_one_out"
 
 
 def reward_denominator(keep: Sequence[Tensor], group: int, normalizer: str = "original") -> Tensor:

@@ -4,47 +4,71 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from iared_video.config.choices import OPTIMIZERS  # listed once, with the config keys
 
-__all__ = ["build_optimizer", "cosine_warmup_lr", "group_lr", "LRSchedule", "OPTIMIZERS"]
+__all__ = ["LRRule", "build_optimizer", "cosine_warmup_lr", "group_lr", "LRSchedule", "OPTIMIZERS"]
+
+
+@dataclass(frozen=True)
+class LRRule:
+    """How one part of the model follows the schedule.
+
+    Attributes:
+        scale: its learning rate as a multiple of the schedule's (e.g. a slower backbone).
+        hold_steps: optimiser steps at learning rate 0 before it starts.
+        cap: when set, its rate is ``min(cap, schedule's rate)`` instead of the scaled rate (the official
+            DynamicViT backbone rule).
+        label: the name of the part (stored as the param group's ``label``).
+    """
+
+    scale: float = 1.0
+    hold_steps: int = 0
+    cap: float | None = None
+    label: str = ""
+
+    def group_keys(self) -> dict[str, Any]:
+        """The param-group entries ``group_lr`` reads (plain values, so optimiser states load weights-only)."""
+        keys: dict[str, Any] = {"lr_scale": self.scale, "label": self.label}
+        if self.hold_steps:
+            keys["hold_steps"] = self.hold_steps
+        if self.cap is not None:
+            keys["lr_cap"] = self.cap
+        return keys
 
 
 def _param_groups(params: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr: float,
-                  lr_scale: Callable[[str], float] | None = None,
-                  label: Callable[[str], str] | None = None) -> list[dict]:
-    """Groups by (lr scale, decay, label); no weight decay on biases, norms and 1-d tokens (timm convention).
+                  rule: Callable[[str], LRRule] | None = None) -> list[dict]:
+    """Groups by (rule, decay); no weight decay on biases, norms and 1-d tokens (timm convention).
 
-    Each group carries ``lr_scale`` (``lr_scale(name)``, 1.0 without it; ``LRSchedule`` multiplies it in) and
-    ``label`` (``label(name)``, "" without it), so that a caller can give a part of the model its own rule.
+    Each group carries its ``LRRule``'s entries (``rule(name)``, ``LRRule()`` without it; ``LRSchedule`` applies
+    them), so that a caller can give a part of the model its own rate.
     """
-    groups: dict[tuple[float, bool, str], list[nn.Parameter]] = {}
+    groups: dict[tuple[LRRule, bool], list[nn.Parameter]] = {}
     for name, param in params:
         if not param.requires_grad:
             continue
         decay = not (param.ndim <= 1 or name.endswith("token"))
-        scale = float(lr_scale(name)) if lr_scale is not None else 1.0
-        tag = label(name) if label is not None else ""
-        groups.setdefault((scale, decay, tag), []).append(param)
-    ordered = sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))  # stable: ties keep model order
-    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale, "lr": lr * scale,
-             "label": tag} for (scale, decay, tag), ps in ordered]
+        groups.setdefault((rule(name) if rule is not None else LRRule(), decay), []).append(param)
+    ordered = sorted(groups.items(), key=lambda kv: (-kv[0][0].scale, not kv[0][1]))  # stable: ties keep model order
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr": lr * r.scale, **r.group_keys()}
+            for (r, decay), ps in ordered]
 
 
 def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], method: str, lr: float,
                     weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
-                    lr_scale: Callable[[str], float] | None = None,
-                    label: Callable[[str], str] | None = None) -> torch.optim.Optimizer:
+                    rule: Callable[[str], LRRule] | None = None) -> torch.optim.Optimizer:
     """SGD / Adam / AdamW over the trainable parameters in ``named_params``.
 
-    ``lr_scale(name)`` gives a parameter's learning rate as a multiple of ``lr`` (e.g. a slower backbone);
-    groups are ordered by decreasing scale, so ``param_groups[0]`` runs at the full ``lr`` when any does.
-    ``label(name)`` names the part of the model a parameter belongs to (stored as each group's ``label``).
+    ``rule(name)`` gives a parameter's ``LRRule`` (scale, hold, cap, label); groups are ordered by decreasing
+    scale, so ``param_groups[0]`` runs at the full ``lr`` when any does.
     """
-    groups = _param_groups(named_params, weight_decay, lr, lr_scale, label)
+    groups = _param_groups(named_params, weight_decay, lr, rule)
     if not groups:
         raise ValueError("no trainable parameters to optimise")
     if method == "sgd":
@@ -71,8 +95,8 @@ def cosine_warmup_lr(step: int, total_steps: int, base_lr: float, end_lr: float 
 def group_lr(group: dict, lr: float, step: int) -> float:
     """Learning rate of one param group at ``step`` (0-based) when the schedule's unscaled rate is ``lr``.
 
-    Optional group keys: ``hold_steps`` (0 before that step), ``lr_cap`` (then ``min(lr_cap, lr)``, the
-    official DynamicViT backbone rule), else ``lr * lr_scale`` (scale 1.0 when the group has none).
+    The group's ``LRRule`` entries: ``hold_steps`` (0 before that step), ``lr_cap`` (then ``min(lr_cap, lr)``),
+    else ``lr * lr_scale`` (scale 1.0 when the group has none).
     """
     if step < group.get("hold_steps", 0):
         return 0.0

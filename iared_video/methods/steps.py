@@ -18,20 +18,12 @@ __all__ = ["StepArgs", "autocast", "keep_ratios", "top1_err", "ce_step"]
 
 @dataclass
 class StepArgs:
-    """Plain settings of a training step."""
+    """Plain settings of a training step: the engine's, and the method's own (``Method.step_options``)."""
 
-    tau: float = 0.5
-    reward_kind: str = "square"
-    reward_normalizer: str = "original"  # IARED.REWARD_NORMALIZER: N of |u|_0 / N for groups after the first
-    reward_outcome: str = "prediction"  # IARED.REWARD_OUTCOME: the prediction right or wrong, or p(label)
-    reinforce_samples: int = 1  # IARED.REINFORCE_SAMPLES: decisions sampled per input in a REINFORCE step
-    reinforce_baseline: str = "greedy"  # IARED.REINFORCE_BASELINE: "greedy" (self-critical) or "leave_one_out"
     clip_grad: float = 0.0
     accum_steps: int = 1
     amp_dtype: torch.dtype | None = None
-    dynamicvit: Any = None  # losses.LossWeights when training DynamicViT
-    gumbel_keep_rate: float = 0.7  # IARED.GUMBEL: keep-ratio target rho (group j: rho^j)
-    gumbel_ratio_weight: float = 2.0  # IARED.GUMBEL: weight of the keep-ratio MSE
+    options: Any = None  # the selected method's step options (e.g. IA-RED^2's ``RewardOptions``)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -1,4 +1,4 @@
-"""DynamicViT (Rao et al., NeurIPS 2021) on the IA-RED^2 backbones (the method: ``methods/dynamicvit.py``).
+"""DynamicViT (Rao et al., NeurIPS 2021) on the IA-RED^2 backbones (the method: ``method.py``).
 
 DynamicViT puts a light prediction module before the blocks at ``prune_locations``. Stage ``s`` (1-based)
 scores the patch tokens still present and keeps ``floor(rho^s * N)`` of them (N: the input's patch tokens), as
@@ -8,7 +8,7 @@ the official code's ``int(N * rho^s)``.
   give a hard straight-through Gumbel-softmax decision, multiplied through the stages, and a masked softmax
   stops dropped tokens from influencing the others (each token still attends to itself); it runs in float32
   with the official epsilon whatever the autocast dtype.
-  ``models.losses.dynamicvit_loss`` adds a keep-ratio MSE per stage and KL / token distillation from a frozen
+  ``losses.dynamicvit_loss`` adds a keep-ratio MSE per stage and KL / token distillation from a frozen
   dense teacher.
   The trainer follows the official recipe: ``DYNAMICVIT.FROZEN_PARAMS`` (cls_token, pos_embed, time_embed) stay
   frozen, and the backbone learning rate is 0 for ``DYNAMICVIT.BACKBONE_HOLD_EPOCHS``, then
@@ -19,9 +19,6 @@ the official code's ``int(N * rho^s)``.
 ``DynamicViT`` is an ``IARED`` whose groups are the block spans between prune locations: group 0 (before the
 first location) keeps everything, group ``s`` opens with predictor ``s``. ``PolicyOutput`` therefore has
 ``len(prune_locations) + 1`` entries, and FLOPs, tester, heatmap and benchmark code work unchanged.
-
-The Gumbel IA-RED^2 variant lives in ``methods/gumbel.py`` and the losses in ``models/losses.py``; both are
-re-exported here for existing imports.
 """
 
 from __future__ import annotations
@@ -38,15 +35,13 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone, BackboneBlock, backbone_blocks
+from iared_video.models.flops import Count, linear_macs, norm_macs
 from iared_video.models.iared import IARED, PolicyOutput
-from iared_video.models.losses import LossWeights, dynamicvit_loss, gumbel_loss, ratio_loss, token_distill_loss
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
-from iared_video.models.token_ops import MASKED_SOFTMAX_EPS, block_forward, masked_softmax
+from iared_video.models.token_ops import block_forward
 
-__all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "LossWeights",
-           "masked_softmax", "masked_block", "ratio_loss", "token_distill_loss", "MASKED_SOFTMAX_EPS",
-           "dynamicvit_loss", "make_teacher", "keep_count", "GumbelInterpreterPolicy", "GumbelIARED",
-           "GumbelOutput", "gumbel_loss", "gumbel_bernoulli"]
+__all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "masked_block", "make_teacher",
+           "keep_count", "predictor_macs"]
 
 
 # ----------------------------------------------------------------------------- prediction module
@@ -75,6 +70,14 @@ class TokenPredictor(nn.Module):
             w = keep.unsqueeze(-1).to(z.dtype)
             glob = (glob * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-6)
         return self.decide(torch.cat([local, glob.expand_as(local)], dim=-1)).log_softmax(-1)
+
+
+def predictor_macs(predictor: nn.Module, num_scored: Count) -> Count:
+    """A prediction module's cost: every LayerNorm and linear layer on each scored token (the masked global
+    mean and the concat are element-wise, hence free)."""
+    per_token = sum(linear_macs(m) for m in predictor.modules())
+    norms = sum(norm_macs(m, num_scored) for m in predictor.modules() if isinstance(m, nn.LayerNorm))
+    return num_scored * per_token + norms
 
 
 KEEP_COUNT_DECIMALS = 6  # rho^s * N is rounded to this many decimals before the floor (0.7**2 * 100 -> 49, not 48)
@@ -214,7 +217,3 @@ class DynamicViT(IARED):
         out.log_probs.append(None)
         if st_mask is not None:
             out.masks.append(st_mask)
-
-
-# Compatibility: the Gumbel IA-RED^2 variant moved into its own method module.
-from iared_video.methods.gumbel import GumbelIARED, GumbelInterpreterPolicy, GumbelOutput, gumbel_bernoulli  # noqa: E402

@@ -1,7 +1,7 @@
 """DynamicViT (Rao et al., NeurIPS 2021): prediction modules keep the top ``floor(rho^s N)`` tokens at stage s.
 
-Model: ``models.dynamicvit.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
-one ``"train"`` stage with ``models.losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
+Model: ``model.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
+one ``"train"`` stage with ``losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
 from a frozen copy of the initial dense model), the official recipe's frozen embeddings
 (``DYNAMICVIT.FROZEN_PARAMS``) and backbone learning-rate rule (``DYNAMICVIT.BACKBONE_*``). FLOPs: every
 LayerNorm and linear layer of a prediction module on the tokens it scores.
@@ -9,6 +9,7 @@ LayerNorm and linear layer of a prediction module on the tokens it scores.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import cast
 
@@ -16,36 +17,31 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from iared_video.engine.curriculum import Stage, freeze_parameters
-from iared_video.engine.logging import get_logger
-from iared_video.engine.steps import StepArgs, autocast, top1_err
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
-from iared_video.models.backbones import Backbone
-from iared_video.models.dynamicvit import DynamicViT, DynamicViTPolicy, make_teacher
-from iared_video.models.losses import LossWeights, dynamicvit_loss
-from iared_video.models.token_ops import dense_forward
+from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss
+from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTPolicy, make_teacher, predictor_macs
+from iared_video.methods.stages import Stage, freeze_parameters
+from iared_video.methods.steps import autocast, top1_err
+from iared_video.models.backbones import Backbone, dense_forward
+from iared_video.models.optim import LRRule, build_optimizer
 
 __all__ = ["DynamicViTMethod", "dynamicvit_step"]
 
-logger = get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 
-def dynamicvit_step(net: nn.Module, teacher: Backbone, x: Tensor, y: Tensor, args: StepArgs) -> tuple[Tensor, dict]:
+def dynamicvit_step(net: nn.Module, teacher: Backbone, x: Tensor, y: Tensor, weights: LossWeights,
+                    amp_dtype: torch.dtype | None = None) -> tuple[Tensor, dict]:
     """DynamicViT objective: CE + keep-ratio MSE + KL and token distillation from the frozen dense ``teacher``."""
-    with autocast(x.device, args.amp_dtype):
+    with autocast(x.device, amp_dtype):
         out = net(x, return_policy=True)
         with torch.no_grad():
             trace = dense_forward(teacher, x)
     assert trace.patch_tokens is not None  # dense_forward always fills it
-    loss, terms = dynamicvit_loss(out, y, trace.logits, trace.patch_tokens, args.dynamicvit)
+    loss, terms = dynamicvit_loss(out, y, trace.logits, trace.patch_tokens, weights)
     return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                   "keep_ratio": out.masks[-1].mean().item(), "top1_err": top1_err(out.logits, y)}
-
-
-def _predictor_label(name: str) -> str:
-    """DynamicViT parameter groups: ``"predictor"`` (``policy.*``) or ``"backbone"``."""
-    return "predictor" if name.startswith("policy.") else "backbone"
 
 
 class DynamicViTMethod(Method):
@@ -53,6 +49,7 @@ class DynamicViTMethod(Method):
 
     name, policy_type, synthetic_config, joint_attention_only = "dynamicvit", DynamicViTPolicy, "dynamicvit", True
     knob = Knob("DYNAMICVIT.KEEP_RATE", 0.05, 1.0, cost_rises=True)
+    config_nodes, choices = ("DYNAMICVIT",), {"DYNAMICVIT.BACKBONE_LR_RULE": ("capped", "scaled")}
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         d = cfg.DYNAMICVIT
@@ -75,39 +72,32 @@ class DynamicViTMethod(Method):
         return errors
 
     def step(self, run, x: Tensor, y: Tensor, ctx) -> tuple[Tensor, dict]:
-        return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args)
+        return dynamicvit_step(run.net, ctx.teacher, x, y, ctx.args.options, ctx.args.amp_dtype)
 
-    def step_options(self, cfg: CfgNode) -> dict:
+    def step_options(self, cfg: CfgNode) -> LossWeights:
         d = cfg.DYNAMICVIT
-        return {"dynamicvit": LossWeights(d.KEEP_RATE, d.RATIO_WEIGHT, d.DISTILL_WEIGHT, d.TOKEN_DISTILL_WEIGHT)}
+        return LossWeights(d.KEEP_RATE, d.RATIO_WEIGHT, d.DISTILL_WEIGHT, d.TOKEN_DISTILL_WEIGHT)
 
     def prepare_stage(self, cfg: CfgNode, model: nn.Module, stage: Stage) -> None:
+        super().prepare_stage(cfg, model, stage)
         frozen = freeze_parameters(model, cfg.DYNAMICVIT.FROZEN_PARAMS)
         logger.info("DynamicViT: %s stay frozen (DYNAMICVIT.FROZEN_PARAMS)", ", ".join(frozen) or "nothing")
 
     def optimizer(self, cfg: CfgNode, model: nn.Module, stage: Stage, steps_per_epoch: int) -> torch.optim.Optimizer:
         """Prediction modules (``policy.*``) at SOLVER.BASE_LR; the backbone held at 0 for
         ``BACKBONE_HOLD_EPOCHS``, then at ``BACKBONE_LR_SCALE`` by ``BACKBONE_LR_RULE`` (see ``optim.group_lr``)."""
-        from iared_video.engine.optim import build_optimizer
-
         s, d = cfg.SOLVER, cfg.DYNAMICVIT
         scale = d.BACKBONE_LR_SCALE
-        optimizer = build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY,
-                                    s.MOMENTUM, s.NESTEROV, lambda n: 1.0 if n.startswith("policy.") else scale,
-                                    _predictor_label)
-        for group in optimizer.param_groups:
-            if group.get("label") == "backbone":
-                group["hold_steps"] = int(round(d.BACKBONE_HOLD_EPOCHS * steps_per_epoch))
-                if d.BACKBONE_LR_RULE == "capped":
-                    group["lr_cap"] = scale * s.BASE_LR
-        return optimizer
+        backbone = LRRule(scale, int(round(d.BACKBONE_HOLD_EPOCHS * steps_per_epoch)),
+                          scale * s.BASE_LR if d.BACKBONE_LR_RULE == "capped" else None, "backbone")
+        predictor = LRRule(label="predictor")
+        return build_optimizer(model.named_parameters(), s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM,
+                               s.NESTEROV, lambda n: predictor if n.startswith("policy.") else backbone)
 
     def teacher(self, cfg: CfgNode, model: nn.Module) -> Backbone:
         return make_teacher(cast(DynamicViT, model).backbone)
 
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
-        from iared_video.models.flops import predictor_macs
-
         policy = cast(DynamicViTPolicy, model.policy)
         return predictor_macs(policy.predictors[group - 1], num_scored)  # group s >= 1 opens with predictor s
 

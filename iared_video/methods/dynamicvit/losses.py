@@ -1,11 +1,6 @@
-"""Training objectives of the methods (PySlowFast keeps its losses here too).
+"""DynamicViT's objective: cross-entropy + keep-ratio MSE + KL and token distillation from a dense teacher.
 
-* ``F.cross_entropy``: dense, fixed-ratio baselines, IA-RED^2's backbone stages, ToMe and EViT fine-tuning;
-* ``policy_gradient_loss`` (``engine/reinforce.py``): IA-RED^2's self-critical REINFORCE on an interpreter;
-* ``dynamicvit_loss``: DynamicViT's cross-entropy + keep-ratio MSE + KL and token distillation;
-* ``gumbel_loss``: the straight-through Gumbel IA-RED^2 variant's cross-entropy + keep-ratio MSE.
-
-Every function takes tensors (or a method's output dataclass) and plain numbers, never a config.
+Every function takes tensors (or the model's output dataclass) and plain numbers, never a config.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LossWeights", "ratio_loss", "token_distill_loss", "dynamicvit_loss", "gumbel_loss"]
+__all__ = ["LossWeights", "ratio_loss", "token_distill_loss", "dynamicvit_loss"]
 
 
 @dataclass
@@ -65,17 +60,3 @@ def dynamicvit_loss(out: Any, labels: Tensor, teacher_logits: Tensor, teacher_to
              + weights.token_distill * terms["token"])
     return total, terms
 
-
-def gumbel_loss(out: Any, labels: Tensor, keep_rate: float, ratio_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """Cross-entropy + ``ratio_weight`` x keep-ratio MSE of the gates (``ratio_loss``: group j targets rho^j).
-
-    Args:
-        out: a ``GumbelOutput`` (``logits`` and the ``(B, N)`` straight-through ``gates`` of sampled groups).
-        labels: ``(B,)`` classes.
-        keep_rate: rho.
-        ratio_weight: weight of the keep-ratio term (0: cross-entropy alone).
-    """
-    terms = {"ce": F.cross_entropy(out.logits.float(), labels)}
-    no_gates = out.logits.new_zeros((), dtype=torch.float32)
-    terms["ratio"] = ratio_loss([g.float() for g in out.gates], keep_rate) if out.gates else no_gates
-    return terms["ce"] + ratio_weight * terms["ratio"], terms

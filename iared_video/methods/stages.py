@@ -1,30 +1,29 @@
 """The training schedule as a list of stages, and which parameters each stage trains.
 
-Each method builds its own schedule (``Method.stages`` in ``iared_video/methods/``); this module holds the
-stage vocabulary every method's schedule is written in:
+Each method builds its own schedule (``Method.stages``); this module holds the stage vocabulary every
+method's schedule is written in:
 
 * a whole-model stage (``"train"``, ``"gumbel"``, ...) trains every parameter with every group in the
   stage's ``mode`` (``"greedy"``: the policy's drop applied; ``"sample"``: straight-through Gumbel);
 * IA-RED^2's Alg. 1 stages: for each group i, an ``"interpreter"`` stage (REINFORCE on interpreter i only)
   then a ``"backbone"`` stage (cross-entropy on the blocks of groups i..D, the final norm and the head).
-  Patch embedding, positional/time embeddings and the class/distillation tokens stay frozen throughout.
+  Patch embedding, positional/time embeddings and the class/distillation tokens stay frozen throughout;
+  which parameters an interpreter stage trains is IA-RED^2's to say (``methods/iared``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from fvcore.common.config import CfgNode
 from torch import nn
 
-if TYPE_CHECKING:
-    from iared_video.models.iared import IARED
-    from iared_video.models.policies import InterpreterPolicy
+from iared_video.models.iared import IARED
 
-__all__ = ["Stage", "build_stages", "train_modes", "eval_modes", "set_trainable", "trainable_names",
-           "freeze_parameters", "model_in_train_mode", "HEAD_MODULES", "CURRICULUM_KINDS"]
+__all__ = ["Stage", "StagePlan", "last_drop_index", "train_modes", "eval_modes", "set_trainable",
+           "freeze_parameters", "backbone_stage_modules", "HEAD_MODULES", "CURRICULUM_KINDS"]
 
 # Backbone modules after the last block (timm and TimeSformer names); trained in every backbone stage.
 HEAD_MODULES = ("norm", "fc_norm", "head", "head_dist")
@@ -58,21 +57,33 @@ class Stage:
         return self.kind if self.whole_model else f"{self.kind}_g{self.group + 1}"
 
 
-def build_stages(policy: str, num_groups: int, max_epoch: int, interpreter_epochs: int,
-                 backbone_epochs: int, gumbel: bool = False, first_group: int = 0,
-                 last_group: int | None = None) -> list[Stage]:
-    """Stages of the method ``IARED.POLICY policy`` selects (``gumbel``: with ``IARED.GUMBEL``).
+@dataclass(frozen=True)
+class StagePlan:
+    """What a training schedule is built from (IARED.NUM_GROUPS, SOLVER.MAX_EPOCH, IARED.*_EPOCHS, ...)."""
 
-    Stages with zero epochs are left out. The IA-RED^2 curriculum runs from ``first_group`` to ``last_group``
-    (0-based, inclusive; ``IARED.FIRST_DROP_GROUP - 1`` and ``IARED.LAST_DROP_GROUP - 1``, None: the last group):
-    other groups never drop, so they get neither an interpreter nor a backbone stage.
-    """
-    from iared_video.methods import method_for_cfg
-    from iared_video.methods.base import StagePlan
+    num_groups: int
+    max_epoch: int
+    interpreter_epochs: int = 0
+    backbone_epochs: int = 0
+    first_group: int = 0
+    last_group: int | None = None  # 0-based, inclusive; None: the last group
 
-    selector = CfgNode({"IARED": {"POLICY": policy, "GUMBEL": bool(gumbel)}})
-    plan = StagePlan(num_groups, max_epoch, interpreter_epochs, backbone_epochs, first_group, last_group)
-    return method_for_cfg(selector).stages(plan)
+    @property
+    def dropping_groups(self) -> range:
+        """0-based groups whose interpreters may drop, ``first_group`` to ``last_group``."""
+        last = self.num_groups - 1 if self.last_group is None else self.last_group
+        return range(self.first_group, last + 1)
+
+    @classmethod
+    def from_cfg(cls, cfg: CfgNode) -> StagePlan:
+        i = cfg.IARED
+        return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1,
+                   last_drop_index(cfg))
+
+
+def last_drop_index(cfg: CfgNode) -> int | None:
+    """0-based index of ``IARED.LAST_DROP_GROUP`` (1-based), None for its 0 (every group from the first)."""
+    return int(cfg.IARED.LAST_DROP_GROUP) - 1 if cfg.IARED.LAST_DROP_GROUP else None
 
 
 def train_modes(stage: Stage, num_groups: int) -> list[str]:
@@ -94,14 +105,8 @@ def eval_modes(stage: Stage | None, num_groups: int) -> list[str]:
     return ["greedy" if j <= stage.group else "keep_all" for j in range(num_groups)]
 
 
-def model_in_train_mode(stage: Stage) -> bool:
-    """``model.train()`` during ``stage``; interpreter stages keep the frozen backbone in eval (deterministic
-    rewards)."""
-    return stage.kind != "interpreter"
-
-
-def _backbone_stage_modules(module: nn.Module, group: int) -> list[nn.Module]:
-    model = cast("IARED", module)
+def backbone_stage_modules(model: IARED, group: int) -> list[nn.Module]:
+    """What a ``"backbone"`` stage of ``group`` trains: the blocks of groups ``group``..D, final norm and head."""
     modules: list[nn.Module] = [block for j in range(group, model.num_groups) for block in model.group_blocks(j)]
     modules += [getattr(model.backbone, n) for n in HEAD_MODULES if isinstance(getattr(model.backbone, n, None),
                                                                               nn.Module)]
@@ -109,18 +114,18 @@ def _backbone_stage_modules(module: nn.Module, group: int) -> list[nn.Module]:
 
 
 def set_trainable(model: nn.Module, stage: Stage) -> None:
-    """Set ``requires_grad`` on ``model`` (an ``IARED``) for ``stage``; everything else is frozen."""
+    """Set ``requires_grad`` on ``model`` for a whole-model or ``"backbone"`` stage; everything else is frozen.
+
+    A stage kind of one method's own (IA-RED^2's ``"interpreter"``) is set by that method's ``prepare_stage``.
+    """
     if stage.whole_model:
         model.requires_grad_(True)
         return
+    if stage.kind != "backbone":
+        raise ValueError(f"stage kind {stage.kind!r} is set by its method's prepare_stage")
     model.requires_grad_(False)
-    if stage.kind == "interpreter":
-        cast("InterpreterPolicy", model.policy).interpreters[stage.group].requires_grad_(True)
-    elif stage.kind == "backbone":
-        for module in _backbone_stage_modules(model, stage.group):
-            module.requires_grad_(True)
-    else:
-        raise ValueError(f"unknown stage kind {stage.kind!r}")
+    for module in backbone_stage_modules(cast(IARED, model), stage.group):
+        module.requires_grad_(True)
 
 
 def freeze_parameters(model: nn.Module, names: Sequence[str]) -> list[str]:
@@ -131,8 +136,3 @@ def freeze_parameters(model: nn.Module, names: Sequence[str]) -> list[str]:
             param.requires_grad_(False)
             frozen.append(name)
     return frozen
-
-
-def trainable_names(model: nn.Module) -> list[str]:
-    """Names of parameters with ``requires_grad`` set."""
-    return [n for n, p in model.named_parameters() if p.requires_grad]
