@@ -96,3 +96,38 @@ def test_config_builds_evit_and_rejects_bad_locations() -> None:
         load_config(None, tiny)  # the default [3, 6, 9] does not fit 4 blocks
     with pytest.raises(ConfigError, match=r"EVIT.KEEP_RATE must lie in \(0, 1\]"):
         load_config(None, [*tiny, "EVIT.LOCATIONS", "[1]", "EVIT.KEEP_RATE", "0.0"])
+
+
+def _reference_evit(backbone, x: torch.Tensor, keep_rate: float, locations: list[int]) -> torch.Tensor:
+    """EViT from the paper, one sample at a time, attention written out: at a location keep the top
+    ``ceil(kappa n)`` tokens by head-averaged class attention and append ``sum a_i x_i`` over the rest."""
+    emb = backbone.embed(x[None])
+    prefix = emb.prefix.shape[1]
+    tokens = torch.cat([emb.prefix, emb.patches], dim=1)[0]
+    for index, block in enumerate(backbone.blocks):
+        attn, (length, dim) = block.attn, tokens.shape
+        q, k, v = attn.qkv(block.norm1(tokens)).view(length, 3, attn.num_heads, -1).unbind(1)
+        probs = torch.einsum("qhd,khd->hqk", q * attn.scale, k).softmax(-1)
+        tokens = tokens + block.ls1(attn.proj(torch.einsum("hqk,khd->qhd", probs, v).reshape(length, dim)))
+        if index in locations:
+            attentive = probs[:, 0, prefix:].mean(0)
+            top = set(attentive.topk(math.ceil(keep_rate * len(attentive))).indices.tolist())
+            rest = [i for i in range(len(attentive)) if i not in top]
+            fused = sum(attentive[i] * tokens[prefix + i] for i in rest)
+            kept = [tokens[prefix + i] for i in sorted(top)]
+            tokens = torch.cat([tokens[:prefix], torch.stack([*kept, fused])])
+        tokens = tokens + block.ls2(block.mlp(block.norm2(tokens)))
+    return backbone.forward_head(tokens[None, :prefix])[0]
+
+
+@pytest.mark.parametrize("case", ["image", "video"])
+def test_evit_logits_equal_a_per_sample_reference_of_the_paper(case: str) -> None:
+    torch.manual_seed(0)
+    backbone = _tiny_vit() if case == "image" else TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=8,
+                                                                embed_dim=32, depth=4, num_heads=2).eval()
+    x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    model = ReducingViT(backbone, EViTReducer(0.7, [1, 2, 3])).eval()
+    with torch.no_grad():
+        want = torch.stack([_reference_evit(backbone, sample, 0.7, [1, 2, 3]) for sample in x])
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(x, return_policy=True).logits, want, atol=1e-5, rtol=1e-4)

@@ -5,7 +5,8 @@ At the blocks in ``EVIT.LOCATIONS``, between attention and MLP, the non-class to
 
 * attentiveness of token i: the class token's attention to it in this block, averaged over heads
   (``a_i``, the softmax row of the class query over every key, class token included);
-* the ``ceil(kappa * n)`` most attentive of the ``n`` non-class tokens are kept (``kappa``: the keep rate);
+* the ``ceil(kappa * n)`` most attentive of the ``n`` non-class tokens are kept (``kappa``: the keep rate),
+  most attentive first as in the reference code (the order changes no output: nothing after depends on it);
 * the others are fused into one token ``x_fused = sum_i a_i x_i`` over the inattentive tokens (the paper's
   "weighted average" by attentiveness; the weights are the attention values themselves, which sum to less
   than 1, as in the official code). In later reorganisations the fused token is a token like the others.
@@ -44,7 +45,7 @@ def attentive_count(keep_rate: float, num_tokens: int) -> int:
 
 
 def reorganize(x: Tensor, attentiveness: Tensor, keep: int, fuse: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-    """Keep the ``keep`` most attentive tokens (in their order) and fuse the rest.
+    """Keep the ``keep`` most attentive tokens (most attentive first, the reference's order) and fuse the rest.
 
     Args:
         x: ``(B, n, C)`` non-class tokens.
@@ -53,17 +54,24 @@ def reorganize(x: Tensor, attentiveness: Tensor, keep: int, fuse: bool = True) -
         fuse: append ``sum_i a_i x_i`` over the inattentive tokens (else drop them).
 
     Returns:
-        the ``(B, k [+ 1], C)`` tokens, the ``(B, k)`` indices kept and the ``(B, n - k)`` indices fused.
+        the ``(B, k [+ 1], C)`` tokens, the ``(B, k)`` indices kept (in the tokens' order) and the ``(B, n - k)``
+        indices fused.
     """
-    order = attentiveness.argsort(dim=1, descending=True, stable=True)
-    kept, rest = order[:, :keep].sort(dim=1).values, order[:, keep:].sort(dim=1).values
-    expand = (-1, -1, x.shape[-1])
-    tokens = x.gather(1, kept[..., None].expand(*expand))
+    parts, kept, rest = _reorganize_parts(x, attentiveness, keep, fuse)
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0], kept, rest
+
+
+def _reorganize_parts(x: Tensor, attentiveness: Tensor, keep: int,
+                      fuse: bool) -> tuple[list[Tensor], Tensor, Tensor]:
+    """``reorganize`` with the tokens as ``[kept, fused]`` parts (the caller concatenates them once)."""
+    order = attentiveness.argsort(dim=1, descending=True, stable=True)  # one sort gives both sets
+    kept, rest = order[:, :keep], order[:, keep:]
+    dim = x.shape[-1]
+    parts = [x.gather(1, kept[..., None].expand(-1, -1, dim))]
     if fuse and rest.shape[1]:
-        inattentive = x.gather(1, rest[..., None].expand(*expand))
-        fused = torch.einsum("bn,bnc->bc", attentiveness.gather(1, rest).to(x.dtype), inattentive)
-        tokens = torch.cat([tokens, fused[:, None]], dim=1)
-    return tokens, kept, rest
+        weights = attentiveness.gather(1, rest).to(x.dtype)[:, None]  # (B, 1, n - k)
+        parts.append(torch.bmm(weights, x.gather(1, rest[..., None].expand(-1, -1, dim))))  # (n - k) C MACs
+    return parts, kept, rest
 
 
 class EViTReducer(TokenReducer):
@@ -86,20 +94,25 @@ class EViTReducer(TokenReducer):
     def acts_on(self, layer: int) -> bool:
         return self.keep_rate < 1.0 and layer in self.locations
 
-    def reduce(self, layer: int, state: ReducerState, attended: Attended) -> Tensor:
+    def reduce(self, layer: int, state: ReducerState, attended: Attended) -> Tensor | None:
         assert attended.class_attention is not None  # needs_class_attention: the block returned its class row
         attentiveness = attended.class_attention.mean(dim=1)[:, state.num_prefix:]  # head-averaged a_i
-        scores = state.scatter(attentiveness)
+        scores = state.scatter(attentiveness) if state.record else None
         num = attentiveness.shape[1]
         keep = attentive_count(self.keep_rate, num)
         if keep == num:
             return scores
-        tokens, kept, rest = reorganize(state.patches, attentiveness, keep, self.fuse)
-        origin, size = state.origin.gather(1, kept), state.size.gather(1, kept)
-        if tokens.shape[1] > keep:  # the fused token stands for no single patch
-            origin = torch.cat([origin, origin.new_full((origin.shape[0], 1), -1)], dim=1)
-            size = torch.cat([size, state.size.gather(1, rest).sum(1, keepdim=True)], dim=1)
-        state.set_patches(tokens, origin, size)
+        parts, kept, rest = _reorganize_parts(state.patches, attentiveness, keep, self.fuse)
+        fused = len(parts) > 1  # the fused token stands for no single patch
+        origin = size = None
+        if state.origin is not None:
+            origin = state.origin.gather(1, kept)
+            origin = torch.cat([origin, origin.new_full((origin.shape[0], 1), -1)], dim=1) if fused else origin
+        if state.size is not None or state.record:  # sizes are bookkeeping here: tracked with the origins
+            sizes = state.sizes()
+            size = sizes.gather(1, kept)
+            size = torch.cat([size, sizes.gather(1, rest).sum(1, keepdim=True)], dim=1) if fused else size
+        state.set_patches(parts, origin, size)
         return scores
 
     def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor:
