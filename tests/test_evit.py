@@ -4,12 +4,14 @@ attention-weighted sum of the rest; keep rate 1 is the dense model; counts and F
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 from timm_reference import timm_class_attention
 
 from iared_video.config import ConfigError, load_config
+from iared_video.methods.base import depth_quarters, resolve_locations
 from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
 from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT, build_model
 from iared_video.models.backbones import Embedded
@@ -17,6 +19,7 @@ from iared_video.models.flops import dense_gmacs, fvcore_gflops, model_gmacs_per
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 4.0], [3.0, 1.0], [5.0, 5.0]]])  # 5 non-class tokens
 # Class attention of two heads over [class, t0..t4]; head-averaged over the patches: 0.1, 0.4, 0.05, 0.3, 0.15
 HEADS = torch.tensor([[[0.0, 0.2, 0.3, 0.0, 0.4, 0.1],
@@ -87,13 +90,25 @@ def test_counts_per_location_and_gmacs_match_fvcore() -> None:
     assert gmacs < dense_gmacs(IARED(model.backbone, NoDropPolicy(), 1), 16)
 
 
+def test_default_locations_are_quarters_of_the_depth_by_hand() -> None:
+    """floor(k depth / 4), k = 1, 2, 3, 0-based: 12 blocks -> 3, 6, 9 (the paper's 4th, 7th and 10th blocks);
+    6 (the main-job models) -> 1 (1.5), 3, 4 (4.5); 4 -> 1, 2, 3; 2 -> 0, 1 (the repeated 1 once)."""
+    assert [depth_quarters(depth) for depth in (12, 6, 4, 2)] == [[3, 6, 9], [1, 3, 4], [1, 2, 3], [0, 1]]
+    assert resolve_locations([], 6) == [1, 3, 4] and resolve_locations([0, 5], 6) == [0, 5]
+    video = build_model(load_config(os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_iared.yaml"),
+                                    ["IARED.POLICY", "evit"]))  # the 6-block main-job video model, no keys typed
+    assert video.policy.locations == [1, 3, 4]
+
+
 def test_config_builds_evit_and_rejects_bad_locations() -> None:
     tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
             "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "IARED.POLICY", "evit"]
     model = build_model(load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5"]))
     assert isinstance(model.policy, EViTReducer) and model.policy.locations == [1, 2] and model.policy.keep_rate == 0.5
+    default = build_model(load_config(None, tiny))  # [] resolves from the depth: floor(4/4), 4/2, floor(12/4)
+    assert default.policy.locations == [1, 2, 3]
     with pytest.raises(ConfigError, match=r"EVIT.LOCATIONS must increase strictly within \[0, 4\)"):
-        load_config(None, tiny)  # the default [3, 6, 9] does not fit 4 blocks
+        load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 4]"])
     with pytest.raises(ConfigError, match=r"EVIT.KEEP_RATE must lie in \(0, 1\]"):
         load_config(None, [*tiny, "EVIT.LOCATIONS", "[1]", "EVIT.KEEP_RATE", "0.0"])
 

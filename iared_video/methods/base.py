@@ -25,7 +25,8 @@ from iared_video.engine.curriculum import Stage
 from iared_video.engine.steps import ce_step
 from iared_video.models.backbones import Backbone
 
-__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_index"]
+__all__ = ["Method", "StagePlan", "Knob", "Variant", "BenchContext", "ORDER", "Count", "last_drop_index",
+           "depth_quarters", "resolve_locations"]
 
 #: Table order of the built-in methods (others follow by name).
 ORDER = ("none", "interpreter", "gumbel", "dynamicvit", "random", "attention", "temporal_diff", "tome", "evit")
@@ -54,6 +55,21 @@ class StagePlan:
         i = cfg.IARED
         return cls(i.NUM_GROUPS, cfg.SOLVER.MAX_EPOCH, i.INTERPRETER_EPOCHS, i.BACKBONE_EPOCHS, i.FIRST_DROP_GROUP - 1,
                    last_drop_index(cfg))
+
+
+def depth_quarters(depth: int, first: int = 0) -> list[int]:
+    """0-based blocks at a quarter, a half and three quarters of ``depth``: ``floor(k depth / 4)``, k = 1, 2, 3.
+
+    Where EViT and DynamicViT place their three reductions on 12 blocks ([3, 6, 9]); on 6 blocks [1, 3, 4], on
+    4 blocks [1, 2, 3]. Blocks below ``first`` (DynamicViT's predictors need a block before them: 1) and repeats
+    are left out.
+    """
+    return sorted({block for block in (k * depth // 4 for k in (1, 2, 3)) if first <= block < depth})
+
+
+def resolve_locations(locations: Sequence[int], depth: int, first: int = 0) -> list[int]:
+    """The configured blocks, or ``depth_quarters(depth, first)`` for ``[]`` (the depth-relative default)."""
+    return [int(v) for v in locations] if len(locations) else depth_quarters(depth, first)
 
 
 def last_drop_index(cfg: CfgNode) -> int | None:

@@ -1,7 +1,8 @@
 """EViT (Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via Token
 Reorganizations", ICLR 2022), written from the paper (conventions checked against youweiliang/evit).
 
-At the blocks in ``EVIT.LOCATIONS``, between attention and MLP, the non-class tokens are reorganised:
+At the blocks in ``EVIT.LOCATIONS`` (default: a quarter, a half and three quarters of the depth, [3, 6, 9] on
+12 blocks as in the paper, [1, 3, 4] on 6), between attention and MLP, the non-class tokens are reorganised:
 
 * attentiveness of token i: the class token's attention to it in this block, averaged over heads
   (``a_i``, the softmax row of the class query over every key, class token included);
@@ -31,7 +32,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.methods import register
-from iared_video.methods.base import BenchContext, Knob, Method, Variant
+from iared_video.methods.base import BenchContext, Knob, Method, Variant, resolve_locations
 from iared_video.models.backbones import Backbone
 from iared_video.models.reduction import ReducerState, ReducingViT, TokenReducer, reducing_gmacs_per_sample
 from iared_video.models.token_ops import Attended, block_attention
@@ -123,6 +124,11 @@ class EViTReducer(TokenReducer):
         return (num_tokens + num_prefix) * dim + fused
 
 
+def _locations(cfg: CfgNode, depth: int) -> list[int]:
+    """``EVIT.LOCATIONS``, or for ``[]`` a quarter, a half and three quarters of the depth (``depth_quarters``)."""
+    return resolve_locations(cfg.EVIT.LOCATIONS, depth)
+
+
 class EViT(Method):
     """Keep the top-k tokens by class attention, fuse the rest, at a few blocks."""
 
@@ -131,11 +137,11 @@ class EViT(Method):
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         e = cfg.EVIT
-        return ReducingViT(backbone, EViTReducer(e.KEEP_RATE, e.LOCATIONS, e.FUSE_TOKEN))
+        return ReducingViT(backbone, EViTReducer(e.KEEP_RATE, _locations(cfg, len(backbone.blocks)), e.FUSE_TOKEN))
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         e, errors = cfg.EVIT, []
-        locs = list(e.LOCATIONS)
+        locs = _locations(cfg, depth)
         if not 0.0 < e.KEEP_RATE <= 1.0:
             errors.append(f"EVIT.KEEP_RATE must lie in (0, 1], got {e.KEEP_RATE}")
         if selected and (not locs or locs != sorted(set(locs)) or locs[0] < 0 or locs[-1] >= depth):
@@ -147,15 +153,17 @@ class EViT(Method):
 
     def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
         """The keep rate whose reorganisations remove about ``drop_ratio`` of the patch tokens in all."""
-        rate = max(1.0 - drop_ratio, 1e-3) ** (1.0 / len(cfg.EVIT.LOCATIONS))
+        from iared_video.config import model_depth_and_patch
+
+        rate = max(1.0 - drop_ratio, 1e-3) ** (1.0 / len(_locations(cfg, model_depth_and_patch(cfg)[0])))
         return ["EVIT.KEEP_RATE", repr(round(rate, 4))]
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
         if keep_ratio is None:
             return []
-        e = bench.cfg.EVIT
-        rate = keep_ratio ** (1.0 / len(e.LOCATIONS))
-        model = ReducingViT(bench.backbone, EViTReducer(rate, e.LOCATIONS, e.FUSE_TOKEN))
+        locations = _locations(bench.cfg, len(bench.backbone.blocks))
+        rate = keep_ratio ** (1.0 / len(locations))
+        model = ReducingViT(bench.backbone, EViTReducer(rate, locations, bench.cfg.EVIT.FUSE_TOKEN))
         return [Variant(f"evit@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio,
                         info={"keep_rate": rate})]
 
