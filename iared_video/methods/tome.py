@@ -85,6 +85,18 @@ def bipartite_soft_matching(metric: Tensor, r: int) -> Matching:
     return Matching(order[:, r:].sort(dim=-1).values, src, best_dst.gather(1, src))
 
 
+def _head_sum(keys: Tensor) -> Tensor:
+    """``(B, n, H, d)`` keys summed over heads: H times their head average, the same cosine similarities.
+
+    One add per head: on the strided view of the fused qkv output this runs several times faster than a
+    reduction over the head axis (``mean(dim=2)``), which walks the heads innermost.
+    """
+    total = keys[:, :, 0]
+    for head in range(1, keys.shape[2]):
+        total = total + keys[:, :, head]
+    return total
+
+
 def _rows(index: Tensor, dim: int) -> Tensor:
     """``(B, k)`` token index -> ``(B, k, dim)`` gather/scatter index."""
     return index[..., None].expand(-1, -1, dim)
@@ -162,7 +174,7 @@ class ToMeReducer(TokenReducer):
             return None
         assert attended.keys is not None  # needs_keys: the block returned its keys
         keys = attended.keys.view(batch, length, *attended.keys.shape[1:])[:, state.num_prefix:]
-        match = bipartite_soft_matching(keys.mean(dim=2), r)  # keys averaged over heads
+        match = bipartite_soft_matching(_head_sum(keys), r)  # keys averaged over heads (up to the factor H)
         parts, sizes = _merge_parts(state.patches, state.size, match)
         origin = None if state.origin is None else merged_order(state.origin, match)
         state.set_patches(parts, origin, sizes)
