@@ -11,8 +11,9 @@ In every block, between attention and MLP, ``r`` patch tokens are merged away by
 5. the tokens left are ``[unjoined A tokens, every B token]``, each set in its order (the reference code's
    order: the next block's A/B alternation runs over this order).
 
-The kept set is built from a few gathers, one scatter-reduce and one concatenation (no copy of the whole token
-tensor); nothing beyond the merge is tracked unless the forward records its policy (``return_policy``).
+The kept set is built from a few gathers, one scatter-reduce into B (and one on the sizes) and one concatenation
+(no clone of the token tensor, no per-block compaction sort); nothing beyond the merge is tracked unless the
+forward records its policy (``return_policy``).
 The alternation runs over the patch tokens only (A = patches 0, 2, 4, ...), the prefix tokens taking no part;
 the reference code alternates over the whole sequence with the class token in A, excluded by a -inf score,
 which puts the first patch in B instead.

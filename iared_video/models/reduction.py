@@ -69,11 +69,6 @@ class ReducerState:
         return self.origin is not None
 
     @property
-    def merged(self) -> bool:
-        """Whether any token may stand for more than one patch."""
-        return self.size is not None
-
-    @property
     def patches(self) -> Tensor:
         """``(B, n, C)`` the non-prefix tokens."""
         return self.x[:, self.num_prefix:]
