@@ -15,6 +15,7 @@ from iared_video.engine.trainer import _start_stage
 from iared_video.methods import get_method, load_config, model_gmacs_per_sample, stages_of
 from iared_video.methods.dynamicvit import dynamicvit_step
 from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss, ratio_loss, token_distill_loss
+from iared_video.methods.dynamicvit.method import prune_locations
 from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTOutput, keep_count, make_teacher, masked_block
 from iared_video.methods.gumbel import (
     GumbelIARED,
@@ -83,6 +84,35 @@ def test_inference_keeps_the_configured_count_per_stage() -> None:
         assert (out.scores[s][~out.keep[s - 1]] == 0).all() and not (out.keep[s] & ~out.keep[s - 1]).any()
     with torch.no_grad():  # batch composition does not matter
         torch.testing.assert_close(model(x[1:2]), out.logits[1:2], atol=1e-5, rtol=1e-4)
+
+
+def _masked_inference(model: DynamicViT, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Inference the training way: every token stays, dropped keys are masked out of attention, and stage s keeps
+    the top ``floor(rho^s N)`` of the tokens still kept by the predictor's keep probability."""
+    emb = model.backbone.embed(x)
+    prefix, (batch, num, _) = emb.prefix.shape[1], emb.patches.shape
+    tokens, mask, keeps = torch.cat([emb.prefix, emb.patches], dim=1), torch.ones(batch, num), []
+    for group in range(model.num_groups):
+        if group:
+            keep_prob = model.policy.predictors[group - 1](tokens[:, prefix:], mask)[..., 0].exp()
+            top = keep_prob.masked_fill(mask == 0, -1.0).topk(keep_count(model.policy.keep_rate, group, num)).indices
+            mask = torch.zeros_like(mask).scatter(1, top, 1.0)
+        keeps.append(mask.bool())
+        for block in model.group_blocks(group):
+            tokens = masked_block(block, tokens, torch.cat([torch.ones(batch, prefix), mask], dim=1))
+    return model.backbone.forward_head(tokens[:, :prefix]), keeps
+
+
+def test_inference_removes_tokens_with_the_logits_of_masked_inference() -> None:
+    """Eval-mode DynamicViT removes tokens (fewer enter the blocks) and gives the masked forward's logits: the
+    masked softmax leaves dropped keys eps / L of weight, far below the tolerance."""
+    model = DynamicViT(_backbone(), [1, 2, 3], keep_rate=0.7).eval()
+    x = _clip(3)
+    with torch.no_grad():
+        removed = model(x, return_policy=True)
+        masked, keeps = _masked_inference(model, x)
+    assert [k.tolist() for k in removed.keep] == [k.tolist() for k in keeps]
+    torch.testing.assert_close(removed.logits, masked, atol=1e-5, rtol=1e-4)
 
 
 def test_loss_terms_match_hand_computed_values() -> None:
@@ -220,14 +250,31 @@ def test_dynamicvit_backbone_lr_is_scaled_through_warmup_and_cosine() -> None:
 def test_config_builds_dynamicvit_and_rejects_bad_locations() -> None:
     from iared_video.methods import build_model
 
-    cfg = _tiny_dynamicvit_cfg()
+    cfg = _tiny_dynamicvit_cfg()  # 6 blocks, the default locations: floor(6/4), 6/2, floor(18/4)
     model = build_model(cfg)
-    assert isinstance(model, DynamicViT) and model.prune_locations == [1, 2, 3] and model.num_groups == 4
+    assert isinstance(model, DynamicViT) and model.prune_locations == [1, 3, 4] and model.num_groups == 4
+    model = build_model(_tiny_dynamicvit_cfg("DYNAMICVIT.PRUNE_LOCATIONS", "[1, 2]"))  # an explicit list
+    assert model.prune_locations == [1, 2] and model.num_groups == 3
     with pytest.raises(ConfigError, match="PRUNE_LOCATIONS"):
         load_config(None, ["METHOD.NAME", "dynamicvit", "DYNAMICVIT.PRUNE_LOCATIONS", "[6, 3]"])
     with pytest.raises(ConfigError, match="IARED.GUMBEL True is now METHOD.NAME iared_gumbel"):
         load_config(None, ["METHOD.NAME", "drop_random", "IARED.GUMBEL", "True"])
 
+
+
+def test_default_locations_are_quarters_of_the_depth_by_hand() -> None:
+    """floor(k depth / 4), k = 1, 2, 3, never block 0 (a predictor needs a block before it):
+    12 blocks -> 3, 6, 9 (the paper's); 6 -> 1 (1.5), 3, 4 (4.5); 4 -> 1, 2, 3; 2 -> 1 (0 and the repeated 1 left
+    out); 1 -> none, which validation rejects."""
+    assert [prune_locations(_tiny_dynamicvit_cfg(), depth) for depth in (12, 6, 4, 2, 1)] == [
+        [3, 6, 9], [1, 3, 4], [1, 2, 3], [1], []]
+    with pytest.raises(ConfigError, match="PRUNE_LOCATIONS"):
+        _tiny_dynamicvit_cfg("MODEL.DEPTH", "1")
+    from iared_video.methods import build_model
+
+    deit_s = load_config(os.path.join(ROOT, "configs", "IN1k", "deit_s.yaml"),
+                         ["METHOD.NAME", "dynamicvit", "MODEL.PRETRAINED", ""])
+    assert build_model(deit_s).prune_locations == [3, 6, 9]
 
 
 def test_keep_count_is_floor_worked_by_hand() -> None:

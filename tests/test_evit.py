@@ -4,6 +4,7 @@ attention-weighted sum of the rest; keep rate 1 is the dense model; counts and F
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from timm_reference import timm_class_attention
 
 from iared_video.config import ConfigError
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
+from iared_video.methods.base import depth_quarters, resolve_locations
 from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
 from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
@@ -18,6 +20,7 @@ from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
 from iared_video.models.token_ops import Attended
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [0.0, 4.0], [3.0, 1.0], [5.0, 5.0]]])  # 5 non-class tokens
 # Class attention of two heads over [class, t0..t4]; head-averaged over the patches: 0.1, 0.4, 0.05, 0.3, 0.15
 HEADS = torch.tensor([[[0.0, 0.2, 0.3, 0.0, 0.4, 0.1],
@@ -88,12 +91,59 @@ def test_counts_per_location_and_gmacs_match_fvcore() -> None:
     assert gmacs < dense_gmacs(IARED(model.backbone, NoDropPolicy(), 1), 16)
 
 
+def test_default_locations_are_quarters_of_the_depth_by_hand() -> None:
+    """floor(k depth / 4), k = 1, 2, 3, 0-based: 12 blocks -> 3, 6, 9 (the paper's 4th, 7th and 10th blocks);
+    6 (the main-job models) -> 1 (1.5), 3, 4 (4.5); 4 -> 1, 2, 3; 2 -> 0, 1 (the repeated 1 once)."""
+    assert [depth_quarters(depth) for depth in (12, 6, 4, 2)] == [[3, 6, 9], [1, 3, 4], [1, 2, 3], [0, 1]]
+    assert resolve_locations([], 6) == [1, 3, 4] and resolve_locations([0, 5], 6) == [0, 5]
+    video = build_model(load_config(os.path.join(ROOT, "configs", "Synthetic", "tsf_tiny_iared.yaml"),
+                                    ["METHOD.NAME", "evit"]))  # the 6-block main-job video model, no keys typed
+    assert video.policy.locations == [1, 3, 4]
+
+
 def test_config_builds_evit_and_rejects_bad_locations() -> None:
     tiny = ["MODEL.DEPTH", "4", "MODEL.EMBED_DIM", "32", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
             "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "METHOD.NAME", "evit"]
     model = build_model(load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 2]", "EVIT.KEEP_RATE", "0.5"]))
     assert isinstance(model.policy, EViTReducer) and model.policy.locations == [1, 2] and model.policy.keep_rate == 0.5
+    default = build_model(load_config(None, tiny))  # [] resolves from the depth: floor(4/4), 4/2, floor(12/4)
+    assert default.policy.locations == [1, 2, 3]
     with pytest.raises(ConfigError, match=r"EVIT.LOCATIONS must increase strictly within \[0, 4\)"):
-        load_config(None, tiny)  # the default [3, 6, 9] does not fit 4 blocks
+        load_config(None, [*tiny, "EVIT.LOCATIONS", "[1, 4]"])
     with pytest.raises(ConfigError, match=r"EVIT.KEEP_RATE must lie in \(0, 1\]"):
         load_config(None, [*tiny, "EVIT.LOCATIONS", "[1]", "EVIT.KEEP_RATE", "0.0"])
+
+
+def _reference_evit(backbone, x: torch.Tensor, keep_rate: float, locations: list[int]) -> torch.Tensor:
+    """EViT from the paper, one sample at a time, attention written out: at a location keep the top
+    ``ceil(kappa n)`` tokens by head-averaged class attention and append ``sum a_i x_i`` over the rest."""
+    emb = backbone.embed(x[None])
+    prefix = emb.prefix.shape[1]
+    tokens = torch.cat([emb.prefix, emb.patches], dim=1)[0]
+    for index, block in enumerate(backbone.blocks):
+        attn, (length, dim) = block.attn, tokens.shape
+        q, k, v = attn.qkv(block.norm1(tokens)).view(length, 3, attn.num_heads, -1).unbind(1)
+        probs = torch.einsum("qhd,khd->hqk", q * attn.scale, k).softmax(-1)
+        tokens = tokens + block.ls1(attn.proj(torch.einsum("hqk,khd->qhd", probs, v).reshape(length, dim)))
+        if index in locations:
+            attentive = probs[:, 0, prefix:].mean(0)
+            top = set(attentive.topk(math.ceil(keep_rate * len(attentive))).indices.tolist())
+            rest = [i for i in range(len(attentive)) if i not in top]
+            fused = sum(attentive[i] * tokens[prefix + i] for i in rest)
+            kept = [tokens[prefix + i] for i in sorted(top)]
+            tokens = torch.cat([tokens[:prefix], torch.stack([*kept, fused])])
+        tokens = tokens + block.ls2(block.mlp(block.norm2(tokens)))
+    return backbone.forward_head(tokens[None, :prefix])[0]
+
+
+@pytest.mark.parametrize("case", ["image", "video"])
+def test_evit_logits_equal_a_per_sample_reference_of_the_paper(case: str) -> None:
+    torch.manual_seed(0)
+    backbone = _tiny_vit() if case == "image" else TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=8,
+                                                                embed_dim=32, depth=4, num_heads=2).eval()
+    x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    model = ReducingViT(backbone, EViTReducer(0.7, [1, 2, 3])).eval()
+    with torch.no_grad():
+        want = torch.stack([_reference_evit(backbone, sample, 0.7, [1, 2, 3]) for sample in x])
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(x, return_policy=True).logits, want, atol=1e-5, rtol=1e-4)

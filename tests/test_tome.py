@@ -9,7 +9,7 @@ import torch
 
 from iared_video.config import ConfigError
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
-from iared_video.methods.tome import ToMeReducer, bipartite_soft_matching, merge_wavg, tokens_merged
+from iared_video.methods.tome import ToMeReducer, bipartite_soft_matching, merge_wavg, merged_order, tokens_merged
 from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
 from iared_video.models.flops import dense_gmacs, fvcore_gflops
@@ -27,20 +27,28 @@ FEATURES = torch.tensor([[[3.0, 0.0], [0.0, 3.0], [6.0, 6.0], [2.0, 0.0], [5.0, 
 
 
 def test_bipartite_soft_matching_picks_the_most_similar_joins_by_hand() -> None:
-    src, dst = bipartite_soft_matching(METRIC, r=2)
-    assert src.tolist() == [[1, 0]] and dst.tolist() == [[1, 0]]  # A1 -> B1, then A0 -> B0
-    src, dst = bipartite_soft_matching(METRIC, r=3)
-    assert src.tolist() == [[1, 0, 2]] and dst.tolist() == [[1, 0, 0]]  # A2 joins B0 as well
+    match = bipartite_soft_matching(METRIC, r=2)
+    assert match.src.tolist() == [[1, 0]] and match.dst.tolist() == [[1, 0]]  # A1 -> B1, then A0 -> B0
+    assert match.unmerged.tolist() == [[2]]  # A2 stays
+    match = bipartite_soft_matching(METRIC, r=3)
+    assert match.src.tolist() == [[1, 0, 2]] and match.dst.tolist() == [[1, 0, 0]]  # A2 joins B0 as well
+    assert match.unmerged.shape == (1, 0)
 
 
-def test_merged_values_are_size_weighted_means_and_sizes_add() -> None:
-    src, dst = bipartite_soft_matching(METRIC, r=2)
-    merged, sizes, remains = merge_wavg(FEATURES, SIZES, src, dst)
-    assert remains.tolist() == [[False, True, False, True, True, True]]
+def test_merged_values_are_size_weighted_means_in_tomes_order() -> None:
+    """Tokens left: [unmerged A = token 4, B = tokens 1, 3, 5], the reference code's order."""
+    match = bipartite_soft_matching(METRIC, r=2)
+    merged, sizes = merge_wavg(FEATURES, SIZES, match)
     # token 1 (size 2) absorbs token 0 (size 1): (1 * (3, 0) + 2 * (0, 3)) / 3 = (1, 2), size 3
     # token 3 (size 1) absorbs token 2 (size 1): ((6, 6) + (2, 0)) / 2 = (4, 3), size 2
-    torch.testing.assert_close(merged[0, remains[0]], torch.tensor([[1.0, 2.0], [4.0, 3.0], [5.0, 5.0], [1.0, 1.0]]))
-    assert sizes[0, remains[0]].tolist() == [3.0, 2.0, 3.0, 1.0] and sizes[0, remains[0]].sum() == SIZES.sum()
+    torch.testing.assert_close(merged[0], torch.tensor([[5.0, 5.0], [1.0, 2.0], [4.0, 3.0], [1.0, 1.0]]))
+    assert sizes.tolist() == [[3.0, 3.0, 2.0, 1.0]] and sizes.sum() == SIZES.sum()
+    assert merged_order(torch.arange(6)[None], match).tolist() == [[4, 1, 3, 5]]
+    # unit sizes (before any merge): plain means, (3, 0) + (0, 3) -> (1.5, 1.5); sizes 1, 2, 2, 1
+    unit, unit_sizes = merge_wavg(FEATURES, None, match)
+    torch.testing.assert_close(unit[0], torch.tensor([[5.0, 5.0], [1.5, 1.5], [4.0, 3.0], [1.0, 1.0]]))
+    assert unit_sizes.tolist() == [[1.0, 2.0, 2.0, 1.0]]
+    torch.testing.assert_close(unit, merge_wavg(FEATURES, torch.ones_like(SIZES), match)[0])
 
 
 def _state(features: torch.Tensor) -> ReducerState:
@@ -48,16 +56,20 @@ def _state(features: torch.Tensor) -> ReducerState:
     return ReducerState(Embedded(prefix, features.clone(), features.clone(), (1, 1, features.shape[1])))
 
 
-def test_reducer_merges_in_place_keeps_the_class_token_and_its_origins() -> None:
+def test_reducer_merges_keeps_the_class_token_and_its_origins() -> None:
     state = _state(FEATURES)
     state.size = SIZES.clone()
     keys = torch.cat([torch.zeros(1, 1, 2), METRIC], dim=1)[..., None, :].expand(-1, -1, 2, -1)  # 2 heads, same
     ToMeReducer([2]).reduce(0, state, Attended(keys=keys.reshape(-1, 2, 2)))
     assert state.x.shape == (1, 5, 2) and (state.x[0, 0] == 9.0).all()  # class token untouched
-    torch.testing.assert_close(state.patches[0], torch.tensor([[1.0, 2.0], [4.0, 3.0], [5.0, 5.0], [1.0, 1.0]]))
-    assert state.origin.tolist() == [[1, 3, 4, 5]] and state.keep_mask().tolist() == [[0, 1, 0, 1, 1, 1]]
+    torch.testing.assert_close(state.patches[0], torch.tensor([[5.0, 5.0], [1.0, 2.0], [4.0, 3.0], [1.0, 1.0]]))
+    assert state.origin.tolist() == [[4, 1, 3, 5]] and state.keep_mask().tolist() == [[0, 1, 0, 1, 1, 1]]
     bias = ToMeReducer([2]).key_bias(state)
-    torch.testing.assert_close(bias, torch.tensor([[0.0, math.log(3), math.log(2), math.log(3), 0.0]]))
+    torch.testing.assert_close(bias, torch.tensor([[0.0, math.log(3), math.log(3), math.log(2), 0.0]]))
+    untracked = ReducerState(Embedded(torch.zeros(1, 1, 2), FEATURES.clone(), FEATURES.clone(), (1, 1, 6)),
+                             record=False)  # no return_policy: origins are not tracked, the merge is the same
+    ToMeReducer([2]).reduce(0, untracked, Attended(keys=keys.reshape(-1, 2, 2)))
+    assert untracked.origin is None and untracked.size.tolist() == [[1.0, 2.0, 2.0, 1.0]]
 
 
 def test_proportional_attention_adds_log_size_and_equals_attending_to_copies() -> None:
@@ -166,3 +178,60 @@ def test_config_builds_tome_with_a_schedule_and_rejects_bad_ones() -> None:
         load_config(None, [*tiny, "TOME.R_PER_LAYER", "[1, 2]"])
     with pytest.raises(ConfigError, match="joint space-time attention only"):
         load_config(None, [*tiny, "MODEL.ATTENTION_TYPE", "divided_space_time"])
+
+
+# ----------------------------------------------------------------------------- per-sample reference
+
+
+def _attention_residual(block, tokens: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample's ``x + Attn(norm1(x))`` written out, with ``+ log s`` on each key's logits; and the keys."""
+    attn, (length, dim) = block.attn, tokens.shape
+    q, k, v = attn.qkv(block.norm1(tokens)).view(length, 3, attn.num_heads, -1).unbind(1)  # (L, H, d)
+    logits = torch.einsum("qhd,khd->hqk", q * attn.scale, k) + sizes.log()
+    out = torch.einsum("hqk,khd->qhd", logits.softmax(-1), v).reshape(length, dim)
+    return tokens + block.ls1(attn.proj(out)), k
+
+
+def _reference_merge(tokens: torch.Tensor, sizes: torch.Tensor, keys: torch.Tensor, r: int):
+    """ToMe's bipartite soft matching on one sample's ``(n, C)`` patch tokens, token by token."""
+    metric = torch.nn.functional.normalize(keys.mean(1), dim=-1)
+    set_a, set_b = list(range(0, len(tokens), 2)), list(range(1, len(tokens), 2))
+    best = [max(set_b, key=lambda j: float(metric[i] @ metric[j])) for i in set_a]  # each A token's best B
+    similarity = [float(metric[i] @ metric[j]) for i, j in zip(set_a, best)]
+    merged_away = sorted(range(len(set_a)), key=lambda a: -similarity[a])[:r]
+    total = {j: tokens[j] * sizes[j] for j in set_b}
+    size = {j: sizes[j].clone() for j in set_b}
+    for a in merged_away:
+        total[best[a]] = total[best[a]] + tokens[set_a[a]] * sizes[set_a[a]]
+        size[best[a]] = size[best[a]] + sizes[set_a[a]]
+    left = [set_a[a] for a in range(len(set_a)) if a not in merged_away]  # [unmerged A, every B]
+    new_tokens = [tokens[i] for i in left] + [total[j] / size[j] for j in set_b]
+    return torch.stack(new_tokens), torch.stack([sizes[i] for i in left] + [size[j] for j in set_b])
+
+
+def _reference_tome(backbone, x: torch.Tensor, r: int) -> torch.Tensor:
+    """ToMe from the paper, one sample at a time: attention with proportional attention, merge, MLP."""
+    emb = backbone.embed(x[None])
+    prefix = emb.prefix.shape[1]
+    tokens, sizes = torch.cat([emb.prefix, emb.patches], dim=1)[0], torch.ones(prefix + emb.patches.shape[1])
+    for block in backbone.blocks:
+        tokens, keys = _attention_residual(block, tokens, sizes)
+        merge = tokens_merged(r, len(tokens) - prefix)
+        if merge:
+            patches, patch_sizes = _reference_merge(tokens[prefix:], sizes[prefix:], keys[prefix:], merge)
+            tokens, sizes = torch.cat([tokens[:prefix], patches]), torch.cat([sizes[:prefix], patch_sizes])
+        tokens = tokens + block.ls2(block.mlp(block.norm2(tokens)))
+    return backbone.forward_head(tokens[None, :prefix])[0]
+
+
+@pytest.mark.parametrize("case", ["image", "video"])
+def test_tome_logits_equal_a_per_sample_reference_of_the_paper(case: str) -> None:
+    """Every block merging (r = 3 on 16 or 32 patches): the batched gathers and scatter-reduce give the logits of
+    the sample-by-sample reference in the reference code's token order, to float tolerance."""
+    backbone = _tiny_vit() if case == "image" else _tiny_tsf()
+    x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    model = ReducingViT(backbone, ToMeReducer([3] * len(backbone.blocks))).eval()
+    with torch.no_grad():
+        want = torch.stack([_reference_tome(backbone, sample, 3) for sample in x])
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(x, return_policy=True).logits, want, atol=1e-5, rtol=1e-4)

@@ -395,8 +395,10 @@ _C.BENCHMARK.CPU_LINEAR = "aten"
 # DynamicViT (Rao et al., 2021), METHOD.NAME dynamicvit.
 # ---------------------------------------------------------------------------
 _C.DYNAMICVIT = CfgNode()
-# Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)); [3, 6, 9] for 12.
-_C.DYNAMICVIT.PRUNE_LOCATIONS = [3, 6, 9]
+# Indices of the blocks a prediction module runs before (strictly increasing, in (0, depth)). [] (default): a
+# quarter, a half and three quarters of the depth, floor(k depth / 4) for k = 1, 2, 3 (methods.base.depth_quarters):
+# [3, 6, 9] on 12 blocks as in the paper, [1, 3, 4] on 6.
+_C.DYNAMICVIT.PRUNE_LOCATIONS = []
 # rho: stage s keeps floor(rho^s * N) patch tokens at inference (N: the input's patch tokens; the official
 # int(N * rho^s)); rho^s is the training keep-ratio target.
 _C.DYNAMICVIT.KEEP_RATE = 0.7
@@ -440,8 +442,10 @@ _C.TOME.PROP_ATTN = True
 _C.EVIT = CfgNode()
 # kappa: fraction of the non-class tokens kept at each reorganisation (1.0 changes nothing).
 _C.EVIT.KEEP_RATE = 0.7
-# 0-based blocks that reorganise, between their attention and MLP (the paper's 4th, 7th, 10th of 12: [3, 6, 9]).
-_C.EVIT.LOCATIONS = [3, 6, 9]
+# 0-based blocks that reorganise, between their attention and MLP. [] (default): a quarter, a half and three quarters
+# of the depth, floor(k depth / 4) for k = 1, 2, 3 (methods.base.depth_quarters): the paper's 4th, 7th, 10th of 12
+# blocks ([3, 6, 9]), [1, 3, 4] on 6.
+_C.EVIT.LOCATIONS = []
 # Fuse the inattentive tokens into one token weighted by their class attention (False: drop them).
 _C.EVIT.FUSE_TOKEN = True
 

@@ -28,11 +28,27 @@ from iared_video.models.flops import Count, group_gmacs_per_sample
 from iared_video.models.iared import IARED
 from iared_video.models.optim import build_optimizer
 
-__all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count"]
+__all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count", "depth_quarters",
+           "resolve_locations"]
 
 #: Table order of the built-in methods (others follow by name).
 ORDER = ("dense", "iared", "iared_gumbel", "dynamicvit", "drop_random", "drop_attention", "drop_temporal_diff", "tome",
          "evit")
+
+
+def depth_quarters(depth: int, first: int = 0) -> list[int]:
+    """0-based blocks at a quarter, a half and three quarters of ``depth``: ``floor(k depth / 4)``, k = 1, 2, 3.
+
+    Where EViT and DynamicViT place their three reductions on 12 blocks ([3, 6, 9]); on 6 blocks [1, 3, 4], on
+    4 blocks [1, 2, 3]. Blocks below ``first`` (DynamicViT's predictors need a block before them: 1) and repeats
+    are left out.
+    """
+    return sorted({block for block in (k * depth // 4 for k in (1, 2, 3)) if first <= block < depth})
+
+
+def resolve_locations(locations: Sequence[int], depth: int, first: int = 0) -> list[int]:
+    """The configured blocks, or ``depth_quarters(depth, first)`` for ``[]`` (the depth-relative default)."""
+    return [int(v) for v in locations] if len(locations) else depth_quarters(depth, first)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,15 @@ In every block, between attention and MLP, ``r`` patch tokens are merged away by
 3. keep the ``r`` most similar joins;
 4. merge each joined A token into its B token as the size-weighted mean ``sum_i s_i x_i / sum_i s_i``, the
    size ``s`` being the number of input patches a token stands for (sizes add up);
-5. the tokens left are the unjoined A tokens and every B token, in their order.
+5. the tokens left are ``[unjoined A tokens, every B token]``, each set in its order (the reference code's
+   order: the next block's A/B alternation runs over this order).
+
+The kept set is built from a few gathers, one scatter-reduce into B (and one on the sizes) and one concatenation
+(no clone of the token tensor, no per-block compaction sort); nothing beyond the merge is tracked unless the
+forward records its policy (``return_policy``).
+The alternation runs over the patch tokens only (A = patches 0, 2, 4, ...), the prefix tokens taking no part;
+the reference code alternates over the whole sequence with the class token in A, excluded by a -inf score,
+which puts the first patch in B instead.
 
 Proportional attention adds ``log s`` of each key to the attention logits, so that a token standing for s
 patches is attended as s copies of it would be. Class (and distillation) tokens never merge; on a JointST
@@ -26,8 +34,10 @@ Knobs: ``TOME.R`` (tokens merged per block), ``TOME.R_PER_LAYER`` (a schedule, o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
@@ -38,7 +48,8 @@ from iared_video.models.backbones import Backbone
 from iared_video.models.reduction import ReducerState, ReducingViT, TokenReducer, reducing_gmacs_per_sample
 from iared_video.models.token_ops import Attended, block_attention
 
-__all__ = ["ToMe", "ToMeReducer", "bipartite_soft_matching", "merge_wavg", "tokens_merged"]
+__all__ = ["Matching", "ToMe", "ToMeReducer", "bipartite_soft_matching", "merge_wavg", "merged_order",
+           "tokens_merged"]
 
 
 def tokens_merged(r: int, num_tokens: int) -> int:
@@ -46,53 +57,89 @@ def tokens_merged(r: int, num_tokens: int) -> int:
     return max(0, min(int(r), int(num_tokens) // 2))
 
 
-def bipartite_soft_matching(metric: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """Which tokens merge: ``(src, dst)``, each ``(B, r)``.
+class Matching(NamedTuple):
+    """Bipartite soft matching of one block: positions in set A (``0, 2, 4, ...``) and set B (``1, 3, 5, ...``).
+
+    Attributes:
+        unmerged: ``(B, |A| - r)`` A positions that stay, in their order.
+        src: ``(B, r)`` A positions merged away, most similar first.
+        dst: ``(B, r)`` B position each of them merges into.
+    """
+
+    unmerged: Tensor
+    src: Tensor
+    dst: Tensor
+
+
+def bipartite_soft_matching(metric: Tensor, r: int) -> Matching:
+    """Which tokens merge: each A token's most similar B token; the ``r`` most similar of these joins merge.
 
     Args:
         metric: ``(B, n, d)`` features compared by cosine similarity (ToMe: the keys, averaged over heads).
         r: joins to keep (at most ``n // 2``).
-
-    Returns:
-        ``src``: positions in set A (tokens ``0, 2, 4, ...``) of the A tokens merged away, most similar first;
-        ``dst``: positions in set B (tokens ``1, 3, 5, ...``) of the B token each of them merges into.
     """
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    similarity = metric[:, 0::2] @ metric[:, 1::2].transpose(1, 2)  # (B, |A|, |B|)
+    similarity = torch.bmm(metric[:, 0::2], metric[:, 1::2].transpose(1, 2))  # (B, |A|, |B|)
     best, best_dst = similarity.max(dim=-1)
-    src = best.argsort(dim=-1, descending=True, stable=True)[:, :r]
-    return src, best_dst.gather(1, src)
+    order = best.argsort(dim=-1, descending=True, stable=True)
+    src = order[:, :r]
+    return Matching(order[:, r:].sort(dim=-1).values, src, best_dst.gather(1, src))
 
 
-def merge_wavg(x: Tensor, size: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Merge A tokens ``src`` into B tokens ``dst`` by size-weighted mean.
+def _head_sum(keys: Tensor) -> Tensor:
+    """``(B, n, H, d)`` keys summed over heads: H times their head average, the same cosine similarities.
+
+    One add per head: on the strided view of the fused qkv output this runs several times faster than a
+    reduction over the head axis (``mean(dim=2)``), which walks the heads innermost.
+    """
+    total = keys[:, :, 0]
+    for head in range(1, keys.shape[2]):
+        total = total + keys[:, :, head]
+    return total
+
+
+def _rows(index: Tensor, dim: int) -> Tensor:
+    """``(B, k)`` token index -> ``(B, k, dim)`` gather/scatter index."""
+    return index[..., None].expand(-1, -1, dim)
+
+
+def merge_wavg(x: Tensor, size: Tensor | None, match: Matching) -> tuple[Tensor, Tensor]:
+    """Merge A tokens ``match.src`` into B tokens ``match.dst`` by size-weighted mean ``sum s_i x_i / sum s_i``.
 
     Args:
-        x: ``(B, n, C)`` tokens; size: ``(B, n)`` their sizes; src, dst: from ``bipartite_soft_matching``.
+        x: ``(B, n, C)`` tokens.
+        size: ``(B, n)`` their sizes; None when every token stands for one patch.
+        match: from ``bipartite_soft_matching``.
 
     Returns:
-        the merged ``(B, n, C)`` tokens and sizes (merged-away tokens still in place), and the ``(B, n)`` bool
-        mask of the tokens that remain.
+        the ``(B, n - r, C)`` tokens left, ``[unmerged A tokens, every B token]`` (ToMe's order), and their sizes.
     """
+    parts, sizes = _merge_parts(x, size, match)
+    return torch.cat(parts, dim=1), sizes
+
+
+def _merge_parts(x: Tensor, size: Tensor | None, match: Matching) -> tuple[list[Tensor], Tensor]:
+    """``merge_wavg`` with the tokens left as ``[unmerged A, B]`` parts (the caller concatenates them once)."""
+    dim = x.shape[-1]
+    x_a, x_b = x[:, 0::2], x[:, 1::2]
+    src_x = x_a.gather(1, _rows(match.src, dim))
+    unmerged = x_a.gather(1, _rows(match.unmerged, dim))
+    if size is None:  # unit sizes: the weighted mean is the plain mean of each B token and its sources
+        merged = x_b.scatter_reduce(1, _rows(match.dst, dim), src_x, "mean", include_self=True)
+        ones = x.new_ones(x.shape[0], x.shape[1] - match.src.shape[1])
+        b_size = ones[:, unmerged.shape[1]:].scatter_add(1, match.dst, ones[:, :match.src.shape[1]])
+        return [unmerged, merged], torch.cat([ones[:, :unmerged.shape[1]], b_size], dim=1)
     a_size, b_size = size[:, 0::2], size[:, 1::2]
-    src_size = a_size.gather(1, src)
-    src_x = x[:, 0::2].gather(1, src[..., None].expand(-1, -1, x.shape[-1])) * src_size[..., None]
-    index = dst[..., None].expand(-1, -1, x.shape[-1])
-    b_total = (x[:, 1::2] * b_size[..., None]).scatter_add(1, index, src_x)
-    b_size = b_size.scatter_add(1, dst, src_size)
-    merged, sizes = x.clone(), size.clone()
-    merged[:, 1::2], sizes[:, 1::2] = b_total / b_size[..., None], b_size
-    remains = torch.ones_like(size, dtype=torch.bool)
-    remains[:, 0::2] = remains[:, 0::2].scatter(1, src, torch.zeros_like(src, dtype=torch.bool))
-    return merged, sizes, remains
+    src_size = a_size.gather(1, match.src)
+    total = (x_b * b_size[..., None]).scatter_add(1, _rows(match.dst, dim), src_x * src_size[..., None])
+    b_size = b_size.scatter_add(1, match.dst, src_size)
+    sizes = torch.cat([a_size.gather(1, match.unmerged), b_size], dim=1)
+    return [unmerged, total / b_size[..., None]], sizes
 
 
-def _compact(values: Tensor, remains: Tensor, count: int) -> Tensor:
-    """The entries of ``(B, n, ...)`` ``values`` where ``remains``, in order (``count`` per sample)."""
-    index = torch.argsort((~remains).to(torch.uint8), dim=1, stable=True)[:, :count]
-    if values.ndim == 3:
-        index = index[..., None].expand(-1, -1, values.shape[-1])
-    return values.gather(1, index)
+def merged_order(values: Tensor, match: Matching) -> Tensor:
+    """Per-token ``(B, n)`` values (e.g. origins) in the order ``merge_wavg`` leaves the tokens in."""
+    return torch.cat([values[:, 0::2].gather(1, match.unmerged), values[:, 1::2]], dim=1)
 
 
 class ToMeReducer(TokenReducer):
@@ -116,10 +163,9 @@ class ToMeReducer(TokenReducer):
 
     def key_bias(self, state: ReducerState) -> Tensor | None:
         """``log s`` per key (0 on prefix tokens), once any token stands for more than one patch."""
-        if not self.prop_attn or not state.merged:
+        if not self.prop_attn or state.size is None:
             return None
-        prefix = state.size.new_zeros(state.size.shape[0], state.num_prefix)
-        return torch.cat([prefix, state.size.log()], dim=1)
+        return F.pad(state.size.log(), (state.num_prefix, 0))
 
     def reduce(self, layer: int, state: ReducerState, attended: Attended) -> None:
         batch, length = state.x.shape[:2]
@@ -129,11 +175,10 @@ class ToMeReducer(TokenReducer):
             return None
         assert attended.keys is not None  # needs_keys: the block returned its keys
         keys = attended.keys.view(batch, length, *attended.keys.shape[1:])[:, state.num_prefix:]
-        src, dst = bipartite_soft_matching(keys.mean(dim=2), r)  # keys averaged over heads
-        merged, sizes, remains = merge_wavg(state.patches, state.size, src, dst)
-        left = num - r
-        state.set_patches(_compact(merged, remains, left), _compact(state.origin, remains, left),
-                          _compact(sizes, remains, left))
+        match = bipartite_soft_matching(_head_sum(keys), r)  # keys averaged over heads (up to the factor H)
+        parts, sizes = _merge_parts(state.patches, state.size, match)
+        origin = None if state.origin is None else merged_order(state.origin, match)
+        state.set_patches(parts, origin, sizes)
         return None
 
     def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor:

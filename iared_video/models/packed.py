@@ -164,6 +164,14 @@ class BucketLayout:
     def whole(self) -> bool:
         return len(self.buckets) == 1
 
+    @cached_property
+    def per_sample(self) -> list[Bucket] | None:
+        """The buckets in packed order if every one holds a single sample (their outputs then concatenate
+        into the packed output: one copy instead of one indexed write per sample), else None."""
+        if any(b.rows is None for b in self.buckets):
+            return None
+        return sorted(self.buckets, key=lambda b: cast(tuple[int, int], b.rows)[0])
+
     @classmethod
     def build(cls, seqs: PackedSeqs, groups: list[list[int]]) -> BucketLayout:
         rows = [0, *itertools.accumulate(seqs.seqlens)]
@@ -271,6 +279,8 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
     layout = seqs.bucket_layout(pair_macs=2 * q.shape[1] * q.shape[2])
     if layout.whole:
         return _bucket_sdpa(q, k, v, layout.buckets[0], bias, dropout_p, scale)
+    if layout.per_sample is not None:
+        return torch.cat([_bucket_sdpa(q, k, v, bucket, bias, dropout_p, scale) for bucket in layout.per_sample])
     out = q.new_empty(q.shape)
     for bucket in layout.buckets:
         where = slice(*bucket.rows) if bucket.rows is not None else bucket.src

@@ -49,47 +49,64 @@ class ReducerState:
         num_prefix: P.
         num_patches: N, patch tokens of the input.
         origin: ``(B, n)`` input patch index each token represents (the first patch it began as), -1 for a
-            token that stands for no single patch (EViT's fused token).
-        size: ``(B, n)`` number of input patches each token stands for (ToMe's ``s``).
-        merged: whether any token stands for more than one patch yet.
+            token that stands for no single patch (EViT's fused token); None when the forward records nothing
+            (``record=False``: no bookkeeping beyond what the reduction itself needs).
+        size: ``(B, n)`` number of input patches each token stands for (ToMe's ``s``); None while every token
+            stands for one patch.
     """
 
-    def __init__(self, emb: Embedded) -> None:
+    def __init__(self, emb: Embedded, record: bool = True) -> None:
         batch, num, _ = emb.patches.shape
         self.x = torch.cat([emb.prefix, emb.patches], dim=1)
-        self.num_prefix, self.num_patches, self.merged = emb.prefix.shape[1], num, False
-        self.origin = torch.arange(num, device=self.x.device).expand(batch, num)
-        self.size = self.x.new_ones(batch, num)
+        self.num_prefix, self.num_patches = emb.prefix.shape[1], num
+        self.origin = torch.arange(num, device=self.x.device).expand(batch, num) if record else None
+        self.size: Tensor | None = None
         self._seqs: PackedSeqs | None = None
+
+    @property
+    def record(self) -> bool:
+        """Whether the origins (keep masks, scores) are tracked."""
+        return self.origin is not None
 
     @property
     def patches(self) -> Tensor:
         """``(B, n, C)`` the non-prefix tokens."""
         return self.x[:, self.num_prefix:]
 
+    def sizes(self) -> Tensor:
+        """``(B, n)`` sizes (ones before any merge)."""
+        return self.size if self.size is not None else self.x.new_ones(self.x.shape[0], self.patches.shape[1])
+
     @property
     def seqs(self) -> PackedSeqs:
         """Equal-length sequences of the packed ``(B * (P + n), C)`` view (rebuilt when ``n`` changes)."""
         batch, length = self.x.shape[:2]
-        if self._seqs is None or self._seqs.seqlens != [length] * batch:
+        if self._seqs is None or self._seqs.uniform_length != length or self._seqs.batch_size != batch:
             self._seqs = PackedSeqs.from_lengths([length] * batch, self.x.device)
         return self._seqs
 
-    def set_patches(self, patches: Tensor, origin: Tensor, size: Tensor) -> None:
-        """Replace the non-prefix tokens (and what they stand for)."""
-        self.x = torch.cat([self.x[:, :self.num_prefix], patches], dim=1)
+    def set_patches(self, patches: Tensor | Sequence[Tensor], origin: Tensor | None = None,
+                    size: Tensor | None = None) -> None:
+        """Replace the non-prefix tokens (given whole or as parts to concatenate) and what they stand for."""
+        parts = [patches] if isinstance(patches, Tensor) else list(patches)
+        self.x = torch.cat([self.x[:, :self.num_prefix], *parts], dim=1)  # one copy of the tokens
         self.origin, self.size = origin, size
-        self.merged = self.merged or bool(patches.shape[1] < self.num_patches)
+
+    def _origin(self) -> Tensor:
+        if self.origin is None:
+            raise RuntimeError("this forward does not record origins (ReducerState(record=False))")
+        return self.origin
 
     def scatter(self, values: Tensor) -> Tensor:
         """``(B, n)`` per-token values -> ``(B, N)`` at each token's origin, 0 elsewhere (fused tokens left out)."""
+        origin = self._origin()
         full = values.new_zeros(values.shape[0], self.num_patches + 1)  # column N collects origin -1
-        index = torch.where(self.origin < 0, self.num_patches, self.origin)
+        index = torch.where(origin < 0, self.num_patches, origin)
         return full.scatter(1, index, values)[:, :self.num_patches]
 
     def keep_mask(self) -> Tensor:
         """``(B, N)`` bool: input patches that are still a token's origin."""
-        return self.scatter(torch.ones_like(self.size, dtype=torch.bool))
+        return self.scatter(torch.ones_like(self._origin(), dtype=torch.bool))
 
 
 class TokenReducer(nn.Module, abc.ABC):
@@ -114,7 +131,9 @@ class TokenReducer(nn.Module, abc.ABC):
     @abc.abstractmethod
     def reduce(self, layer: int, state: ReducerState, attended: Attended) -> Tensor | None:
         """Shrink ``state`` in place; return the ``(B, N)`` scores it decided by, at each token's origin before
-        the reduction (``state.scatter``), or None when it has no scores."""
+        the reduction (``state.scatter``), or None when it has no scores or ``state.record`` is False.
+
+        The origins (``state.origin``) are updated only when ``state.record``; sizes whenever they change."""
 
     def macs(self, layer: int, num_tokens: Tensor, num_prefix: int, block: Block) -> Tensor | int:
         """MACs per sample of the reduction at ``layer`` deciding on ``num_tokens`` non-prefix tokens."""
@@ -156,16 +175,18 @@ class ReducingViT(nn.Module):
         if len(modes) != self.num_groups or any(m not in MODES for m in modes):
             raise ValueError(f"modes must be {self.num_groups} values from {MODES}, got {modes}")
         emb = self.backbone.embed(x)
-        state = ReducerState(emb)
+        state = ReducerState(emb, record=return_policy)
         out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
         for layer, block in enumerate(backbone_blocks(self.backbone.blocks)):
             acting = modes[layer] != "keep_all" and self.policy.acts_on(layer)
-            self._block(layer, cast(Block, block), state, acting, out)  # __init__ rejects divided blocks
+            scores = self._block(layer, cast(Block, block), state, acting)  # __init__ rejects divided blocks
+            if return_policy:
+                self._record(state, scores, out)
         out.logits = self.backbone.forward_head(state.x[:, :state.num_prefix])
         return out if return_policy else out.logits
 
-    def _block(self, layer: int, block: Block, state: ReducerState, acting: bool, out: ReducedOutput) -> None:
-        """Attention on every token, the reduction, then the MLP on the tokens left."""
+    def _block(self, layer: int, block: Block, state: ReducerState, acting: bool) -> Tensor | None:
+        """Attention on every token, the reduction, then the MLP on the tokens left; the reduction's scores."""
         batch, length, dim = state.x.shape
         bias = self.policy.key_bias(state)
         x, attended = packed_attention_residual(
@@ -173,11 +194,12 @@ class ReducingViT(nn.Module):
             keys=acting and self.policy.needs_keys, class_row=acting and self.policy.needs_class_attention)
         state.x = x.view(batch, length, dim)
         scores = self.policy.reduce(layer, state, attended) if acting else None
-        self._record(state, scores, out)
         state.x = packed_mlp_residual(block, state.x.reshape(-1, dim), state.seqs).view(batch, -1, dim)
+        return scores
 
     @staticmethod
     def _record(state: ReducerState, scores: Tensor | None, out: ReducedOutput) -> None:
+        """Keep mask, scores and token count after a block (only with ``return_policy``)."""
         present = state.keep_mask()
         out.keep.append(present)
         out.scores.append(present.to(state.x.dtype) if scores is None else scores.detach())

@@ -1,5 +1,8 @@
 """DynamicViT (Rao et al., NeurIPS 2021): prediction modules keep the top ``floor(rho^s N)`` tokens at stage s.
 
+Locations: ``DYNAMICVIT.PRUNE_LOCATIONS``, by default before the blocks at a quarter, a half and three quarters of
+the depth ([3, 6, 9] on 12 blocks as in the paper, [1, 3, 4] on 6).
+
 Model: ``model.DynamicViT`` (masked dense forward in training, real removal at inference). Training:
 one ``"train"`` stage with ``losses.dynamicvit_loss`` (CE + keep-ratio MSE + KL and token distillation
 from a frozen copy of the initial dense model), the official recipe's frozen embeddings
@@ -18,7 +21,7 @@ from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
 from iared_video.methods import register
-from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant, resolve_locations
 from iared_video.methods.dynamicvit.losses import LossWeights, dynamicvit_loss
 from iared_video.methods.dynamicvit.model import DynamicViT, DynamicViTPolicy, make_teacher, predictor_macs
 from iared_video.methods.stages import Stage, freeze_parameters
@@ -26,7 +29,7 @@ from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone, dense_forward
 from iared_video.models.optim import LRRule, build_optimizer
 
-__all__ = ["DynamicViTMethod", "dynamicvit_step"]
+__all__ = ["DynamicViTMethod", "dynamicvit_step", "prune_locations"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,12 @@ def dynamicvit_step(net: nn.Module, teacher: Backbone, x: Tensor, y: Tensor, wei
                   "keep_ratio": out.masks[-1].mean().item(), "top1_err": top1_err(out.logits, y)}
 
 
+def prune_locations(cfg: CfgNode, depth: int) -> list[int]:
+    """``DYNAMICVIT.PRUNE_LOCATIONS``, or for ``[]`` the blocks at a quarter, a half and three quarters of the
+    depth (``depth_quarters``; a predictor needs a block before it, so never block 0)."""
+    return resolve_locations(cfg.DYNAMICVIT.PRUNE_LOCATIONS, depth, first=1)
+
+
 class DynamicViTMethod(Method):
     """DynamicViT on the IA-RED^2 backbones (joint space-time attention)."""
 
@@ -53,11 +62,11 @@ class DynamicViTMethod(Method):
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         d = cfg.DYNAMICVIT
-        return DynamicViT(backbone, d.PRUNE_LOCATIONS, d.KEEP_RATE, d.GUMBEL_TAU)
+        return DynamicViT(backbone, prune_locations(cfg, len(backbone.blocks)), d.KEEP_RATE, d.GUMBEL_TAU)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         d, errors = cfg.DYNAMICVIT, []
-        locs = list(d.PRUNE_LOCATIONS)
+        locs = prune_locations(cfg, depth)
         if selected and (not locs or locs != sorted(set(locs)) or locs[0] <= 0 or locs[-1] >= depth):
             errors.append(f"DYNAMICVIT.PRUNE_LOCATIONS must increase strictly within (0, {depth}), got {locs}")
         if not 0.0 < d.KEEP_RATE <= 1.0:
@@ -105,7 +114,7 @@ class DynamicViTMethod(Method):
         """At a keep target r: untrained predictors (same cost) at rho = r^(1/S) over the configured locations."""
         if keep_ratio is None:
             return []
-        locs = list(bench.cfg.DYNAMICVIT.PRUNE_LOCATIONS)
+        locs = prune_locations(bench.cfg, len(bench.backbone.blocks))
         model = DynamicViT(bench.backbone, locs, keep_ratio ** (1.0 / len(locs)))
         return [Variant(f"{self.name}@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio)]
 
