@@ -31,7 +31,7 @@ def test_stage_order_and_modes():
     assert train_modes(stages[2], 3) == ["greedy", "sample", "keep_all"]
     assert train_modes(stages[3], 3) == ["greedy", "greedy", "keep_all"]
     assert eval_modes(stages[2], 3) == ["greedy", "greedy", "keep_all"]
-    assert build_stages("drop_random", 3, 7, 10, 20) == [Stage("train", 0, 7)]
+    assert build_stages("drop_random", 3, 7, 10, 20) == [Stage("backbone", 0, 7)]  # Alg. 1's backbone stage
     assert [s.kind for s in build_stages("iared", 1, 0, 5, 0)] == ["interpreter"]
 
 
@@ -75,6 +75,25 @@ def test_gradients_reach_only_the_stage_parameters(index):
         assert "backbone.head.weight" in got and f"backbone.blocks.{last}.mlp.fc2.weight" in got
     else:
         assert f"policy.interpreters.{stage.group}.query.weight" in got
+
+
+@pytest.mark.parametrize("name", ["drop_random", "drop_attention", "drop_temporal_diff"])
+def test_fixed_ratio_baselines_freeze_what_alg1_freezes(name):
+    """The baselines fine-tune every block, the final norm and the head; the embeddings and the class token stay
+    as IA-RED^2's backbone stage leaves them (frozen), and a real backward step reaches only the rest."""
+    torch.manual_seed(0)
+    cfg = load_config(None, [*OPTS, "METHOD.NAME", name, "DROP.RATIO", "0.5"])
+    model = build_model(cfg)
+    (stage,) = stages_of(cfg.clone()) if cfg.SOLVER.MAX_EPOCH else build_stages(name, D, 1, 0, 0)
+    get_method(name).prepare_stage(cfg, model, stage)
+    model.train()
+    loss, _ = ce_step(model, torch.randn(4, 3, 2, 32, 32), torch.tensor([0, 1, 2, 0]), train_modes(stage, D),
+                      StepArgs())
+    loss.backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if not n.startswith(EMBEDDINGS)}
+    assert not any(n.startswith(EMBEDDINGS) for n in _grads(model))
+    assert "backbone.blocks.0.attn.qkv.weight" in _grads(model) and "backbone.head.weight" in _grads(model)
 
 
 def test_late_first_drop_group_keeps_early_groups_dense():

@@ -126,14 +126,12 @@ _C.IARED.DECISION = "threshold"
 _C.IARED.TAU = 1.5
 # Efficiency term of the reward: "square" gives 1 - (kept/N)^2 (paper), "linear" gives 1 - kept/N.
 _C.IARED.REWARD = "square"
-# Denominator N of the efficiency term for groups after the first (the paper does not say which): "original"
-# divides the count kept after the group by the patch tokens of the input, "entering" by the tokens entering the
-# group (so every group's interpreter sees the same 0..1 range for its own decisions). Group 1: the same either way.
-_C.IARED.REWARD_NORMALIZER = "original"
+# Denominator N of the efficiency term: "entering" (the paper: the tokens entering interpreter j) or "original"
+# (the patch tokens of the input, for every group). Group 1: the same either way.
+_C.IARED.REWARD_NORMALIZER = "entering"
 # What "correct" is in R(u): "prediction" (the paper: the argmax is the label, R = efficiency, else -TAU) or
-# "probability" (p, the softmax probability of the label: R = p * efficiency - (1 - p) * TAU, the paper's reward
-# in expectation when the prediction is right with probability p). A sample that moves p without flipping the
-# argmax earns a different reward, so REINFORCE hears about far more of the decisions.
+# "probability" (a departure: p, the softmax probability of the label, R = p * efficiency - (1 - p) * TAU, the
+# expected reward of a classifier that samples its prediction from its softmax, not the paper's argmax rule).
 _C.IARED.REWARD_OUTCOME = "prediction"
 # Decisions u sampled per input in each REINFORCE step (the input's batch row repeated K times). 1 is the paper.
 # K > 1 averages K policy gradients per input for K cheap forwards (no backward through the backbone).

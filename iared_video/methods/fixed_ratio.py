@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
+from iared_video.methods.stages import Stage, StagePlan
 from iared_video.models.backbones import Backbone
 from iared_video.models.flops import linear_macs, norm_macs, timm_block_macs
 from iared_video.models.iared import IARED
@@ -131,6 +132,11 @@ class FixedRatio(Method):
 
     def policy(self, cfg: CfgNode, drop_ratio: float) -> FixedRatioPolicy:
         return self.policy_type(drop_ratio)
+
+    def stages(self, plan: StagePlan) -> list[Stage]:
+        """Fine-tuning as IA-RED^2's backbone stage of the input group (Alg. 1): the blocks, final norm and head
+        train; the patch, positional and time embeddings and the class token stay frozen."""
+        return [Stage("backbone", 0, plan.max_epoch)] if plan.max_epoch > 0 else []
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return IARED(backbone, self.policy(cfg, cfg.DROP.RATIO), cfg.IARED.NUM_GROUPS)

@@ -84,10 +84,12 @@ class NoDropPolicy(DropPolicy):
 
 
 def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
-    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``."""
+    """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``.
+
+    Ties are broken by token order (the earlier token is kept), the same on every run and device."""
     sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
     key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
-    order = key.argsort()
+    order = key.argsort(stable=True)  # equal scores: the earlier token first
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
