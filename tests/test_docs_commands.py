@@ -1,6 +1,6 @@
-"""Every tool command in the fenced bash blocks of README.md, INSTALL.md and the datasets/ pages names a config
-that exists, and its config plus trailing ``KEY VALUE`` options pass the project's load_config + validation
-(paths of checkpoints and data need not exist)."""
+"""Every tool command in the fenced bash blocks of README.md, INSTALL.md, the datasets/ pages and
+docs/{RESULTS,METHODS}.md names a config that exists, and its config plus trailing ``KEY VALUE`` options pass
+the project's load_config + validation (paths of checkpoints and data need not exist)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from iared_video.methods import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "INSTALL.md", "datasets/KINETICS.md", "datasets/IMAGENET.md", "datasets/SYNTHETIC.md")
+DOCS = ("README.md", "INSTALL.md", "datasets/KINETICS.md", "datasets/IMAGENET.md", "datasets/SYNTHETIC.md",
+        "docs/RESULTS.md", "docs/METHODS.md")
 FENCE = re.compile(r"^```(?:bash|sh|shell|console)[ \t]*\n(.*?)^```", re.M | re.S)
 TOOL = re.compile(r"^tools/\w+\.py$")
 KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+$|^[A-Z][A-Z0-9_]*$")

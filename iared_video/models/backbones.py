@@ -20,7 +20,7 @@ from typing import Any, cast
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import Format, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
@@ -216,9 +216,28 @@ class TimmViT(nn.Module):
         net = cast(VisionTransformer, timm.create_model(
             base, pretrained=False, **shape, num_classes=num_classes, drop_rate=drop_rate,
             drop_path_rate=drop_path_rate, dynamic_img_size=True, **kwargs))
-        _check_supported(net, arch)
         if pos_embed_std is not None and net.pos_embed is not None:
             trunc_normal_(net.pos_embed, std=pos_embed_std)
+        self._adopt(net, arch)
+
+    @classmethod
+    def from_timm(cls, net: VisionTransformer, arch: str = "") -> TimmViT:
+        """Wrap a timm ViT/DeiT the user built or loaded: its modules and weights are used as they are (no copy).
+
+        Its patch embedding is switched to the layout timm builds for ``dynamic_img_size=True`` (tokens on the
+        patch grid, any input size divisible by the patch), which ``embed`` reads.
+        """
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        setattr(net, "dynamic_img_size", True)  # noqa: B010 (timm types it Final; its forward reads it)
+        net.patch_embed.strict_img_size = False
+        net.patch_embed.flatten, net.patch_embed.output_fmt = False, Format.NHWC
+        self._adopt(net, arch or type(net).__name__)
+        return self
+
+    def _adopt(self, net: VisionTransformer, arch: str) -> None:
+        """Register ``net``'s modules and parameters here under timm's names."""
+        _check_supported(net, arch)
         for name, child in net.named_children():
             self.add_module(name, child)
         for name, param in net.named_parameters(recurse=False):
