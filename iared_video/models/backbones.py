@@ -262,7 +262,7 @@ def _check_supported(net: VisionTransformer, arch: str) -> None:
         raise ValueError(f"{arch}: attention-pool heads are not supported")
 
 
-#: What ``IARED`` and the FLOP counter wrap: ``embed``, ``blocks`` and ``forward_head`` (see the two classes above).
+#: What ``PolicyModel`` and the FLOP counter wrap: ``embed``, ``blocks``, ``forward_head`` (see the two classes above).
 Backbone = TimeSformer | TimmViT
 
 #: A backbone block: timm's standard ``Block`` (``TimmViT`` checks it, JointST builds it) or a ``DividedBlock``.

@@ -92,7 +92,7 @@ class DividedLayout:
 
         Args:
             origin: ``(T_patch,)`` flat index ``b * N + n`` of each kept patch token, ascending (the
-                packed order of ``iared._TokenState``), ``n = t * h * w + y * w + x``.
+                packed order of ``policy_model._TokenState``), ``n = t * h * w + y * w + x``.
             batch: B.
             grid: ``(T, h, w)`` patch grid.
             seqs: the per-sample sequences of the packed tensor.

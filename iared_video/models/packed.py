@@ -236,7 +236,7 @@ def bucket_cost(size: int, width: int, pair_macs: int) -> int:
 
 #: Fixed cost of one CPU attention call (dispatch and the group's index tensors, about 200 us against
 #: about 20 GMAC/s of attention on two cores) in multiply-accumulates, and the cost of gathering one token
-#: into a padded group in query-key pairs. Fitted to interleaved timings of the synthetic models' IA-RED^2
+#: into a padded group in query-key pairs. Fitted to interleaved timings of the synthetic models' token-dropping
 #: forwards (2 cores): images (at most 37 tokens) run fastest in one or a few large groups, video clips
 #: (150-290 tokens) one per call, their short outliers grouped.
 _SDPA_CALL_MACS = 4_000_000

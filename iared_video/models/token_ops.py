@@ -1,8 +1,8 @@
 """The token-ops layer: one attention primitive and one block forward over timm ``Attention`` / ``Block``.
 
 Every place that runs a timm attention on its own terms goes through ``attention``: the packed
-variable-length blocks of IA-RED^2 (and of the reducers ToMe and EViT on the same stack), the divided
-space-time blocks, DynamicViT's masked training forward, the interpretability baselines (attention
+variable-length blocks of the token-dropping models (and of the token reducers on the same stack), the
+divided space-time blocks, the masked-softmax training forward, the interpretability baselines (attention
 probabilities), the raw-attention policy (the class-token row only) and the dense teacher.
 
 Token layouts:
@@ -27,7 +27,7 @@ __all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKE
            "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path",
            "class_attention", "block_attention"]
 
-MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
+MASKED_SOFTMAX_EPS = 1e-6  # stabilising epsilon of ``masked_softmax`` (the published reference value)
 
 
 @dataclass
