@@ -13,7 +13,7 @@ from iared_video.config import ConfigError
 from iared_video.interpret.baselines import raw_attention
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.fixed_ratio import AttentionPolicy
-from iared_video.models import IARED, TimeSformer, TimmViT
+from iared_video.models import PolicyModel, TimeSformer, TimmViT
 from iared_video.models.flops import fvcore_gflops
 
 DROP_RATIO = 0.25
@@ -37,14 +37,14 @@ def _reference_keep(blocks: nn.ModuleList, tokens: Tensor, num_prefix: int, bloc
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
 
 
-def _image_case() -> tuple[IARED, Tensor, Tensor]:
+def _image_case() -> tuple[PolicyModel, Tensor, Tensor]:
     torch.manual_seed(0)
     backbone = TimmViT("test_vit", num_classes=5, img_size=64).eval()
     x = torch.randn(2, 3, 64, 64)
     return backbone, x, _image_tokens(backbone, x)
 
 
-def _video_case() -> tuple[IARED, Tensor, Tensor]:
+def _video_case() -> tuple[PolicyModel, Tensor, Tensor]:
     torch.manual_seed(0)
     backbone = TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=16, embed_dim=32, depth=3,
                            num_heads=2, pos_embed_std=1.0).eval()
@@ -57,7 +57,7 @@ def _video_case() -> tuple[IARED, Tensor, Tensor]:
 @pytest.mark.parametrize("block", [1, 0, 2])
 def test_attention_policy_keeps_top_k_of_timm_block_class_attention(case, block: int) -> None:
     backbone, x, tokens = case()
-    model = IARED(backbone, AttentionPolicy(DROP_RATIO, block=block), num_groups=1).eval()
+    model = PolicyModel(backbone, AttentionPolicy(DROP_RATIO, block=block), num_groups=1).eval()
     with torch.no_grad():
         out = model(x, return_policy=True)
     assert out.keep[0].shape == (2, NUM_PATCHES) and out.keep[0].sum(1).tolist() == [KEPT, KEPT]
@@ -83,7 +83,7 @@ def test_default_attention_block_is_the_papers_block_1() -> None:
 def test_attention_policy_gmacs_match_fvcore(block: int) -> None:
     """Block_1 runs Block_0 on every token first: the analytic count must include it."""
     backbone, x, _ = _video_case()
-    model = IARED(backbone, AttentionPolicy(DROP_RATIO, block=block), num_groups=1).eval()
+    model = PolicyModel(backbone, AttentionPolicy(DROP_RATIO, block=block), num_groups=1).eval()
     with torch.no_grad():
         out = model(x[:1], return_policy=True)
     measured = fvcore_gflops(model, x[:1])
@@ -115,7 +115,7 @@ def test_eval_heatmaps_block_sweep_methods() -> None:
     _, unknown = tool.method_list(["raw_attention_b6", "raw_attention_bx"], [], num_groups=3, depth=6)
     assert unknown == ["raw_attention_b6", "raw_attention_bx"]
     backbone, x, _ = _image_case()
-    model = IARED(backbone, AttentionPolicy(DROP_RATIO), num_groups=1).eval()
+    model = PolicyModel(backbone, AttentionPolicy(DROP_RATIO), num_groups=1).eval()
     target = torch.zeros(2, dtype=torch.long)
     torch.testing.assert_close(tool.method_scores(model, "raw_attention_b2", x, target),
                                raw_attention(backbone, x, block=2))

@@ -6,19 +6,19 @@ import torch
 from iared_video.interpret.baselines import BASELINES, dense_forward, grad_weighted_rollout, rollout
 from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.models.backbones import TimeSformer, TimmViT
-from iared_video.models.iared import IARED
+from iared_video.models.policy_model import PolicyModel
 
 
 def _video_model():
     torch.manual_seed(0)
     backbone = TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2, num_heads=2)
-    return IARED(backbone, InterpreterPolicy(64, 1), 1).eval(), torch.randn(2, 3, 4, 32, 48)
+    return PolicyModel(backbone, InterpreterPolicy(64, 1), 1).eval(), torch.randn(2, 3, 4, 32, 48)
 
 
 def _image_model():
     torch.manual_seed(0)
     backbone = TimmViT("test_vit", num_classes=5, img_size=32)
-    return IARED(backbone, InterpreterPolicy(64, 2), 2).eval(), torch.randn(2, 3, 32, 48)
+    return PolicyModel(backbone, InterpreterPolicy(64, 2), 2).eval(), torch.randn(2, 3, 32, 48)
 
 
 @pytest.mark.parametrize("make", [_video_model, _image_model])

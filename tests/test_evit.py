@@ -14,7 +14,7 @@ from iared_video.config import ConfigError
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.base import depth_quarters, resolve_locations
 from iared_video.methods.evit import EViTReducer, attentive_count, reorganize
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.models import NoDropPolicy, PolicyModel, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
 from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
@@ -76,7 +76,7 @@ def test_keep_rate_one_is_the_dense_model_bitwise(case: str) -> None:
     x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
     model = ReducingViT(backbone, EViTReducer(1.0, [0, 1, 2])).eval()
     with torch.no_grad():
-        assert torch.equal(model(x), IARED(backbone, NoDropPolicy(), 1).eval()(x))
+        assert torch.equal(model(x), PolicyModel(backbone, NoDropPolicy(), 1).eval()(x))
 
 
 def test_counts_per_location_and_gmacs_match_fvcore() -> None:
@@ -88,7 +88,7 @@ def test_counts_per_location_and_gmacs_match_fvcore() -> None:
     assert [int(t) for t in out.tokens] == [16, 13, 13, 11, 9, 9]
     gmacs = model_gmacs_per_sample(model, out).item()
     assert gmacs == pytest.approx(fvcore_gflops(model, x), rel=1e-6)
-    assert gmacs < dense_gmacs(IARED(model.backbone, NoDropPolicy(), 1), 16)
+    assert gmacs < dense_gmacs(PolicyModel(model.backbone, NoDropPolicy(), 1), 16)
 
 
 def test_default_locations_are_quarters_of_the_depth_by_hand() -> None:

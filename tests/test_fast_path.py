@@ -8,7 +8,7 @@ from torch import Tensor
 
 from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import ControlledKeepPolicy
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 
 TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4", "DATA.NUM_FRAMES", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5",
@@ -17,7 +17,7 @@ TINY_DEIT = ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_tiny_patch16_224", 
              "IARED.NUM_GROUPS", "3", "DATA.TRAIN_CROP_SIZE", "96", "DATA.TEST_CROP_SIZE", "96"]
 
 
-def reference_logits(model: IARED, x: Tensor, keep: list[Tensor]) -> Tensor:
+def reference_logits(model: PolicyModel, x: Tensor, keep: list[Tensor]) -> Tensor:
     """Per sample: gather its kept tokens at every group and run the timm blocks' own ``forward`` (B=1)."""
     backbone, logits = model.backbone, []
     for i in range(x.shape[0]):
@@ -34,12 +34,12 @@ def reference_logits(model: IARED, x: Tensor, keep: list[Tensor]) -> Tensor:
     return torch.cat(logits)
 
 
-def controlled(opts: list[str], ratios: list[float], schedule: str = "geometric") -> IARED:
+def controlled(opts: list[str], ratios: list[float], schedule: str = "geometric") -> PolicyModel:
     torch.manual_seed(0)
     model = build_model(load_config(None, opts)).eval()
     policy = ControlledKeepPolicy(model.policy, schedule)
     policy.set_ratios(torch.tensor(ratios))
-    return IARED(model.backbone, policy, model.num_groups).eval()
+    return PolicyModel(model.backbone, policy, model.num_groups).eval()
 
 
 @pytest.mark.parametrize("opts,shape", [(TINY_TSF, (4, 3, 4, 64, 64)), (TINY_DEIT, (4, 3, 96, 96))])

@@ -11,7 +11,7 @@ from iared_video.methods import model_gmacs_per_sample
 from iared_video.methods.fixed_ratio import AttentionPolicy, RandomPolicy, TemporalDiffPolicy
 from iared_video.methods.iared.interpreter import MultiHeadInterpreter, interpreter_macs
 from iared_video.methods.iared.policy import InterpreterPolicy
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.models import NoDropPolicy, PolicyModel, TimeSformer, TimmViT
 from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, sdpa_flop_jit
 
 
@@ -20,7 +20,7 @@ from iared_video.models.flops import block_macs, dense_gmacs, fvcore_gflops, sdp
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("arch,published", [("deit_small_patch16_224", 4.6), ("deit_base_patch16_224", 17.6)])
 def test_deit_dense_gmacs_match_published_and_analytic(arch, published):
-    model = IARED(TimmViT(arch, num_classes=1000), NoDropPolicy(), num_groups=1)
+    model = PolicyModel(TimmViT(arch, num_classes=1000), NoDropPolicy(), num_groups=1)
     measured = fvcore_gflops(model, torch.randn(1, 3, 224, 224))
     analytic = dense_gmacs(model, num_patches=14 * 14)
     assert measured == pytest.approx(published, rel=0.01)
@@ -39,10 +39,10 @@ def vit_b_timesformer_gmacs(frames: int = 8, size: int = 224, patch: int = 16, d
 def test_timesformer_vitb_8x224_analytic_and_fvcore_on_two_blocks():
     expected = vit_b_timesformer_gmacs()
     assert expected == pytest.approx(180, abs=2)
-    full = IARED(TimeSformer(num_classes=400), NoDropPolicy(), num_groups=1)
+    full = PolicyModel(TimeSformer(num_classes=400), NoDropPolicy(), num_groups=1)
     assert dense_gmacs(full, num_patches=8 * 196) == pytest.approx(expected, rel=1e-9)
 
-    shallow = IARED(TimeSformer(num_classes=400, depth=2), NoDropPolicy(), num_groups=1)  # real widths and tokens
+    shallow = PolicyModel(TimeSformer(num_classes=400, depth=2), NoDropPolicy(), num_groups=1)  # real widths and tokens
     measured = fvcore_gflops(shallow, torch.randn(1, 3, 8, 224, 224))
     assert measured == pytest.approx(vit_b_timesformer_gmacs(depth=2), rel=0.01)
     assert dense_gmacs(shallow, num_patches=8 * 196) == pytest.approx(measured, rel=0.01)
@@ -50,7 +50,7 @@ def test_timesformer_vitb_8x224_analytic_and_fvcore_on_two_blocks():
 
 @pytest.mark.slow
 def test_timesformer_vitb_8x224_fvcore_full_depth():
-    model = IARED(TimeSformer(num_classes=400), NoDropPolicy(), num_groups=1)
+    model = PolicyModel(TimeSformer(num_classes=400), NoDropPolicy(), num_groups=1)
     measured = fvcore_gflops(model, torch.randn(1, 3, 8, 224, 224))
     assert measured == pytest.approx(vit_b_timesformer_gmacs(), rel=0.01)
     assert measured == pytest.approx(180, abs=2)
@@ -86,14 +86,14 @@ N = FRAMES * (SIZE // PATCH) ** 2  # 32 patch tokens
 I_HEADS, I_DIM = 2, 16
 
 
-def tiny_model(policy: nn.Module) -> IARED:
+def tiny_model(policy: nn.Module) -> PolicyModel:
     torch.manual_seed(0)
     backbone = TimeSformer(num_classes=CLASSES, img_size=SIZE, num_frames=FRAMES, patch_size=PATCH, embed_dim=C,
                            depth=DEPTH, num_heads=4)
-    return IARED(backbone, policy, GROUPS).eval()
+    return PolicyModel(backbone, policy, GROUPS).eval()
 
 
-def interpreter_model() -> IARED:
+def interpreter_model() -> PolicyModel:
     model = tiny_model(InterpreterPolicy(C, GROUPS, threshold=0.5, num_heads=I_HEADS, head_dim=I_DIM))
     with torch.no_grad():  # sharper scores, so samples keep clearly different numbers of tokens
         for interp in model.policy.interpreters:

@@ -90,8 +90,11 @@ def test_each_method_builds_trains_a_step_counts_flops_and_benchmarks(name: str,
                              methods_at_keep=[name] if get_method(name).knob is not None else [])
     rows = run_benchmark(cfg, settings, "cpu").rows
     assert rows[0]["variant"] == "dense" and len(rows) >= 2 - (name == "dense")
-    for row in rows[1:]:
-        assert row["policy"] == name and row["ideal_speedup"] > 1.0 and math.isfinite(row["speedup"]), row
+    dense = fvcore_gflops(build_model(cfg_of("dense")).eval(), torch.randn(1, 3, 2, 32, 32))  # the tiny backbone
+    assert rows[0]["gmacs_per_sample"] == pytest.approx(dense, rel=2e-3)
+    for row in rows[1:]:  # ideal speed-up: dense GMACs over the variant's
+        assert row["policy"] == name and math.isfinite(row["speedup"]), row
+        assert row["ideal_speedup"] == pytest.approx(dense / row["gmacs_per_sample"], rel=2e-3), row
 
 
 def _named_methods(source: str, names: set[str]) -> list[tuple[int, str]]:

@@ -11,7 +11,7 @@ from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import threshold_policy
 from iared_video.methods.iared.interpreter import MultiHeadInterpreter
 from iared_video.methods.iared.policy import InterpreterPolicy, temporal_difference
-from iared_video.models import IARED, TimeSformer
+from iared_video.models import PolicyModel, TimeSformer
 from iared_video.models.backbones import Embedded
 from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
 from iared_video.models.policies import GroupInput
@@ -20,14 +20,14 @@ TINY_TSF = ["MODEL.EMBED_DIM", "64", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "4",
             "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "MODEL.NUM_CLASSES", "5"]
 
 
-def tiny_tsf(policy: str = "iared", groups: int = 2, **extra: str) -> IARED:
+def tiny_tsf(policy: str = "iared", groups: int = 2, **extra: str) -> PolicyModel:
     opts = TINY_TSF + ["METHOD.NAME", policy, "IARED.NUM_GROUPS", str(groups)]
     for key, value in extra.items():
         opts += [key, value]
     return build_model(load_config(None, opts)).eval()
 
 
-def deit(arch: str, policy: str) -> IARED:
+def deit(arch: str, policy: str) -> PolicyModel:
     cfg = load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", arch, "MODEL.NUM_CLASSES", "1000",
                              "METHOD.NAME", policy, "IARED.NUM_GROUPS", "3"])
     return build_model(cfg).eval()
@@ -126,7 +126,7 @@ def test_content_input_scores_the_patch_embedding_without_position_or_time() -> 
         policy = InterpreterPolicy(16, 1, num_heads=2, head_dim=4, hidden=8, input_kind=kind)
         with torch.no_grad():
             policy.interpreters[0].query.weight.normal_()
-        model = IARED(backbone, policy, num_groups=1).eval()
+        model = PolicyModel(backbone, policy, num_groups=1).eval()
         x = torch.randn(2, 3, 2, 32, 32)
         with torch.no_grad():
             out, embedded = model(x, return_policy=True), backbone.embed(x)
@@ -155,7 +155,7 @@ def test_difference_input_scores_the_change_of_the_patch_embedding() -> None:
     backbone = TimeSformer(num_classes=3, img_size=32, num_frames=2, patch_size=16, embed_dim=16, depth=2,
                            num_heads=2)
     policy = InterpreterPolicy(16, 1, num_heads=2, head_dim=4, hidden=8, input_kind="difference")
-    model = IARED(backbone, policy, num_groups=1).eval()
+    model = PolicyModel(backbone, policy, num_groups=1).eval()
     x = torch.randn(2, 3, 2, 32, 32)
     x[1, :, 1] = x[1, :, 0]  # video 1 does not move: its difference is zero at every patch
     with torch.no_grad():
@@ -184,7 +184,7 @@ def test_expected_count_decision_keeps_the_rounded_score_sum_best_tokens() -> No
     with torch.no_grad():
         policy.interpreters[0].query.weight.normal_()
     with torch.no_grad():
-        out = IARED(backbone, policy, num_groups=1).eval()(torch.randn(3, 3, 2, 32, 32), return_policy=True)
+        out = PolicyModel(backbone, policy, num_groups=1).eval()(torch.randn(3, 3, 2, 32, 32), return_policy=True)
     assert out.keep[0].sum(1).tolist() == out.scores[0].sum(1).round().long().tolist()
     with pytest.raises(ValueError, match="decision"):
         InterpreterPolicy(4, 1, decision="top")
@@ -210,7 +210,7 @@ def test_interpreter_starts_at_init_score_off_the_saddle(init_score: float) -> N
         MultiHeadInterpreter(dim=8, init_score=1.0)
 
 
-def _count_block_inputs(model: IARED) -> list[int]:
+def _count_block_inputs(model: PolicyModel) -> list[int]:
     counts: list[int] = []
     for block in model.backbone.blocks:
         block.norm1.register_forward_pre_hook(lambda _m, args: counts.append(args[0].shape[0]))

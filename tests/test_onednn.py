@@ -9,8 +9,8 @@ from torch import nn
 from iared_video.engine.benchmark import BenchSettings, run_benchmark
 from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import ControlledKeepPolicy
-from iared_video.models.iared import IARED
 from iared_video.models.onednn import OneDNNLinear, onednn_available, use_onednn_linears
+from iared_video.models.policy_model import PolicyModel
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
 
@@ -50,7 +50,7 @@ def test_iared_model_logits_match_with_mixed_keep_counts() -> None:
     dense = build_model(load_config(None, TINY + ["METHOD.NAME", "iared"])).eval()
     policy = ControlledKeepPolicy(dense.policy)
     policy.set_ratios(torch.tensor([0.3, 0.6, 0.9]))
-    model = IARED(dense.backbone, policy, dense.num_groups).eval()
+    model = PolicyModel(dense.backbone, policy, dense.num_groups).eval()
     x = torch.randn(3, 3, 2, 32, 32)
     with torch.inference_mode():
         ref = model(x, return_policy=True)

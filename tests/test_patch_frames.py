@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from test_weights import official_checkpoint, randomise, tiny_timesformer
 
-from iared_video.models import IARED, NoDropPolicy, TimeSformer
+from iared_video.models import NoDropPolicy, PolicyModel, TimeSformer
 from iared_video.models.backbones import FramePatchEmbed
 from iared_video.models.flops import patch_embed_macs
 from iared_video.models.weights import CheckpointMismatchError, load_pretrained
@@ -66,8 +66,8 @@ def test_inflation_spreads_2d_patch_weights_over_the_window(tmp_path, rule):
     state = randomise(tiny_timesformer(img_size=32, patch=16).state_dict())
     path = tmp_path / "per_frame.pyth"
     torch.save(official_checkpoint(state), path)
-    per_frame = IARED(tiny_timesformer(img_size=32, patch=16), NoDropPolicy(), 1).eval()
-    window = IARED(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
+    per_frame = PolicyModel(tiny_timesformer(img_size=32, patch=16), NoDropPolicy(), 1).eval()
+    window = PolicyModel(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
                                num_heads=4, patch_frames=3, patch_inflation=rule), NoDropPolicy(), 1).eval()
     load_pretrained(per_frame, path)
     report = load_pretrained(window, path)
@@ -96,7 +96,7 @@ def test_window_checkpoint_into_another_window_names_the_key(tmp_path):
                         patch_frames=3).state_dict()
     path = tmp_path / "window3.pyth"
     torch.save(official_checkpoint(state), path)
-    model = IARED(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
+    model = PolicyModel(TimeSformer(num_classes=5, img_size=32, num_frames=4, patch_size=16, embed_dim=64, depth=2,
                               num_heads=4, patch_frames=2), NoDropPolicy(), 1)
     with pytest.raises(CheckpointMismatchError, match=r"patch_embed\.proj\.weight: checkpoint \(64, 3, 3, 16, 16\)"):
         load_pretrained(model, path)

@@ -10,7 +10,7 @@ import torch
 from iared_video.config import ConfigError
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
 from iared_video.methods.tome import ToMeReducer, bipartite_soft_matching, merge_wavg, merged_order, tokens_merged
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.models import NoDropPolicy, PolicyModel, TimeSformer, TimmViT
 from iared_video.models.backbones import Embedded
 from iared_video.models.flops import dense_gmacs, fvcore_gflops
 from iared_video.models.reduction import ReducerState, ReducingViT
@@ -105,7 +105,7 @@ def test_r_zero_is_the_dense_model_bitwise(case: str) -> None:
     backbone = _tiny_vit() if case == "image" else _tiny_tsf()
     x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
     tome = ReducingViT(backbone, ToMeReducer([0] * len(backbone.blocks))).eval()
-    dense = IARED(backbone, NoDropPolicy(), 1).eval()
+    dense = PolicyModel(backbone, NoDropPolicy(), 1).eval()
     with torch.no_grad():
         assert torch.equal(tome(x), dense(x))
         out = tome(x, return_policy=True)
@@ -164,7 +164,7 @@ def test_tome_gmacs_per_sample_match_fvcore(r: int) -> None:
         out = model(x, return_policy=True)
     assert out.tokens[-1].item() < 16
     assert model_gmacs_per_sample(model, out).item() == pytest.approx(fvcore_gflops(model, x), rel=1e-6)
-    dense = IARED(model.backbone, NoDropPolicy(), 1)
+    dense = PolicyModel(model.backbone, NoDropPolicy(), 1)
     assert model_gmacs_per_sample(model, out).item() < model_gmacs_per_sample(dense, [[16]], 16).item()
 
 

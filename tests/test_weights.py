@@ -18,7 +18,7 @@ from torch import Tensor
 from iared_video.config import get_cfg
 from iared_video.methods import build_model
 from iared_video.methods.iared.policy import InterpreterPolicy
-from iared_video.models import IARED, NoDropPolicy, TimeSformer, TimmViT
+from iared_video.models import NoDropPolicy, PolicyModel, TimeSformer, TimmViT
 from iared_video.models.weights import (
     CheckpointFileError,
     CheckpointMismatchError,
@@ -111,7 +111,7 @@ def test_official_checkpoint_report_and_policy_keys_missing(tmp_path):
     state = randomise(tiny_timesformer().state_dict())
     path = tmp_path / "ts.pyth"
     torch.save(official_checkpoint(state), path)
-    model = IARED(tiny_timesformer(), InterpreterPolicy(DIM, num_groups=2, head_dim=16), num_groups=2)
+    model = PolicyModel(tiny_timesformer(), InterpreterPolicy(DIM, num_groups=2, head_dim=16), num_groups=2)
     report = load_pretrained(model, path)
     assert report.format == "timesformer"
     assert sorted(report.loaded) == sorted(f"backbone.{k}" for k in state)
@@ -138,7 +138,7 @@ def test_deit_and_bare_timm_checkpoints_reproduce_timm_logits(tmp_path, deit_tin
         if container == "deit" else state
     path = tmp_path / "deit.pth"
     torch.save(ckpt, path)
-    model = IARED(TimmViT("deit_tiny_patch16_224", num_classes=1000), NoDropPolicy(), 1).eval()
+    model = PolicyModel(TimmViT("deit_tiny_patch16_224", num_classes=1000), NoDropPolicy(), 1).eval()
     report = load_pretrained(model, path)
     assert report.format == container
     assert not (report.missing or report.unexpected or report.reshaped or report.skipped_shape)
@@ -154,7 +154,7 @@ def test_distilled_deit_dropped_into_plain_model_and_kept_in_distilled_model(tmp
     path = tmp_path / "deit_distilled.pth"
     torch.save({"model": distilled.state_dict()}, path)
 
-    plain = IARED(TimmViT("deit_tiny_patch16_224", num_classes=1000), NoDropPolicy(), 1)
+    plain = PolicyModel(TimmViT("deit_tiny_patch16_224", num_classes=1000), NoDropPolicy(), 1)
     report = load_pretrained(plain, path)
     dropped = {"backbone.dist_token", "backbone.head_dist.weight", "backbone.head_dist.bias"}
     assert dropped <= set(report.unexpected) and dropped <= set(report.notes)
@@ -162,7 +162,7 @@ def test_distilled_deit_dropped_into_plain_model_and_kept_in_distilled_model(tmp
     pos = distilled.pos_embed.detach()
     torch.testing.assert_close(plain.backbone.pos_embed.detach(), torch.cat([pos[:, :1], pos[:, 2:]], dim=1))
 
-    same = IARED(TimmViT("deit_tiny_distilled_patch16_224", num_classes=1000), NoDropPolicy(), 1).eval()
+    same = PolicyModel(TimmViT("deit_tiny_distilled_patch16_224", num_classes=1000), NoDropPolicy(), 1).eval()
     report = load_pretrained(same, path)
     assert not (report.missing or report.unexpected or report.reshaped)
     x = torch.randn(1, 3, 224, 224)
@@ -185,7 +185,7 @@ def test_vit_init_of_timesformer_equals_vit_on_one_frame(tmp_path):
     vit = tiny_vit(64)
     path = tmp_path / "vit.pth"
     torch.save({"model": vit.state_dict()}, path)
-    model = IARED(tiny_timesformer(1000, img_size=64, patch=16), NoDropPolicy(), 1).eval()
+    model = PolicyModel(tiny_timesformer(1000, img_size=64, patch=16), NoDropPolicy(), 1).eval()
     with torch.no_grad():
         model.backbone.time_embed.fill_(1.0)  # must be zeroed by the loader
     report = load_pretrained(model, path)
@@ -204,7 +204,7 @@ def test_vit_init_resamples_pos_embed_zeroes_time_and_skips_head(tmp_path, caplo
     vit = tiny_vit(ckpt_size)
     path = tmp_path / "vit.pth"
     torch.save(vit.state_dict(), path)
-    model = IARED(tiny_timesformer(10, img_size=model_size, patch=16), NoDropPolicy(), 1)
+    model = PolicyModel(tiny_timesformer(10, img_size=model_size, patch=16), NoDropPolicy(), 1)
     with caplog.at_level(logging.INFO, logger="iared_video.models.weights"):
         report = load_pretrained(model, path)
 
@@ -224,7 +224,7 @@ def test_time_embed_interpolated_when_frame_count_differs(tmp_path):
     state = randomise(tiny_timesformer(frames=4).state_dict())
     path = tmp_path / "ts4.pyth"
     torch.save(official_checkpoint(state), path)
-    model = IARED(tiny_timesformer(frames=8), NoDropPolicy(), 1)
+    model = PolicyModel(tiny_timesformer(frames=8), NoDropPolicy(), 1)
     report = load_pretrained(model, path)
     assert report.reshaped == ["backbone.time_embed"] and not report.missing
     expected = F.interpolate(state["time_embed"].transpose(1, 2), size=8, mode="linear",
@@ -238,13 +238,13 @@ def test_time_embed_interpolated_when_frame_count_differs(tmp_path):
 @pytest.mark.parametrize("ddp", [False, True])
 def test_own_checkpoint_roundtrip(tmp_path, ddp):
     torch.manual_seed(0)
-    source = IARED(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
+    source = PolicyModel(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
     state = {("module." if ddp else "") + k: v for k, v in source.state_dict().items()}
     path = tmp_path / "checkpoint_epoch_00003.pyth"
     torch.save({"model_state": state, "optimizer_state": {"state": {}, "param_groups": []},
                 "cfg": "IARED:\n  NUM_GROUPS: 2\n", "epoch": 3}, path)
     torch.manual_seed(1)
-    target = IARED(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
+    target = PolicyModel(tiny_timesformer(depth=4), InterpreterPolicy(DIM, 2, head_dim=16), 2)
     report = load_pretrained(target, path)
     assert report.format == ("wrapped+ddp" if ddp else "wrapped")
     assert not (report.missing or report.unexpected or report.reshaped or report.skipped_shape)
@@ -269,7 +269,7 @@ def test_extract_state_dict_formats():
 def test_width_mismatch_raises_with_keys_and_shapes(tmp_path):
     path = tmp_path / "narrow.pyth"
     torch.save(official_checkpoint(tiny_timesformer(dim=32).state_dict()), path)
-    model = IARED(tiny_timesformer(dim=64), NoDropPolicy(), 1)
+    model = PolicyModel(tiny_timesformer(dim=64), NoDropPolicy(), 1)
     with pytest.raises(CheckpointMismatchError) as info:
         load_pretrained(model, path)
     message = str(info.value)
@@ -286,7 +286,7 @@ def test_unrelated_checkpoint_raises(tmp_path):
     path = tmp_path / "resnet.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 2048)}, path)
     with pytest.raises(CheckpointMismatchError, match="shares no tensor"):
-        load_pretrained(IARED(tiny_timesformer(), NoDropPolicy(), 1), path)
+        load_pretrained(PolicyModel(tiny_timesformer(), NoDropPolicy(), 1), path)
 
 
 # ---------------------------------------------------------------------------

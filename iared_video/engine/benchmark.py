@@ -45,9 +45,9 @@ from iared_video.methods import get_method, model_gmacs_per_sample, registered_m
 from iared_video.methods.base import BenchContext, Variant
 from iared_video.models.build import build_backbone
 from iared_video.models.flops import dense_gmacs
-from iared_video.models.iared import IARED
 from iared_video.models.onednn import use_onednn_linears
 from iared_video.models.policies import NoDropPolicy
+from iared_video.models.policy_model import PolicyModel
 from iared_video.models.weights import load_pretrained
 from iared_video.utils.results import BenchmarkResults, format_table, save_json
 
@@ -105,7 +105,7 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
     if not bench.shared:  # no method loaded the weights with its own modules
         for path in bench.weights:
-            load_pretrained(IARED(bench.backbone, NoDropPolicy(), 1), path)
+            load_pretrained(PolicyModel(bench.backbone, NoDropPolicy(), 1), path)
     for v in variants:
         v.model.to(device).eval()
     return variants
@@ -266,7 +266,7 @@ def _gmacs_and_keep(v: Variant, x: Tensor, precision: str) -> tuple[float, float
         out = v.model(x, return_policy=True)
     if isinstance(v.model.policy, NoDropPolicy):
         num = out.keep[0].shape[1]
-        return dense_gmacs(cast(IARED, v.model), num), 1.0
+        return dense_gmacs(cast(PolicyModel, v.model), num), 1.0
     return float(model_gmacs_per_sample(v.model, out).mean()), float(out.keep_ratio.mean())
 
 

@@ -54,7 +54,7 @@ class StageRun:
 
     stage: Stage
     index: int
-    model: nn.Module  # the IARED module (unwrapped)
+    model: nn.Module  # the PolicyModel (unwrapped)
     net: nn.Module  # what the forward goes through (DDP-wrapped when distributed)
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule

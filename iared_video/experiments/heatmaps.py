@@ -32,7 +32,7 @@ from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
 from iared_video.methods import load_config
 from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 from iared_video.utils.cli import DEBUG_FLAG
 from iared_video.utils.results import format_table, save_json
 from iared_video.visualization import build_vis_model
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, list(args.opts))
-    model = cast(IARED, build_vis_model(cfg))  # heatmaps come from an IA-RED^2 model
+    model = cast(PolicyModel, build_vis_model(cfg))  # heatmaps come from an IA-RED^2 model
     methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks))
     if unknown:
         print(f"error: unknown methods {unknown}", file=sys.stderr)

@@ -121,10 +121,10 @@ def measured_keep_ratio(cfg: CfgNode) -> float:
     from iared_video.engine.tester import load_test_weights
     from iared_video.engine.trainer import eval_epoch
     from iared_video.methods import build_model
-    from iared_video.models import IARED
+    from iared_video.models import PolicyModel
 
     device = device_of(cfg)
-    model = cast(IARED, build_model(cfg).to(device))  # a token-dropping method's model
+    model = cast(PolicyModel, build_model(cfg).to(device))  # a token-dropping method's model
     load_test_weights(model, "", cfg.OUTPUT_DIR)
     stats = eval_epoch(model, construct_loader(cfg, "val"), ["greedy"] * model.num_groups, device)
     assert stats.keep_ratio is not None  # a policy model reports it

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from iared_video.experiments.main_job import SYNTHETIC_CONFIG_DIR
 from iared_video.methods import build_model, load_config
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 from iared_video.synthetic import SPLITS, generate_video_dataset
 from iared_video.utils.results import save_json
 
@@ -69,7 +69,7 @@ TSF_CONFIG = str(SYNTHETIC_CONFIG_DIR / "tsf_tiny_dense.yaml")
 class TinyTimeSformer(nn.Module):
     """The main job's dense tiny TimeSformer (built from ``TSF_CONFIG``) on clips in [0, 1]."""
 
-    model: IARED
+    model: PolicyModel
     mean: torch.Tensor
     std: torch.Tensor
 
@@ -80,7 +80,7 @@ class TinyTimeSformer(nn.Module):
                                        "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size),
                                        "MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0",
                                        "MODEL.TIME_EMBED_INIT_STD", "1.0"])
-        self.model = cast(IARED, build_model(cfg))  # the dense IA-RED^2 wrapper of the config
+        self.model = cast(PolicyModel, build_model(cfg))  # the dense IA-RED^2 wrapper of the config
         self.register_buffer("mean", torch.tensor(cfg.DATA.MEAN).view(1, -1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.DATA.STD).view(1, -1, 1, 1, 1))
 

@@ -22,11 +22,11 @@ from iared_video.experiments.tradeoff import (
     write_outputs,
 )
 from iared_video.methods import build_model
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
 
 
-def measure(model: IARED, batches: list, reference: list | None) -> dict:
+def measure(model: PolicyModel, batches: list, reference: list | None) -> dict:
     """Accuracy, GMACs, keep ratio and the non-zero linear GMACs per sample."""
     layers = prunable_linears(model, include_policy=True)
     with count_linear_macs(layers) as totals:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threshold", type=float, default=None, help="token-drop threshold (default: cfg's)")
     args = parser.parse_args(argv)
     cfg = cfg_from_args(args)
-    base = cast(IARED, build_model(cfg).eval())
+    base = cast(PolicyModel, build_model(cfg).eval())
     batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
     dense0 = dense_of(base)
     reference = None if batches[0][1] is not None else evaluate(dense0, batches)["predictions"]

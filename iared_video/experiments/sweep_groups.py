@@ -24,7 +24,7 @@ from iared_video.experiments.tradeoff import (
     write_outputs,
 )
 from iared_video.methods import build_model, load_config
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 
 
 def run_configs(args: argparse.Namespace) -> list:
@@ -47,7 +47,7 @@ def run_configs(args: argparse.Namespace) -> list:
     return out
 
 
-def calibrate(model: IARED, batches: list, target: float, grid: np.ndarray) -> tuple[float, dict]:
+def calibrate(model: PolicyModel, batches: list, target: float, grid: np.ndarray) -> tuple[float, dict]:
     """The grid threshold whose mean GMACs per sample is nearest ``target`` (on the first batch)."""
     best: tuple[float, dict[str, Any]] | None = None
     for t in grid:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows, grid = [], np.round(np.arange(0.30, 0.701, 0.01), 3)
     for cfg in run_configs(args):
-        model = cast(IARED, build_model(cfg).eval())
+        model = cast(PolicyModel, build_model(cfg).eval())
         batches = eval_batches(cfg, args.data_split, args.num_batches, args.batch_size, cfg.RNG_SEED)
         dense = dense_of(model)
         reference = None if batches[0][1] is not None else evaluate(dense, batches)["predictions"]

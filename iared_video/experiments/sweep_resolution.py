@@ -32,7 +32,7 @@ from iared_video.experiments.tradeoff import add_eval_args, dense_of, eval_batch
 from iared_video.methods import build_model, registered_methods
 from iared_video.methods.fixed_ratio import FixedRatio
 from iared_video.methods.iared.policy import InterpreterPolicy
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 from iared_video.models.weights import load_pretrained
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json
@@ -62,16 +62,16 @@ def base_checkpoint(cfg: CfgNode, folder: str) -> str:
     return path
 
 
-def load_at(node: CfgNode, size: int, checkpoint: str) -> tuple[IARED, str]:
+def load_at(node: CfgNode, size: int, checkpoint: str) -> tuple[PolicyModel, str]:
     """The model of ``node`` (built at ``size``) with ``checkpoint`` loaded, and what happened to its ``pos_embed``."""
-    model = cast(IARED, build_model(node).eval())
+    model = cast(PolicyModel, build_model(node).eval())
     if size % model.backbone.patch_size:
         raise SystemExit(f"resolution {size} is not a multiple of the patch size {model.backbone.patch_size}")
     report = load_pretrained(model, checkpoint)
     return model, report.notes.get("backbone.pos_embed", "as is")
 
 
-def num_patches(cfg: CfgNode, model: IARED) -> int:
+def num_patches(cfg: CfgNode, model: PolicyModel) -> int:
     """Patch tokens N of one input at the model's grid (times the frames for video)."""
     frames = cfg.DATA.NUM_FRAMES if is_video(cfg) else 1
     return prod(model.backbone.patch_embed.grid_size) * frames
@@ -82,14 +82,16 @@ def fixed_ratio_methods() -> dict[str, FixedRatio]:
     return {m.label: m for m in registered_methods() if isinstance(m, FixedRatio)}
 
 
-def methods(model: IARED, thresholds: list[float], fixed: list[str], drop_ratio: float) -> list[tuple[dict, IARED]]:
+def methods(model: PolicyModel, thresholds: list[float], fixed: list[str],
+            drop_ratio: float) -> list[tuple[dict, PolicyModel]]:
     """``(row fields, model)`` for dense, IA-RED^2 per threshold and each fixed-ratio policy, one backbone."""
-    out: list[tuple[dict, IARED]] = [({"method": "dense"}, dense_of(model))]
+    out: list[tuple[dict, PolicyModel]] = [({"method": "dense"}, dense_of(model))]
     if isinstance(model.policy, InterpreterPolicy):
         out += [({"method": "iared", "threshold": t}, with_threshold(model, t)) for t in thresholds]
     for name in fixed:
         policy = fixed_ratio_methods()[name].policy_type(drop_ratio)
-        out.append(({"method": name, "drop_ratio": drop_ratio}, IARED(model.backbone, policy, model.num_groups).eval()))
+        variant = PolicyModel(model.backbone, policy, model.num_groups).eval()
+        out.append(({"method": name, "drop_ratio": drop_ratio}, variant))
     return out
 
 
@@ -98,7 +100,7 @@ def agreement(predictions: list[torch.Tensor], reference: list[torch.Tensor]) ->
     return 100.0 * float((torch.cat(predictions) == torch.cat(reference)).double().mean())
 
 
-def sweep_one(variants: list[tuple[dict, IARED]], batches: list, size: int, tokens: int, pos_embed: str,
+def sweep_one(variants: list[tuple[dict, PolicyModel]], batches: list, size: int, tokens: int, pos_embed: str,
               iters: int) -> list[dict]:
     """Rows of one resolution: accuracy, agreement and GMACs per method, throughput interleaved with dense."""
     evals = [evaluate(m, batches) for _, m in variants]

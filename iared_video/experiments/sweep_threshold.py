@@ -31,14 +31,14 @@ from iared_video.experiments.tradeoff import (
     write_outputs,
 )
 from iared_video.methods import build_model
-from iared_video.models import IARED
+from iared_video.models import PolicyModel
 from iared_video.models.weights import load_checkpoint_file, load_pretrained
 
 DEFAULT_THRESHOLDS = sorted(set(np.round(np.concatenate([np.arange(0.48, 0.525, 0.01), np.arange(0.3, 0.75, 0.1)]),
                                          3).tolist()))
 
 
-def sweep(model: IARED, thresholds: list[float], batches: list, iters: int, method: str = "iared") -> list[dict]:
+def sweep(model: PolicyModel, thresholds: list[float], batches: list, iters: int, method: str = "iared") -> list[dict]:
     """One row per threshold plus the dense row; accuracy against labels or the dense predictions."""
     dense = dense_of(model)
     dense_eval = evaluate(dense, batches)
@@ -69,7 +69,7 @@ def tau_sweep(cfg: CfgNode, checkpoints: list[str], taus: list[float | None], th
     node.MODEL.PRETRAINED = ""  # each checkpoint is loaded below instead
     rows = []
     for path, tau in zip(checkpoints, taus):
-        model = cast(IARED, build_model(node).eval())  # an IA-RED^2 checkpoint
+        model = cast(PolicyModel, build_model(node).eval())  # an IA-RED^2 checkpoint
         load_pretrained(model, path)
         method = "iared" if tau is None else f"iared@tau={tau:g}"
         rows += [{**r, "tau": tau, "checkpoint": path} for r in sweep(model, thresholds, batches, iters, method)]
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         taus = _taus_of(args.checkpoints, args.taus)
         rows = tau_sweep(cfg, args.checkpoints, taus, args.thresholds, batches, args.iters)
     else:
-        rows = sweep(cast(IARED, build_model(cfg).eval()), args.thresholds, batches, args.iters)
+        rows = sweep(cast(PolicyModel, build_model(cfg).eval()), args.thresholds, batches, args.iters)
     write_outputs(rows, args.out_dir, "sweep_threshold", meta={"data": args.data_split or "generated"})
     return rows
 

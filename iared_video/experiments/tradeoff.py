@@ -19,8 +19,8 @@ from iared_video.experiments.pareto import AXIS_LABELS
 from iared_video.methods import model_gmacs_per_sample
 from iared_video.methods.iared import threshold_policy
 from iared_video.methods.iared.policy import InterpreterPolicy
-from iared_video.models.iared import IARED
 from iared_video.models.policies import NoDropPolicy
+from iared_video.models.policy_model import PolicyModel
 from iared_video.utils.plots import plot_series
 from iared_video.utils.results import format_table, save_json
 
@@ -84,7 +84,7 @@ def eval_batches(cfg: CfgNode, split: str = "", num_batches: int = 2, batch: int
 
 
 @torch.inference_mode()
-def evaluate(model: IARED, batches: Sequence[Batch], reference: Sequence[Tensor] | None = None,
+def evaluate(model: PolicyModel, batches: Sequence[Batch], reference: Sequence[Tensor] | None = None,
              device: torch.device | str = "cpu") -> dict[str, Any]:
     """Top-1 accuracy (%; against labels, else agreement with ``reference`` predictions), mean GMACs per
     sample on the actual keep masks, mean final keep ratio, and the predictions."""
@@ -114,12 +114,12 @@ def throughput(models: Sequence[nn.Module], x: Tensor, warmup: int = 1, iters: i
              "speedup": base / statistics.median(times[v.name])} for v in variants]
 
 
-def dense_of(model: IARED) -> IARED:
+def dense_of(model: PolicyModel) -> PolicyModel:
     """The same backbone with every token kept (the dense reference; no copy of weights)."""
-    return IARED(model.backbone, NoDropPolicy(), model.num_groups).eval()
+    return PolicyModel(model.backbone, NoDropPolicy(), model.num_groups).eval()
 
 
-def with_threshold(model: IARED, threshold: float) -> IARED:
+def with_threshold(model: PolicyModel, threshold: float) -> PolicyModel:
     """The same backbone and interpreters with another threshold (no copy of weights)."""
     policy = cast(InterpreterPolicy, model.policy)  # callers pass interpreter (IA-RED^2) models only
-    return IARED(model.backbone, threshold_policy(policy, threshold), model.num_groups).eval()
+    return PolicyModel(model.backbone, threshold_policy(policy, threshold), model.num_groups).eval()

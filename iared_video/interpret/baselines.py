@@ -41,7 +41,7 @@ def dense_forward(backbone: Backbone, x: Tensor, keep_grad: bool = False) -> Den
     """All tokens through every block with explicit attention (``backbones.dense_forward`` with probabilities).
 
     Args:
-        backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of an ``IARED`` model).
+        backbone: ``TimeSformer`` or ``TimmViT`` (``model.backbone`` of a ``PolicyModel`` model).
         x: the backbone's input.
         keep_grad: retain the gradients of the attention maps (``attn.grad`` after ``backward``).
     """

@@ -28,7 +28,7 @@ from iared_video.config import load_config as load_schema_config
 from iared_video.methods.base import ORDER, Method
 from iared_video.methods.stages import Stage, StagePlan
 from iared_video.models.build import build_backbone
-from iared_video.models.iared import PolicyOutput
+from iared_video.models.policy_model import PolicyOutput
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["register", "get_method", "method_names", "registered_methods", "method_for_cfg", "method_of",

@@ -25,8 +25,8 @@ from iared_video.methods.stages import Stage, StagePlan, set_trainable
 from iared_video.methods.steps import ce_step
 from iared_video.models.backbones import Backbone
 from iared_video.models.flops import Count, group_gmacs_per_sample
-from iared_video.models.iared import IARED
 from iared_video.models.optim import build_optimizer
+from iared_video.models.policy_model import PolicyModel
 
 __all__ = ["Method", "Knob", "Variant", "BenchContext", "ORDER", "Count", "depth_quarters",
            "resolve_locations"]
@@ -219,7 +219,7 @@ class Method:
     def gmacs_per_sample(self, model: nn.Module, tokens: Any, num_patches: int | None,
                          modes: Sequence[str] | None) -> Tensor:
         """``(B,)`` GMACs per sample (``methods.gmacs_per_sample`` documents the arguments)."""
-        return group_gmacs_per_sample(cast(IARED, model), tokens, num_patches, modes, self.policy_macs)
+        return group_gmacs_per_sample(cast(PolicyModel, model), tokens, num_patches, modes, self.policy_macs)
 
     # ------------------------------------------------------------------ benchmark
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:

@@ -8,8 +8,8 @@ from torch import nn
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Method, Variant
 from iared_video.models.backbones import Backbone
-from iared_video.models.iared import IARED
 from iared_video.models.policies import NoDropPolicy
+from iared_video.models.policy_model import PolicyModel
 
 __all__ = ["Dense"]
 
@@ -20,12 +20,12 @@ class Dense(Method):
     name, policy_type, has_scores, benchmarked = "dense", NoDropPolicy, False, True
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
-        return IARED(backbone, NoDropPolicy(), cfg.IARED.NUM_GROUPS)
+        return PolicyModel(backbone, NoDropPolicy(), cfg.IARED.NUM_GROUPS)
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
         if keep_ratio is not None:
             return []
-        return [Variant("dense", IARED(bench.backbone, NoDropPolicy(), bench.num_groups), self.name)]
+        return [Variant("dense", PolicyModel(bench.backbone, NoDropPolicy(), bench.num_groups), self.name)]
 
 
 register(Dense())

@@ -25,8 +25,8 @@ from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
 from iared_video.methods.stages import Stage, StagePlan
 from iared_video.models.backbones import Backbone
 from iared_video.models.flops import linear_macs, norm_macs, timm_block_macs
-from iared_video.models.iared import IARED
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
+from iared_video.models.policy_model import PolicyModel
 from iared_video.models.token_ops import block_attention
 
 __all__ = ["FixedRatio", "RawAttention", "FixedRatioPolicy", "RandomPolicy", "AttentionPolicy", "TemporalDiffPolicy",
@@ -139,7 +139,7 @@ class FixedRatio(Method):
         return [Stage("backbone", 0, plan.max_epoch)] if plan.max_epoch > 0 else []
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
-        return IARED(backbone, self.policy(cfg, cfg.DROP.RATIO), cfg.IARED.NUM_GROUPS)
+        return PolicyModel(backbone, self.policy(cfg, cfg.DROP.RATIO), cfg.IARED.NUM_GROUPS)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         """The DROP section (shared by the three drops; ``methods.config_errors`` reports a problem once)."""
@@ -156,7 +156,7 @@ class FixedRatio(Method):
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
         if keep_ratio is None:
             return []
-        model = IARED(bench.backbone, self.policy(bench.cfg, 1.0 - keep_ratio), bench.num_groups)
+        model = PolicyModel(bench.backbone, self.policy(bench.cfg, 1.0 - keep_ratio), bench.num_groups)
         return [Variant(f"{self.label}@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio)]
 
 
@@ -169,7 +169,7 @@ class RawAttention(FixedRatio):
         return AttentionPolicy(drop_ratio, cfg.DROP.ATTENTION_BLOCK)
 
     def policy_macs(self, model: nn.Module, group: int, num_scored: Tensor, num_prefix: int) -> Count:
-        iared = cast(IARED, model)
+        iared = cast(PolicyModel, model)
         return attention_policy_macs(iared.backbone, num_scored + num_prefix, cast(AttentionPolicy, iared.policy).block)
 
 

@@ -26,8 +26,8 @@ from iared_video.methods.iared.policy import InterpreterPolicy
 from iared_video.methods.stages import Stage, StagePlan, last_drop_index
 from iared_video.methods.steps import autocast, top1_err
 from iared_video.models.backbones import Backbone
-from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.policies import GroupInput
+from iared_video.models.policy_model import PolicyModel, PolicyOutput
 
 __all__ = ["GumbelIARED2", "GumbelInterpreterPolicy", "GumbelIARED", "GumbelOutput", "gumbel_bernoulli",
            "GumbelOptions", "gumbel_loss", "gumbel_step"]
@@ -73,7 +73,7 @@ class GumbelOutput(PolicyOutput):
     gates: list[Tensor] = field(default_factory=list)
 
 
-class GumbelIARED(IARED):
+class GumbelIARED(PolicyModel):
     """IA-RED^2 whose sampled decisions scale the kept tokens by their straight-through gate."""
 
     output_type = GumbelOutput

@@ -20,7 +20,7 @@ from typing import cast
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from iared_video.models.iared import IARED
+from iared_video.models.policy_model import PolicyModel
 
 __all__ = ["Stage", "StagePlan", "last_drop_index", "train_modes", "eval_modes", "set_trainable",
            "freeze_parameters", "backbone_stage_modules", "HEAD_MODULES", "CURRICULUM_KINDS"]
@@ -105,7 +105,7 @@ def eval_modes(stage: Stage | None, num_groups: int) -> list[str]:
     return ["greedy" if j <= stage.group else "keep_all" for j in range(num_groups)]
 
 
-def backbone_stage_modules(model: IARED, group: int) -> list[nn.Module]:
+def backbone_stage_modules(model: PolicyModel, group: int) -> list[nn.Module]:
     """What a ``"backbone"`` stage of ``group`` trains: the blocks of groups ``group``..D, final norm and head."""
     modules: list[nn.Module] = [block for j in range(group, model.num_groups) for block in model.group_blocks(j)]
     modules += [getattr(model.backbone, n) for n in HEAD_MODULES if isinstance(getattr(model.backbone, n, None),
@@ -124,7 +124,7 @@ def set_trainable(model: nn.Module, stage: Stage) -> None:
     if stage.kind != "backbone":
         raise ValueError(f"stage kind {stage.kind!r} is set by its method's prepare_stage")
     model.requires_grad_(False)
-    for module in backbone_stage_modules(cast(IARED, model), stage.group):
+    for module in backbone_stage_modules(cast(PolicyModel, model), stage.group):
         module.requires_grad_(True)
 
 

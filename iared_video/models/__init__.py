@@ -6,11 +6,11 @@ The method that wraps a backbone (its policy or reducer) is chosen and built in 
 
 from iared_video.models.backbones import Embedded, TimeSformer, TimmViT
 from iared_video.models.build import MODEL_REGISTRY, build_backbone
-from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.policies import DropPolicy, NoDropPolicy
+from iared_video.models.policy_model import PolicyModel, PolicyOutput
 from iared_video.models.reduction import ReducedOutput, ReducingViT, TokenReducer
 
 __all__ = [
-    "MODEL_REGISTRY", "build_backbone", "IARED", "PolicyOutput", "Embedded", "TimeSformer", "TimmViT",
+    "MODEL_REGISTRY", "build_backbone", "PolicyModel", "PolicyOutput", "Embedded", "TimeSformer", "TimmViT",
     "DropPolicy", "NoDropPolicy", "ReducingViT", "ReducedOutput", "TokenReducer",
 ]

@@ -20,6 +20,7 @@ from typing import Any, cast
 import timm
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from timm.layers import Format, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
@@ -89,7 +90,7 @@ class FramePatchEmbed(nn.Module):
         before, after = (self.frames - 1) // 2, self.frames // 2
         padded = torch.cat([x[:, :, :1].expand(-1, -1, before, -1, -1), x,
                             x[:, :, -1:].expand(-1, -1, after, -1, -1)], dim=2)
-        return self.proj(padded).flatten(3).permute(0, 2, 3, 1)
+        return rearrange(self.proj(padded), "b c t h w -> b t (h w) c")
 
 
 class TimeSformer(nn.Module):
@@ -164,17 +165,18 @@ class TimeSformer(nn.Module):
         batch, _, frames, height, width = x.shape
         h, w = height // self.patch_size, width // self.patch_size
         if isinstance(self.patch_embed, FramePatchEmbed):
-            raw = self.patch_embed(x).flatten(0, 1)
+            raw = rearrange(self.patch_embed(x), "b t n c -> (b t) n c")
         else:
-            raw = self.patch_embed(x.transpose(1, 2).flatten(0, 1))  # (B*T, h*w, C)
+            raw = self.patch_embed(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, h*w, C)
         pos = resample_abs_pos_embed(self.pos_embed, (h, w), num_prefix_tokens=1)
         time: Tensor = self.time_embed
         if frames != time.shape[1]:
             time = F.interpolate(time.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
-        patches = raw.unflatten(0, (batch, frames)) + pos[:, None, 1:] + time[:, :, None]
+        per_frame = rearrange(raw, "(b t) n c -> b t n c", b=batch)
+        patches = per_frame + pos[:, None, 1:] + time[:, :, None]
         prefix = (self.cls_token + pos[:, :1]).expand(batch, -1, -1)
-        return Embedded(prefix, patches.flatten(1, 2), raw.unflatten(0, (batch, frames)).flatten(1, 2),
-                        (frames, h, w))
+        return Embedded(prefix, rearrange(patches, "b t n c -> b (t n) c"),
+                        rearrange(per_frame, "b t n c -> b (t n) c"), (frames, h, w))
 
     def forward_head(self, prefix: Tensor) -> Tensor:
         """Logits from the final class token(s) ``(B, P, C)``."""
@@ -257,7 +259,7 @@ class TimmViT(nn.Module):
         raw = self.patch_embed(x)  # dynamic_img_size keeps (B, h, w, C)
         tokens = self._net.norm_pre(self._net._pos_embed(raw))
         p = self.num_prefix_tokens
-        return Embedded(tokens[:, :p], tokens[:, p:], raw.flatten(1, 2), (1, h, w))
+        return Embedded(tokens[:, :p], tokens[:, p:], rearrange(raw, "b h w c -> b (h w) c"), (1, h, w))
 
     def forward_head(self, prefix: Tensor) -> Tensor:
         """timm's head on the final prefix tokens (LayerNorm is per token, so patches are not needed)."""
@@ -281,7 +283,7 @@ def _check_supported(net: VisionTransformer, arch: str) -> None:
         raise ValueError(f"{arch}: attention-pool heads are not supported")
 
 
-#: What ``IARED`` and the FLOP counter wrap: ``embed``, ``blocks`` and ``forward_head`` (see the two classes above).
+#: What ``PolicyModel`` and the FLOP counter wrap: ``embed``, ``blocks``, ``forward_head`` (see the two classes above).
 Backbone = TimeSformer | TimmViT
 
 #: A backbone block: timm's standard ``Block`` (``TimmViT`` checks it, JointST builds it) or a ``DividedBlock``.

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
@@ -61,7 +62,8 @@ class DividedBlock(nn.Module):
         seqs = PackedSeqs.from_lengths([length] * batch, x.device)
         origin = torch.arange(batch * (length - 1), device=x.device)
         layout = DividedLayout.build(origin, batch, grid, seqs)
-        return packed_divided_block(self, x.reshape(-1, dim), seqs, layout).view(batch, length, dim)
+        packed = packed_divided_block(self, rearrange(x, "b l c -> (b l) c"), seqs, layout)
+        return rearrange(packed, "(b l) c -> b l c", b=batch)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class DividedLayout:
 
         Args:
             origin: ``(T_patch,)`` flat index ``b * N + n`` of each kept patch token, ascending (the
-                packed order of ``iared._TokenState``), ``n = t * h * w + y * w + x``.
+                packed order of ``policy_model._TokenState``), ``n = t * h * w + y * w + x``.
             batch: B.
             grid: ``(T, h, w)`` patch grid.
             seqs: the per-sample sequences of the packed tensor.

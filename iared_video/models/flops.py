@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone, TimeSformer
 from iared_video.models.divided import DividedBlock
-from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.policies import MODES
+from iared_video.models.policy_model import PolicyModel, PolicyOutput
 from iared_video.models.token_ops import block_attention
 
 __all__ = ["layer_norm_macs", "block_macs", "divided_block_macs", "patch_embed_macs", "head_macs",
@@ -55,7 +55,7 @@ TRIVIAL_OPS = frozenset({
     "aten::rand", "aten::neg", "aten::pow", "aten::expand_as", "aten::type_as",
     "aten::log_softmax", "aten::exp", "aten::chunk", "aten::scatter", "aten::numel", "aten::argsort",
     "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
-    "aten::new_ones", "aten::scatter_add", "aten::clone", "aten::sort", "aten::gather", "aten::max",  # ToMe, EViT
+    "aten::new_ones", "aten::scatter_add", "aten::clone", "aten::sort", "aten::gather", "aten::max",  # token reducers
     "aten::masked_fill", "aten::clamp",
 })
 
@@ -177,9 +177,9 @@ def token_counts(tokens: PolicyOutput | Tensor | Sequence, num_patches: int | No
 PolicyMacs = Callable[[nn.Module, int, Tensor, int], Count]
 
 
-def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None,
+def group_gmacs_per_sample(model: PolicyModel, tokens: PolicyOutput | Tensor | Sequence, num_patches: int | None,
                            modes: Sequence[str] | None, policy_macs: PolicyMacs) -> Tensor:
-    """GMACs per sample of an ``IARED``-style forward (drop policies at group entries).
+    """GMACs per sample of a ``PolicyModel``-style forward (drop policies at group entries).
 
     Patch embedding on all N patches; group j's policy on the tokens present at its entry (``policy_macs``, if
     it acts there and its mode is not ``keep_all``); group j's blocks on ``prefix + kept`` tokens; final norm
@@ -207,7 +207,7 @@ def group_gmacs_per_sample(model: IARED, tokens: PolicyOutput | Tensor | Sequenc
     return macs / 1e9
 
 
-def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, counts: Tensor,
+def _divided_masks(model: PolicyModel, tokens: PolicyOutput | Tensor | Sequence, counts: Tensor,
                    num: int) -> tuple[list[Tensor], int] | None:
     """Per-group keep masks and frame count for divided space-time blocks (None for other backbones).
 
@@ -225,7 +225,7 @@ def _divided_masks(model: IARED, tokens: PolicyOutput | Tensor | Sequence, count
     return [torch.ones(counts.shape[0], num)] * model.num_groups, frames
 
 
-def dense_gmacs(model: IARED, num_patches: int) -> float:
+def dense_gmacs(model: PolicyModel, num_patches: int) -> float:
     """GMACs of one sample through the backbone alone, every token kept and no policy cost."""
     counts = torch.full((1, model.num_groups), float(num_patches))
     modes = ["keep_all"] * model.num_groups  # no policy acts: its cost is never asked

@@ -18,6 +18,7 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 try:  # CUDA flash varlen kernel (torch >= 2.10)
@@ -236,7 +237,7 @@ def bucket_cost(size: int, width: int, pair_macs: int) -> int:
 
 #: Fixed cost of one CPU attention call (dispatch and the group's index tensors, about 200 us against
 #: about 20 GMAC/s of attention on two cores) in multiply-accumulates, and the cost of gathering one token
-#: into a padded group in query-key pairs. Fitted to interleaved timings of the synthetic models' IA-RED^2
+#: into a padded group in query-key pairs. Fitted to interleaved timings of the synthetic models' token-dropping
 #: forwards (2 cores): images (at most 37 tokens) run fastest in one or a few large groups, video clips
 #: (150-290 tokens) one per call, their short outliers grouped.
 _SDPA_CALL_MACS = 4_000_000
@@ -271,11 +272,10 @@ def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropo
     bias = None if key_bias is None else key_bias.to(q.dtype)
     length = seqs.uniform_length
     if length is not None:
-        shape = (seqs.batch_size, length) + q.shape[1:]
-        q4, k4, v4 = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        q4, k4, v4 = (rearrange(t, "(b l) h d -> b h l d", l=length) for t in (q, k, v))
         mask = None if bias is None else bias.view(seqs.batch_size, 1, 1, length)
         out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
-        return out.transpose(1, 2).reshape(q.shape)
+        return rearrange(out, "b h l d -> (b l) h d")
     layout = seqs.bucket_layout(pair_macs=2 * q.shape[1] * q.shape[2])
     if layout.whole:
         return _bucket_sdpa(q, k, v, layout.buckets[0], bias, dropout_p, scale)
@@ -294,17 +294,15 @@ def _bucket_sdpa(q: Tensor, k: Tensor, v: Tensor, bucket: Bucket, bias: Tensor |
     if bucket.rows is not None:  # one sample: its own rows, no padding
         rows = slice(*bucket.rows)
         mask = None if bias is None else bias[rows].view(1, 1, -1)
-        out = F.scaled_dot_product_attention(q[rows].transpose(0, 1), k[rows].transpose(0, 1),
-                                             v[rows].transpose(0, 1), attn_mask=mask, dropout_p=dropout_p,
-                                             scale=scale)
-        return out.transpose(0, 1)
+        q3, k3, v3 = (rearrange(t[rows], "l h d -> h l d") for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q3, k3, v3, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+        return rearrange(out, "h l d -> l h d")
     assert bucket.gather is not None and bucket.dest is not None  # set for every bucket of several samples
-    shape = (bucket.size, bucket.width) + q.shape[1:]
-    q4, k4, v4 = (t[bucket.gather].view(shape).transpose(1, 2) for t in (q, k, v))
+    q4, k4, v4 = (rearrange(t[bucket.gather], "(b l) h d -> b h l d", b=bucket.size) for t in (q, k, v))
     valid = bucket.valid
     mask = None if valid is None else valid.view(bucket.size, 1, 1, bucket.width)
     if bias is not None:
         keys = bias[bucket.gather] if valid is None else bias[bucket.gather].masked_fill(~valid, float("-inf"))
         mask = keys.view(bucket.size, 1, 1, bucket.width)
     out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
-    return out.transpose(1, 2).reshape(-1, *q.shape[1:])[bucket.dest]
+    return rearrange(out, "b h l d -> (b l) h d")[bucket.dest]

@@ -7,7 +7,7 @@ tokens. Every sample keeps the same number of tokens (both reduce by fixed count
 equal-length packed sequences (batched SDPA, no padding). Prefix (class/distillation) tokens never take
 part.
 
-``ReducingViT`` wraps a backbone like ``IARED`` does and returns the same ``PolicyOutput`` with one group
+``ReducingViT`` wraps a backbone like ``PolicyModel`` does and returns the same ``PolicyOutput`` with one group
 per block: ``keep[l]`` marks the input patches that are still a token of their own after block ``l``
 (merged-away and fused patches are not), ``scores[l]`` the reducer's scores where it has them (EViT's
 attentiveness), and ``ReducedOutput.tokens[l]`` the tokens left after block ``l`` (a merged or fused token
@@ -26,9 +26,9 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone, BackboneBlock, Embedded, backbone_blocks
-from iared_video.models.iared import PolicyOutput
 from iared_video.models.packed import PackedSeqs
 from iared_video.models.policies import MODES
+from iared_video.models.policy_model import PolicyOutput
 from iared_video.models.token_ops import Attended, packed_attention_residual, packed_mlp_residual
 
 __all__ = ["ReducedOutput", "ReducerState", "TokenReducer", "ReducingViT", "reducing_gmacs_per_sample"]

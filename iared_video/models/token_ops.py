@@ -1,8 +1,8 @@
 """The token-ops layer: one attention primitive and one block forward over timm ``Attention`` / ``Block``.
 
 Every place that runs a timm attention on its own terms goes through ``attention``: the packed
-variable-length blocks of IA-RED^2 (and of the reducers ToMe and EViT on the same stack), the divided
-space-time blocks, DynamicViT's masked training forward, the interpretability baselines (attention
+variable-length blocks of the token-dropping models (and of the token reducers on the same stack), the
+divided space-time blocks, the masked-softmax training forward, the interpretability baselines (attention
 probabilities), the raw-attention policy (the class-token row only) and the dense teacher.
 
 Token layouts:
@@ -17,6 +17,7 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
@@ -27,7 +28,7 @@ __all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKE
            "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path",
            "class_attention", "block_attention"]
 
-MASKED_SOFTMAX_EPS = 1e-6  # the official DynamicViT epsilon
+MASKED_SOFTMAX_EPS = 1e-6  # stabilising epsilon of ``masked_softmax`` (the published reference value)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Attended:
 
 def _qkv(attn: Attention, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(..., L, C)`` -> q, k, v of shape ``(..., L, H, d)``, ``q_norm`` / ``k_norm`` applied."""
-    q, k, v = attn.qkv(x).unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
+    q, k, v = rearrange(attn.qkv(x), "... (qkv h d) -> qkv ... h d", qkv=3, h=attn.num_heads).unbind(0)
     return attn.q_norm(q), attn.k_norm(k), v
 
 
@@ -105,23 +106,23 @@ def _fused(attn: Attention, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | 
     """Fused SDPA: block-diagonal over packed sequences, or one call on a batch; ``(..., L, H * d)``."""
     if seqs is not None:
         out = block_diagonal_sdpa(q, k, v, seqs, dropout_p=_dropout_p(attn), scale=attn.scale, key_bias=key_bias)
-        return out.flatten(-2)
+        return rearrange(out, "n h d -> n (h d)")
     mask = None if key_bias is None else key_bias[:, None, None, :].to(q.dtype)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
-                                         dropout_p=_dropout_p(attn), scale=attn.scale)
-    return out.transpose(1, 2).flatten(-2)
+    q, k, v = (rearrange(t, "b l h d -> b h l d") for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=_dropout_p(attn), scale=attn.scale)
+    return rearrange(out, "b h l d -> b l (h d)")
 
 
 def _explicit(attn: Attention, q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None,
               key_bias: Tensor | None) -> tuple[Tensor, Tensor]:
     """Softmax written out (probabilities kept, DynamicViT's masked softmax): ``(B, L, H * d)`` and probs."""
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
+    q, k, v = (rearrange(t, "b l h d -> b h l d") for t in (q, k, v))
     logits = (q * attn.scale) @ k.transpose(-2, -1)
     if key_bias is not None:
         logits = logits + key_bias[:, None, None, :].to(logits.dtype)
     probs = masked_softmax(logits, keep) if keep is not None else logits.softmax(dim=-1)
     out = attn.attn_drop(probs) @ v
-    return out.transpose(1, 2).flatten(-2), probs
+    return rearrange(out, "b h l d -> b l (h d)"), probs
 
 
 def _class_row(q: Tensor, k: Tensor, scale: float, seqs: PackedSeqs | None, key_bias: Tensor | None) -> Tensor:
@@ -129,7 +130,7 @@ def _class_row(q: Tensor, k: Tensor, scale: float, seqs: PackedSeqs | None, key_
     valid = None
     if seqs is not None and seqs.uniform_length is not None:
         shape = (seqs.batch_size, seqs.uniform_length)
-        q, k = q.view(*shape, *q.shape[1:]), k.view(*shape, *k.shape[1:])
+        q, k = (rearrange(t, "(b l) h d -> b l h d", b=seqs.batch_size) for t in (q, k))
         key_bias = None if key_bias is None else key_bias.view(shape)
     elif seqs is not None:
         q, k, valid = seqs.pad(q), seqs.pad(k), seqs.key_mask[:, 0]  # (B, 1, Lmax)

@@ -1,4 +1,4 @@
-"""Load local checkpoints into an ``IARED`` model.
+"""Load local checkpoints into a ``PolicyModel``.
 
 Supported files (``torch.load(..., weights_only=True)``; nothing is downloaded):
     * official TimeSformer / PySlowFast ``.pyth``: ``{"model_state": {"model.<key>": ...}, ...}``;
@@ -394,10 +394,10 @@ def _log_report(path: str, report: LoadReport, total: int) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike, strict_shapes: bool = True) -> LoadReport:
-    """Load a local checkpoint into an ``IARED`` model, adapting shapes where TimeSformer does.
+    """Load a local checkpoint into a ``PolicyModel``, adapting shapes where TimeSformer does.
 
     Args:
-        model: an ``IARED`` module (``backbone`` with ``patch_embed``; optional ``policy``).
+        model: a ``PolicyModel`` module (``backbone`` with ``patch_embed``; optional ``policy``).
         path: a checkpoint in any format ``extract_state_dict`` understands.
         strict_shapes: raise on tensors whose shapes cannot be adapted; if False, skip them (reported).
 

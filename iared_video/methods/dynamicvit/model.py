@@ -14,9 +14,9 @@ the official code's ``int(N * rho^s)``.
   frozen, and the backbone learning rate is 0 for ``DYNAMICVIT.BACKBONE_HOLD_EPOCHS``, then
   ``min(BACKBONE_LR_SCALE x BASE_LR, predictor lr)`` (``DYNAMICVIT.BACKBONE_LR_RULE capped``).
 * Inference (``model.eval()``): the top-k tokens by keep probability are physically removed and the packed
-  block stack of ``IARED`` runs on equal-length batches (batched SDPA).
+  block stack of ``PolicyModel`` runs on equal-length batches (batched SDPA).
 
-``DynamicViT`` is an ``IARED`` whose groups are the block spans between prune locations: group 0 (before the
+``DynamicViT`` is a ``PolicyModel`` whose groups are the block spans between prune locations: group 0 (before the
 first location) keeps everything, group ``s`` opens with predictor ``s``. ``PolicyOutput`` therefore has
 ``len(prune_locations) + 1`` entries, and FLOPs, tester, heatmap and benchmark code work unchanged.
 """
@@ -36,8 +36,8 @@ from torch import Tensor, nn
 
 from iared_video.models.backbones import Backbone, BackboneBlock, backbone_blocks
 from iared_video.models.flops import Count, linear_macs, norm_macs
-from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
+from iared_video.models.policy_model import PolicyModel, PolicyOutput
 from iared_video.models.token_ops import block_forward
 
 __all__ = ["TokenPredictor", "DynamicViTPolicy", "DynamicViT", "DynamicViTOutput", "masked_block", "make_teacher",
@@ -146,7 +146,7 @@ def make_teacher(backbone: Backbone) -> Backbone:
     return teacher.requires_grad_(False)
 
 
-class DynamicViT(IARED):
+class DynamicViT(PolicyModel):
     """DynamicViT around a backbone with ``embed``, ``blocks`` and ``forward_head``.
 
     Args:

@@ -1,6 +1,6 @@
 """IA-RED^2 (Pan et al., NeurIPS 2021): multi-head interpreters drop patch tokens at each group's entry.
 
-Policy: ``policy.InterpreterPolicy`` in ``models.iared.IARED``. Training: Alg. 1, per group an
+Policy: ``policy.InterpreterPolicy`` in ``models.policy_model.PolicyModel``. Training: Alg. 1, per group an
 interpreter stage (self-critical REINFORCE, ``reinforce_step``; only that group's interpreter trains) then a
 backbone stage (cross-entropy).
 FLOPs: the interpreter's ``F_q`` on the scored tokens, ``F_k`` on the policy token and the per-head dot
@@ -38,9 +38,9 @@ from iared_video.methods.iared.reinforce import (
 from iared_video.methods.stages import Stage, StagePlan, last_drop_index
 from iared_video.methods.steps import autocast, ce_step, top1_err
 from iared_video.models.backbones import Backbone
-from iared_video.models.iared import IARED, PolicyOutput
 from iared_video.models.optim import build_optimizer
 from iared_video.models.policies import GroupInput, topk_per_sample
+from iared_video.models.policy_model import PolicyModel, PolicyOutput
 from iared_video.models.weights import load_pretrained
 
 __all__ = ["IARED2", "RewardOptions", "reinforce_step", "ControlledKeepPolicy", "topk_per_sample", "threshold_policy"]
@@ -159,7 +159,7 @@ class IARED2(Method):
                                  decision=p.DECISION)
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
-        return IARED(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
+        return PolicyModel(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         """The IARED section (checked here once for IA-RED^2 and its Gumbel variant)."""
@@ -233,7 +233,7 @@ class IARED2(Method):
         if "interpreter" not in bench.shared:
             policy = self.build_policy(bench.cfg, bench.backbone.embed_dim)
             for path in bench.weights:
-                load_pretrained(IARED(bench.backbone, policy, bench.num_groups), path)
+                load_pretrained(PolicyModel(bench.backbone, policy, bench.num_groups), path)
             bench.shared["interpreter"] = policy
         return cast(InterpreterPolicy, bench.shared["interpreter"])
 
@@ -241,7 +241,7 @@ class IARED2(Method):
         """As configured: one variant per ``settings.thresholds``; at a keep target: controlled keep."""
         interp, groups = self.shared_interpreters(bench), bench.num_groups
         if keep_ratio is None:
-            return [Variant(f"iared@t={t:g}", IARED(bench.backbone, threshold_policy(interp, float(t)), groups),
+            return [Variant(f"iared@t={t:g}", PolicyModel(bench.backbone, threshold_policy(interp, float(t)), groups),
                             self.name, threshold=float(t)) for t in bench.settings.thresholds]
         s = bench.settings
         policy = ControlledKeepPolicy(interp, s.keep_schedule)
@@ -250,7 +250,7 @@ class IARED2(Method):
         def setup(batch: int, gen: torch.Generator) -> None:
             policy.set_ratios(lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64))
 
-        return [Variant(f"iared@keep={keep_ratio:g}±{s.keep_spread:g}", IARED(bench.backbone, policy, groups),
+        return [Variant(f"iared@keep={keep_ratio:g}±{s.keep_spread:g}", PolicyModel(bench.backbone, policy, groups),
                         self.name, keep_target=keep_ratio, setup=setup)]
 
 

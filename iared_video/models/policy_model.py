@@ -1,4 +1,4 @@
-"""IA-RED^2: a ViT cut into D groups, each opened by a token-drop policy.
+"""A backbone cut into D groups of blocks, each group opened by a token-drop policy.
 
 Tokens dropped at group j are physically removed: every later group runs its
 blocks on fewer tokens (packed per sample, see ``packed.py``). Class and
@@ -22,7 +22,7 @@ from iared_video.models.packed import PackedSeqs
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
 from iared_video.models.token_ops import class_attention, packed_block
 
-__all__ = ["IARED", "PolicyOutput"]
+__all__ = ["PolicyModel", "PolicyOutput"]
 
 
 @dataclass
@@ -126,12 +126,12 @@ class _TokenState:
         return rows.index_put((self._patch_rows(),), keep)
 
 
-class IARED(nn.Module):
-    """IA-RED^2 wrapper around a backbone with ``embed``, ``blocks`` and ``forward_head``.
+class PolicyModel(nn.Module):
+    """A backbone with ``embed``, ``blocks`` and ``forward_head`` whose groups open with a token-drop policy.
 
     Args:
         backbone: ``TimeSformer`` or ``TimmViT``.
-        policy: the token-drop policy (interpreter, fixed-ratio baseline or none).
+        policy: the token-drop policy (a method's learned scorer, a fixed-ratio rule or none).
         num_groups: D; must divide the number of blocks.
     """
 
