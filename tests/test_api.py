@@ -11,6 +11,7 @@ import torch
 
 import iared_video.api as iv
 from iared_video.config import ConfigError
+from iared_video.methods import build_model, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,13 +31,21 @@ def test_wrapped_vit_that_reduces_nothing_is_timms_forward(method, settings):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_wrapped_vit_reduces_and_keeps_the_users_weights():
+def test_wrapped_vit_reduces_as_the_configured_method_does():
+    """``wrap_vit(vit, "tome", r=8)`` is the model ``METHOD.NAME tome`` builds for that arch, on the same weights."""
     vit = _vit()
     model = iv.wrap_vit(vit, "tome", r=8)
     assert model.backbone.blocks[0].attn.qkv.weight is vit.blocks[0].attn.qkv.weight  # no copy
+    cfg = load_config(None, ["METHOD.NAME", "tome", "TOME.R", "8", "MODEL.MODEL_NAME", "deit", "MODEL.ARCH",
+                             "vit_tiny_patch16_224", "MODEL.NUM_CLASSES", "10", "DATA.TRAIN_CROP_SIZE", "224",
+                             "DATA.TEST_CROP_SIZE", "224"])
+    reference = build_model(cfg).eval()
+    reference.backbone.load_state_dict(vit.state_dict())
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 224, 224), return_policy=True)
-    assert out.logits.shape == (1, 10)
+        got, want, dense = model(x), reference(x), vit(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got, dense, atol=1e-3)  # 8 tokens merged in each of 12 blocks change the output
     with pytest.raises(ConfigError, match="nearest valid keys: TOME.R"):
         iv.wrap_vit(vit, "tome", rr=8)
     with pytest.raises(ConfigError, match="unknown method"):

@@ -154,7 +154,7 @@ _C.IARED.INTERPRETER_HIDDEN = 0
 # temporal_diff ranks by). Later groups always score their tokens.
 _C.IARED.INTERPRETER_INPUT = "tokens"
 # Every token's informative score when the interpreters are built, i.e. the keep rate REINFORCE first samples
-# at (models/interpreter.py). The paper does not say; 0.5 is the zero-bias start.
+# at (methods/iared/interpreter.py). The paper does not say; 0.5 is the zero-bias start.
 _C.IARED.INTERPRETER_INIT_SCORE = 0.5
 # Interpreter epochs per group in the curriculum (Alg. 1 step a).
 _C.IARED.INTERPRETER_EPOCHS = 5

@@ -316,7 +316,7 @@ def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | 
     """Benchmark every variant of ``cfg`` at every batch size and precision.
 
     Args:
-        cfg: the model config (``MODEL``, ``IARED``, ``DATA`` sections are read).
+        cfg: the model config (``MODEL`` and ``DATA`` are read here; the methods read their own sections).
         settings: batch sizes, precisions, variants, input mode, iteration counts.
         device: where to run (default: ``resolve_device("auto")``, the GPU when there is one).
     """
@@ -339,8 +339,9 @@ def run_benchmark(cfg: CfgNode, settings: BenchSettings, device: torch.device | 
         for precision in settings.precisions:
             logger.info("benchmark: batch %d, %s, %d variants", batch, precision, len(variants))
             rows.extend(_bench_one(variants, x, precision, settings, unit, gen))
-    model = {"name": cfg.MODEL.MODEL_NAME, "arch": cfg.MODEL.ARCH, "groups": cfg.IARED.NUM_GROUPS,
-             "crop": cfg.DATA.TEST_CROP_SIZE, "frames": cfg.DATA.NUM_FRAMES}
+    groups = getattr(variants[0].model, "num_groups", 1)
+    model = {"name": cfg.MODEL.MODEL_NAME, "arch": cfg.MODEL.ARCH, "groups": groups, "crop": cfg.DATA.TEST_CROP_SIZE,
+             "frames": cfg.DATA.NUM_FRAMES}
     return BenchmarkResults(rows, unit, _environment(device), vars(settings).copy(), model)
 
 

@@ -1,4 +1,4 @@
-"""Throughput of dense vs IA-RED^2 vs fixed-ratio policies, with ideal (GMACs) speed-ups and efficiency.
+"""Throughput of dense vs IA-RED^2 vs the methods at keep targets, with ideal (GMACs) speed-ups and efficiency.
 
 Examples:
     python tools/benchmark.py --preset deit_s --batch-sizes 1 16 --keep-ratios 0.5 0.7 --out bench.json

@@ -172,6 +172,10 @@ class Method:
                           "MODEL.ATTENTION_TYPE joint_space_time or another method")
         return errors
 
+    def drawn_threshold(self, cfg: CfgNode) -> float | None:
+        """The score threshold that decides a drop, drawn on heatmap colour bars (None: no threshold decides)."""
+        return None
+
     def matched_opts(self, cfg: CfgNode, drop_ratio: float) -> list[str]:
         """Options that make this method remove about ``drop_ratio`` of the patch tokens (``[]``: as configured)."""
         return []

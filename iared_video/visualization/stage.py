@@ -27,12 +27,8 @@ def _vis_options(cfg) -> VisOptions:
     on the colour bar when the method's scores meet one."""
     v = cfg.VISUALIZE
     from iared_video.methods import method_for_cfg
-    from iared_video.methods.iared.policy import InterpreterPolicy
 
-    # its scores meet a threshold (under DECISION expected_count each video keeps its best tokens instead)
-    thresholded = (issubclass(method_for_cfg(cfg).policy_type, InterpreterPolicy)
-                   and cfg.IARED.DECISION == "threshold")
-    threshold = float(cfg.IARED.THRESHOLD) if thresholded else None
+    threshold = method_for_cfg(cfg).drawn_threshold(cfg)
     return VisOptions(v.UPSAMPLE, float(v.ALPHA), v.ANIMATION, float(v.FPS), threshold)
 
 

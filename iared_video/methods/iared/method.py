@@ -161,6 +161,10 @@ class IARED2(Method):
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return PolicyModel(backbone, self.build_policy(cfg, backbone.embed_dim), cfg.IARED.NUM_GROUPS)
 
+    def drawn_threshold(self, cfg: CfgNode) -> float | None:
+        """``IARED.THRESHOLD`` where it decides (under ``DECISION expected_count`` each sample keeps its best)."""
+        return float(cfg.IARED.THRESHOLD) if cfg.IARED.DECISION == "threshold" else None
+
     def config_errors(self, cfg: CfgNode, depth: int, selected: bool) -> list[str]:
         """The IARED section (checked here once for IA-RED^2 and its Gumbel variant)."""
         p, errors = cfg.IARED, []
