@@ -136,10 +136,10 @@ def wrap_vit(vit: VisionTransformer, method: str, options: Options = None, **set
     """
     if method not in method_names():
         raise ConfigError(f"unknown method {method!r}; registered: {method_names()}")
-    nodes = get_method(method).config_nodes
+    nodes, defaults = get_method(method).config_nodes, get_cfg()
     opts = ["METHOD.NAME", method, "MODEL.MODEL_NAME", "deit", "MODEL.NUM_CLASSES", str(vit.num_classes)]
-    for key, value in settings.items():
-        node = next((n for n in nodes if key.upper() in _section_keys(n)), nodes[0] if nodes else "METHOD")
+    for key, value in settings.items():  # the method's section that has the key (else its first: the error names it)
+        node = next((n for n in nodes if key.upper() in defaults[n]), nodes[0] if nodes else "METHOD")
         opts += [f"{node}.{key.upper()}", repr(value)]
     cfg = load_schema_config(None, opts + _opts(options))  # the schema; the method's checks use this ViT's depth
     errors = config_errors(cfg, len(vit.blocks))
@@ -147,7 +147,3 @@ def wrap_vit(vit: VisionTransformer, method: str, options: Options = None, **set
         raise ConfigError("invalid settings:\n  " + "\n  ".join(errors))
     return get_method(method).build(cfg, TimmViT.from_timm(vit)).eval()
 
-
-def _section_keys(node: str) -> set[str]:
-    """Keys of config section ``node`` (upper case, as defaults.py writes them)."""
-    return set(get_cfg().get(node, {}).keys())

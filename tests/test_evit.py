@@ -68,12 +68,18 @@ def test_kept_set_is_the_top_k_of_timms_class_attention_in_that_block() -> None:
     assert [t.tolist() for t in out.tokens] == [[16, 16], [9, 9]] + [[9, 9]] * 4  # 8 kept + the fused token
 
 
-@pytest.mark.parametrize("case", ["image", "video"])
-def test_keep_rate_one_is_the_dense_model_bitwise(case: str) -> None:
+def _backbone_and_input(case: str) -> tuple:
+    """A tiny image ViT or TimeSformer (seed 0) and a batch of three inputs for it."""
     torch.manual_seed(0)
     backbone = _tiny_vit() if case == "image" else TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=8,
                                                                 embed_dim=32, depth=4, num_heads=2).eval()
     x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    return backbone, x
+
+
+@pytest.mark.parametrize("case", ["image", "video"])
+def test_keep_rate_one_is_the_dense_model_bitwise(case: str) -> None:
+    backbone, x = _backbone_and_input(case)
     model = ReducingViT(backbone, EViTReducer(1.0, [0, 1, 2])).eval()
     with torch.no_grad():
         assert torch.equal(model(x), PolicyModel(backbone, NoDropPolicy(), 1).eval()(x))
@@ -138,10 +144,7 @@ def _reference_evit(backbone, x: torch.Tensor, keep_rate: float, locations: list
 
 @pytest.mark.parametrize("case", ["image", "video"])
 def test_evit_logits_equal_a_per_sample_reference_of_the_paper(case: str) -> None:
-    torch.manual_seed(0)
-    backbone = _tiny_vit() if case == "image" else TimeSformer(num_classes=5, img_size=32, num_frames=2, patch_size=8,
-                                                                embed_dim=32, depth=4, num_heads=2).eval()
-    x = torch.randn(3, 3, 64, 64) if case == "image" else torch.randn(3, 3, 2, 32, 32)
+    backbone, x = _backbone_and_input(case)
     model = ReducingViT(backbone, EViTReducer(0.7, [1, 2, 3])).eval()
     with torch.no_grad():
         want = torch.stack([_reference_evit(backbone, sample, 0.7, [1, 2, 3]) for sample in x])
