@@ -15,6 +15,7 @@ from iared_video.engine.benchmark import benchmark_table as format_table
 from iared_video.methods import build_model, load_config
 from iared_video.methods.iared import topk_per_sample
 from iared_video.utils.pruning import count_linear_macs, magnitude_prune, prunable_linears
+from iared_video.utils.results import save_json
 
 TINY = ["MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "4", "MODEL.NUM_HEADS", "2", "DATA.NUM_FRAMES", "2",
         "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MODEL.NUM_CLASSES", "5",
@@ -61,14 +62,13 @@ def test_cpu_peak_memory_of_a_forward_covers_its_largest_activation() -> None:
 
 
 def controlled_keep_by_hand(cfg, batch: int, keep: float, spread: float) -> float:
-    """Mean final keep ratio of ``iared@keep``: the ratios drawn after the input from the batch's generator,
-    each sample keeping ``round(r N)`` patch tokens (at least 1) after the last group."""
+    """Mean final keep ratio of ``iared@keep``: one ratio at the centre of each of ``batch`` equal steps of
+    [keep - spread, keep + spread] (their order does not change the mean), each sample keeping ``round(r N)``
+    patch tokens (at least 1) after the last group."""
     size = cfg.DATA.TEST_CROP_SIZE
     num_patches = cfg.DATA.NUM_FRAMES * (size // cfg.MODEL.PATCH_SIZE) ** 2
-    gen = torch.Generator().manual_seed(cfg.RNG_SEED + batch)
-    torch.randn((batch, 3, cfg.DATA.NUM_FRAMES, size, size), generator=gen)  # the benchmark's generated input
     lo, hi = max(keep - spread, 0.01), min(keep + spread, 1.0)
-    ratios = lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64)
+    ratios = lo + (hi - lo) * (torch.arange(batch, dtype=torch.float64) + 0.5) / batch
     return float((ratios * num_patches).round().clamp_min(1).mean()) / num_patches
 
 
@@ -206,3 +206,49 @@ def test_benchmark_variants_run_the_test_checkpoint_over_the_pretrained_weights(
     assert set(state) == set(trained)
     for key, value in trained.items():
         torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_gmacs_budget_sets_every_method_to_the_budget_or_its_floor() -> None:
+    """Each budget row costs the budget (within 5%, the matching tolerance; a token is 1/64 of the patches
+    here) on the timed batch, or sits at its floor: the cheapest keep target (0.01) and still dearer."""
+    cfg = load_config(None, TINY + ["DATA.TEST_CROP_SIZE", "64", "DATA.TRAIN_CROP_SIZE", "64"])
+    budget = 0.5
+    settings = BenchSettings(batch_sizes=[1], warmup=0, iters=1, keep_ratios=[], methods=["dense", "iared"],
+                             methods_at_keep=["drop_random", "drop_attention", "tome", "evit", "dynamicvit"],
+                             gmacs_budgets=[budget], measure_memory=False)
+    rows = run_benchmark(cfg, settings, "cpu").rows
+    dense = rows[0]["gmacs_per_sample"]
+    budget_rows = {r["variant"]: r for r in rows if "@gmacs=" in r["variant"]}
+    assert sorted(budget_rows) == sorted(f"{m}@gmacs=0.5x" for m in
+                                         ["iared", "random", "attention", "tome", "evit", "dynamicvit"])
+    for name, row in budget_rows.items():
+        ratio = row["gmacs_per_sample"] / dense
+        at_floor = row["keep_target"] == 0.01 and ratio > budget
+        assert abs(ratio - budget) <= 0.05 * budget or at_floor, (name, ratio)
+
+
+def test_configured_peers_are_timed_at_their_settings() -> None:
+    cfg = load_config(None, TINY + ["TOME.R", "2", "EVIT.KEEP_RATE", "0.6", "DYNAMICVIT.KEEP_RATE", "0.8"])
+    settings = BenchSettings(batch_sizes=[2], warmup=0, iters=1, keep_ratios=[],
+                             methods=["dense", "tome", "evit", "dynamicvit"], measure_memory=False)
+    rows = {r["variant"]: r for r in run_benchmark(cfg, settings, "cpu").rows}
+    assert set(rows) == {"dense", "tome@r=2", "evit@rate=0.6", "dynamicvit@rho=0.8"}
+    assert rows["tome@r=2"]["keep_ratio"] < 1.0 and rows["evit@rate=0.6"]["keep_ratio"] < 1.0
+
+
+def test_suite_report_reads_the_preset_jsons(tmp_path: Path) -> None:
+    from iared_video.experiments.benchmark import suite_rows, write_report
+
+    cfg = load_config(None, TINY)
+    settings = BenchSettings(batch_sizes=[1, 2], warmup=0, iters=1, keep_ratios=[], methods=["dense", "iared"],
+                             methods_at_keep=["drop_random"], gmacs_budgets=[0.6], measure_memory=False)
+    save_json(run_benchmark(cfg, settings, "cpu"), str(tmp_path / "main_video.json"))
+    rows = suite_rows(str(tmp_path))
+    assert [(r["batch_size"], r["variant"]) for r in rows] == [
+        (b, v) for b in (1, 2) for v in ("dense", "iared@gmacs=0.6x", "random@gmacs=0.6x")]
+    for r in rows:
+        assert r["preset"] == "main_video" and r["efficiency"] == pytest.approx(r["speedup"] / r["ideal_speedup"])
+        assert r["gmacs_ratio"] == pytest.approx(1.0 / r["ideal_speedup"])
+    write_report(rows, str(tmp_path / "report.md"))
+    text = (tmp_path / "report.md").read_text()
+    assert text.count("| 2 | random@gmacs=0.6x |") == 1 and (tmp_path / "report.png").stat().st_size > 10_000

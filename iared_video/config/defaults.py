@@ -373,7 +373,8 @@ _C.BENCHMARK.NUM_ITERS = 10
 _C.BENCHMARK.PRECISIONS = ["fp32"]
 # IA-RED^2 thresholds to time as they are (keep counts then follow the interpreter; [] for none).
 _C.BENCHMARK.THRESHOLDS = []
-# Controlled-keep targets: each sample keeps the top-scored r' of its patches, r' ~ U[r - spread, r + spread].
+# Controlled-keep targets: each sample keeps the top-scored r' of its patches, the r' of a batch spread
+# evenly over [r - spread, r + spread] in shuffled order (their mean is r).
 _C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
 # Half-width of the per-sample keep-ratio draw around each KEEP_RATIOS target.
 _C.BENCHMARK.KEEP_SPREAD = 0.1
@@ -383,6 +384,10 @@ _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
 # "drop_random", "drop_attention", "drop_temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors and
 # training-free reducers set to the target).
 _C.BENCHMARK.METHODS_AT_KEEP = ["drop_random"]
+# GMACs budgets (fractions of the dense model's GMACs): dense, IA-RED^2 (controlled keep) and METHODS_AT_KEEP
+# again, each at the keep target where it costs the budget (found by bisection; a method that cannot go as
+# low runs at its floor).
+_C.BENCHMARK.GMACS_BUDGETS = []
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""
 # Linear layers on CPU: "aten" (torch's default BLAS path) or "onednn" (fp32 only; iared_video/models/onednn.py).

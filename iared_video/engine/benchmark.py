@@ -9,8 +9,10 @@ speed-up from GMACs on the actual keep masks (policy cost included, see
 
 Each method declares its variants (``Method.benchmark_variants`` in ``iared_video/methods/``). Controlled
 keep: an untrained interpreter cannot be steered by its threshold, so ``ControlledKeepPolicy`` runs the
-real interpreters (same cost) and keeps the top-scored tokens of each sample, a per-sample keep ratio drawn
-uniformly in ``[r - spread, r + spread]``; the other methods are set to the keep target by their own knob.
+real interpreters (same cost) and keeps the top-scored tokens of each sample, per-sample keep ratios spread
+evenly over ``[r - spread, r + spread]`` in shuffled order (the batch's mean is r); the other methods are set
+to the keep target by their own knob. With GMACs budgets, every method's keep target is found by bisection so
+that it costs the budget (``keep_for_budget``).
 
 This is the harness of the ``BENCHMARK.ENABLE`` stage of ``tools/run_net.py`` (part of the runtime);
 ``tools/benchmark.py``'s presets and the trade-off studies built on it live in the experiments package.
@@ -42,7 +44,7 @@ from iared_video.config.choices import CPU_LINEARS
 from iared_video.config.choices import PRECISIONS as PRECISION_NAMES
 from iared_video.config.defaults import get_defaults
 from iared_video.methods import get_method, model_gmacs_per_sample, registered_methods
-from iared_video.methods.base import BenchContext, Variant
+from iared_video.methods.base import BenchContext, Method, Variant
 from iared_video.models.build import build_backbone
 from iared_video.models.flops import dense_gmacs
 from iared_video.models.onednn import use_onednn_linears
@@ -75,7 +77,9 @@ class BenchSettings:
 
     ``methods`` are timed as configured and at each keep target (empty: the registry's ``Method.benchmarked``
     methods, dense and IA-RED^2 by threshold and by controlled keep); ``methods_at_keep`` (any of
-    ``keep_target_methods()``) at each keep target only. The defaults are the ``BENCHMARK`` section's.
+    ``keep_target_methods()``) at each keep target only. ``gmacs_budgets`` (fractions of the dense model's
+    GMACs): the same methods again, each with its keep target set so that it costs the budget
+    (``keep_for_budget``). The defaults are the ``BENCHMARK`` section's.
     """
 
     batch_sizes: Sequence[int] = tuple(_DEFAULTS.BENCHMARK.BATCH_SIZES)
@@ -92,6 +96,7 @@ class BenchSettings:
     measure_memory: bool = True
     cpu_linear: str = _DEFAULTS.BENCHMARK.CPU_LINEAR
     methods: Sequence[str] = ()
+    gmacs_budgets: Sequence[float] = ()
 
 
 def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) -> list[Variant]:
@@ -99,16 +104,68 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     as configured, then at each keep target ``settings.methods`` and ``settings.methods_at_keep``."""
     bench = BenchContext(cfg, settings, build_backbone(cfg))
     methods = [get_method(name) for name in settings.methods] or [m for m in registered_methods() if m.benchmarked]
-    at_keep = methods + [get_method(name) for name in settings.methods_at_keep]
+    at_keep = list({m.name: m for m in methods + [get_method(n) for n in settings.methods_at_keep]}.values())
+    for m in [m for m in at_keep if m.requirement_errors(cfg)]:
+        logger.info("benchmark: %s left out: %s", m.name, "; ".join(m.requirement_errors(cfg)))
+    at_keep = [m for m in at_keep if not m.requirement_errors(cfg)]
     variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
+    if settings.gmacs_budgets:
+        probe = make_input(cfg, 1, torch.Generator().manual_seed(settings.seed))
+        dense = dense_gmacs(PolicyModel(bench.backbone, NoDropPolicy(), 1), _num_patches(cfg))
+        for budget in settings.gmacs_budgets:
+            variants += [budget_variant(m, bench, float(budget), probe, dense) for m in at_keep
+                         if m.benchmark_variants(bench, 1.0)]  # the methods with a keep-target variant
     if not bench.shared:  # no method loaded the weights with its own modules
         for path in bench.weights:
             load_pretrained(PolicyModel(bench.backbone, NoDropPolicy(), 1), path)
     for v in variants:
         v.model.to(device).eval()
     return variants
+
+
+def _num_patches(cfg: CfgNode) -> int:
+    grid = (cfg.DATA.TEST_CROP_SIZE // cfg.MODEL.PATCH_SIZE) ** 2
+    return grid * cfg.DATA.NUM_FRAMES if is_video(cfg) else grid
+
+
+def keep_for_budget(method: Method, bench: BenchContext, budget: float, probe: Tensor, dense: float,
+                    tol: float = 0.005, steps: int = 14) -> tuple[float, float]:
+    """``(keep target, GMACs)`` at which ``method``'s benchmark variant costs ``budget`` x ``dense`` GMACs per
+    sample on ``probe``: bisection on the keep target in [0.01, 1] (cost rises with it), stopped within
+    ``tol`` of the target or at the closer end after ``steps`` halvings. A method that cannot go as low
+    (a raw-attention baseline's dense prefix, an integer knob) comes back at its floor or nearest step."""
+    target = budget * dense
+
+    def cost(keep: float) -> float:
+        (v,) = method.benchmark_variants(bench, keep)
+        v.model.eval()
+        v.setup(probe.shape[0], torch.Generator().manual_seed(0))
+        return _gmacs_and_keep(v, probe, "fp32")[0]
+
+    lo, hi = 0.01, 1.0
+    c_lo, c_hi = cost(lo), cost(hi)
+    if c_lo >= target or c_hi <= target:
+        return (lo, c_lo) if c_lo >= target else (hi, c_hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        c_mid = cost(mid)
+        if abs(c_mid - target) <= tol * target:
+            return mid, c_mid
+        lo, c_lo, hi, c_hi = (mid, c_mid, hi, c_hi) if c_mid < target else (lo, c_lo, mid, c_mid)
+    return (lo, c_lo) if target - c_lo <= c_hi - target else (hi, c_hi)
+
+
+def budget_variant(method: Method, bench: BenchContext, budget: float, probe: Tensor, dense: float) -> Variant:
+    """``method``'s keep-target variant set to ``budget`` of the dense GMACs, named ``label@gmacs=<budget>x``."""
+    keep, gmacs = keep_for_budget(method, bench, budget, probe, dense)
+    (v,) = method.benchmark_variants(bench, keep)
+    logger.info("budget %.3gx: %s at keep target %.4f costs %.4f GMACs (%.3fx dense)", budget, method.label, keep,
+                gmacs, gmacs / dense)
+    v.name, v.keep_target = f"{method.label}@gmacs={budget:g}x", keep
+    v.info = {**v.info, "gmacs_budget": budget}
+    return v
 
 
 def _onednn_variants(variants: list[Variant]) -> list[Variant]:
@@ -360,7 +417,7 @@ def settings_from_cfg(cfg: CfgNode) -> BenchSettings:
                          iters=b.NUM_ITERS, thresholds=list(b.THRESHOLDS), keep_ratios=list(b.KEEP_RATIOS),
                          keep_spread=b.KEEP_SPREAD, keep_schedule=b.KEEP_SCHEDULE,
                          methods_at_keep=list(b.METHODS_AT_KEEP), data_split=b.DATA_SPLIT, seed=cfg.RNG_SEED,
-                         cpu_linear=b.CPU_LINEAR)
+                         cpu_linear=b.CPU_LINEAR, gmacs_budgets=list(b.GMACS_BUDGETS))
 
 
 def run_benchmark_from_cfg(cfg: CfgNode) -> BenchmarkResults:

@@ -160,8 +160,10 @@ class EViT(Method):
         return ["EVIT.KEEP_RATE", repr(round(rate, 4))]
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
-        if keep_ratio is None:
-            return []
+        if keep_ratio is None:  # as configured: EVIT.KEEP_RATE at EVIT.LOCATIONS
+            rate = bench.cfg.EVIT.KEEP_RATE
+            return [Variant(f"evit@rate={rate:g}", self.build(bench.cfg, bench.backbone), self.name,
+                            info={"keep_rate": rate})]
         locations = _locations(bench.cfg, len(bench.backbone.blocks))
         rate = keep_ratio ** (1.0 / len(locations))
         model = ReducingViT(bench.backbone, EViTReducer(rate, locations, bench.cfg.EVIT.FUSE_TOKEN))

@@ -230,8 +230,10 @@ class ToMe(Method):
         return ["TOME.R", str(round(drop_ratio * num / depth)), "TOME.R_PER_LAYER", "[]"]
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
-        if keep_ratio is None:
-            return []
+        if keep_ratio is None:  # as configured: TOME.R (or R_PER_LAYER)
+            per_block = schedule(bench.cfg, len(bench.backbone.blocks))
+            name = f"tome@r={per_block[0]}" if len(set(per_block)) == 1 else "tome@r_per_layer"
+            return [Variant(name, self.build(bench.cfg, bench.backbone), self.name, info={"r": per_block})]
         depth, num = _depth_and_patches(bench.cfg)
         r = round((1.0 - keep_ratio) * num / depth)
         model = ReducingViT(bench.backbone, ToMeReducer([r] * depth, bench.cfg.TOME.PROP_ATTN))

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_series"]
+__all__ = ["plot_series", "plot_measured_vs_ideal"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,44 @@ def plot_series(series: Mapping[str, Sequence[Point]], xlabel: str, ylabel: str,
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    logger.info("wrote %s", path)
+    return path
+
+
+def plot_measured_vs_ideal(panels: Mapping[str, Mapping[str, Sequence[Point]]], path: str,
+                           title: str = "") -> str:
+    """One scatter panel per model: each method's ``(ideal, measured)`` speed-ups over dense, the line where
+    measured equals ideal and the line at 0.9 of it; saves a PNG.
+
+    Args:
+        panels: panel title -> method -> points (one per batch size).
+        path: output PNG path (folders are created).
+    """
+    cols = min(3, max(1, len(panels)))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    markers = "osD^v<>pXh*"
+    names = sorted({m for panel in panels.values() for m in panel})
+    for ax, (panel, series) in zip(axes.flat, panels.items()):
+        top = max([max(p) for pts in series.values() for p in pts] + [1.0]) * 1.08
+        ax.plot([0, top], [0, top], color="0.3", lw=1, label="measured = ideal")
+        ax.plot([0, top], [0, 0.9 * top], color="0.6", lw=1, ls="--", label="0.9 x ideal")
+        for name, pts in series.items():
+            i = names.index(name)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)],
+                       color=plt.get_cmap("tab10")(i % 10), label=name, s=28)
+        ax.set(xlim=(0.9, top), ylim=(0.5, top), xlabel="ideal speed-up (dense GMACs / GMACs)",
+               ylabel="measured speed-up", title=panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     logger.info("wrote %s", path)
     return path

@@ -111,10 +111,13 @@ class DynamicViTMethod(Method):
         return predictor_macs(policy.predictors[group - 1], num_scored)  # group s >= 1 opens with predictor s
 
     def benchmark_variants(self, bench: BenchContext, keep_ratio: float | None) -> list[Variant]:
-        """At a keep target r: untrained predictors (same cost) at rho = r^(1/S) over the configured locations."""
-        if keep_ratio is None:
-            return []
+        """Untrained predictors (same cost) over the configured locations: at ``DYNAMICVIT.KEEP_RATE`` (as
+        configured) or, at a keep target r, at rho = r^(1/S)."""
         locs = prune_locations(bench.cfg, len(bench.backbone.blocks))
+        if keep_ratio is None:
+            rho = bench.cfg.DYNAMICVIT.KEEP_RATE
+            return [Variant(f"{self.name}@rho={rho:g}", DynamicViT(bench.backbone, locs, rho), self.name,
+                            info={"rho": rho})]
         model = DynamicViT(bench.backbone, locs, keep_ratio ** (1.0 / len(locs)))
         return [Variant(f"{self.name}@keep={keep_ratio:g}", model, self.name, keep_target=keep_ratio)]
 

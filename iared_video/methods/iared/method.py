@@ -251,8 +251,8 @@ class IARED2(Method):
         policy = ControlledKeepPolicy(interp, s.keep_schedule)
         lo, hi = max(keep_ratio - s.keep_spread, 0.01), min(keep_ratio + s.keep_spread, 1.0)
 
-        def setup(batch: int, gen: torch.Generator) -> None:
-            policy.set_ratios(lo + (hi - lo) * torch.rand(batch, generator=gen, dtype=torch.float64))
+        def setup(batch: int, gen: torch.Generator) -> None:  # evenly spread over [lo, hi], shuffled: mean (lo+hi)/2
+            policy.set_ratios(lo + (hi - lo) * (torch.randperm(batch, generator=gen).double() + 0.5) / batch)
 
         return [Variant(f"iared@keep={keep_ratio:g}±{s.keep_spread:g}", PolicyModel(bench.backbone, policy, groups),
                         self.name, keep_target=keep_ratio, setup=setup)]
