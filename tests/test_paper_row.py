@@ -8,7 +8,7 @@ import torch
 
 from iared_video.methods import build_model, load_config
 from iared_video.methods.iared.policy import InterpreterPolicy
-from iared_video.models.policies import topk_per_sample
+from iared_video.models.policies import expected_counts, topk_per_sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = {kind: os.path.join(ROOT, "configs", "Synthetic", f"{prefix}_tiny_iared_paper.yaml")
@@ -48,3 +48,19 @@ def test_expected_count_ties_are_broken_by_token_order():
     # two packed samples, all tied: each keeps its first k
     keep = topk_per_sample(torch.full((7,), 0.3), torch.tensor([4, 3]), torch.tensor([2, 1]))
     assert keep.tolist() == [True, True, False, False, True, False, False]
+
+
+def test_uniform_counts_take_the_same_tokens_and_counts():
+    """The per-row path for equal counts (every sample at group 0) keeps what the packed path keeps, ties
+    included, and ``expected_counts`` sums the same scores: hand-made ties, then 200 random score sets."""
+    scores = torch.tensor([0.5, 0.9, 0.5, 0.5, 0.1, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
+    counts, k = torch.tensor([6, 6]), torch.tensor([3, 2])
+    assert topk_per_sample(scores, counts, k, uniform=6).tolist() == [True, True, True, False, False, False,
+                                                                     True, True, False, False, False, False]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        batch, num = (int(v) for v in torch.randint(1, 9, (2,), generator=gen))
+        scores = (torch.rand(batch * num, generator=gen) * 4).round() / 4  # many ties
+        counts, k = torch.full((batch,), num), torch.randint(0, num + 1, (batch,), generator=gen)
+        assert torch.equal(topk_per_sample(scores, counts, k, num), topk_per_sample(scores, counts, k))
+        assert torch.equal(expected_counts(scores, counts, num), expected_counts(scores, counts))

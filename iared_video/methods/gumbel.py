@@ -78,15 +78,16 @@ class GumbelIARED(PolicyModel):
 
     output_type = GumbelOutput
 
-    def _decide(self, group, mode, emb, state, out) -> None:
+    def _decide(self, group, mode, emb, state, out, record=True) -> None:
         present = state.origin  # ``drop`` replaces it: the tokens the policy decides on
-        super()._decide(group, mode, emb, state, out)
+        super()._decide(group, mode, emb, state, out, record)
         gate = self.policy.pop_gate() if isinstance(self.policy, GumbelInterpreterPolicy) else None
         if gate is None:
             return
         kept = gate.detach() > 0.5
         state.tokens = state.tokens * gate[kept].unsqueeze(-1).to(state.tokens.dtype)
-        out.gates.append(state.scatter(gate, present))
+        if record:
+            out.gates.append(state.scatter(gate, present))
 
 
 def gumbel_loss(out: GumbelOutput, labels: Tensor, keep_rate: float,

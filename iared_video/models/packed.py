@@ -26,7 +26,7 @@ try:  # CUDA flash varlen kernel (torch >= 2.10)
 except ImportError:  # pragma: no cover - older torch
     varlen_attn = None  # type: ignore[assignment]  # None marks the kernel missing (see _use_varlen)
 
-__all__ = ["PackedSeqs", "Bucket", "BucketLayout", "block_diagonal_sdpa"]
+__all__ = ["PackedSeqs", "Bucket", "BucketLayout", "block_diagonal_sdpa", "packed_qkv_sdpa"]
 
 
 @dataclass
@@ -124,7 +124,8 @@ class Bucket:
             ``dest`` and ``src``) for a one-sample bucket.
         dest: padded slot of each of the bucket's tokens, in packed order.
         src: packed row of each of the bucket's tokens (``gather[dest]``).
-        valid: ``(size * width,)`` bool, True on real tokens; None when no slot is padding.
+        pad_bias: ``(size * width,)`` additive key bias, 0 on real tokens and -inf on padding (SDPA takes
+            a float mask as it is; a bool one it converts first); None when no slot is padding.
         rows: ``(start, stop)`` packed rows of a one-sample bucket, which runs on a view (nothing gathered).
     """
 
@@ -133,7 +134,7 @@ class Bucket:
     src: Tensor | None
     size: int
     width: int
-    valid: Tensor | None
+    pad_bias: Tensor | None
     rows: tuple[int, int] | None
 
     @classmethod
@@ -151,7 +152,9 @@ class Bucket:
         gather = (first[:, None] + position * valid).flatten()
         flat = valid.flatten()
         dest = flat.nonzero().squeeze(1)
-        return cls(gather, dest, gather[dest], len(members), width, None if min(lengths) == width else flat, None)
+        pad_bias = None if min(lengths) == width else torch.zeros(flat.shape, device=device).masked_fill(
+            ~flat, float("-inf"))
+        return cls(gather, dest, gather[dest], len(members), width, pad_bias, None)
 
 
 @dataclass(frozen=True)
@@ -244,67 +247,75 @@ _SDPA_CALL_MACS = 4_000_000
 _GATHER_PAIRS = 200
 
 
-def _use_varlen(q: Tensor) -> bool:
-    return varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+def _use_varlen(x: Tensor) -> bool:
+    return varlen_attn is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
 
 
 def block_diagonal_sdpa(q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs, dropout_p: float = 0.0,
                         scale: float | None = None, key_bias: Tensor | None = None) -> Tensor:
     """Attention within each sample of packed ``(T, H, d)`` q/k/v; returns ``(T, H, d)``.
 
+    ``packed_qkv_sdpa`` on the three stacked (one copy); the blocks hand it their fused q/k/v directly.
+    """
+    return packed_qkv_sdpa(torch.stack((q, k, v), dim=1), seqs, dropout_p, scale, key_bias)
+
+
+def packed_qkv_sdpa(qkv: Tensor, seqs: PackedSeqs, dropout_p: float = 0.0, scale: float | None = None,
+                    key_bias: Tensor | None = None) -> Tensor:
+    """Attention within each sample of packed ``(T, 3, H, d)`` queries, keys and values; returns ``(T, H, d)``.
+
     CUDA half precision uses the varlen flash kernel (without ``key_bias``). Equal lengths use one
     batched SDPA call. Otherwise the samples go in length buckets (``PackedSeqs.buckets``: from one call
     over the whole padded batch to one call per sample, whichever the cost model finds cheapest), each
-    one SDPA call with its padded keys masked out. The linear layers, where most FLOPs are, stay packed
-    in every case.
+    one SDPA call with its padded keys masked out; a bucket gathers its rows of the fused q/k/v at once.
+    The linear layers, where most FLOPs are, stay packed in every case.
 
     Args:
-        q, k, v: packed queries, keys and values.
+        qkv: packed queries, keys and values, stacked on dim 1 (the layout of a fused qkv projection).
         seqs: the sequences.
         dropout_p: attention dropout.
         scale: logit scale (default ``d ** -0.5``).
         key_bias: optional ``(T,)`` additive logit bias per key (ToMe's proportional attention ``log s``).
     """
-    if _use_varlen(q) and dropout_p == 0.0 and key_bias is None:
+    if _use_varlen(qkv) and dropout_p == 0.0 and key_bias is None:
         cu = seqs.cu_seqlens
+        q, k, v = qkv.unbind(1)
         # torch's hint covers return_aux (an (out, aux) pair); without it the output alone comes back
         return cast(Tensor, varlen_attn(q, k, v, cu, cu, seqs.max_seqlen, seqs.max_seqlen, scale=scale))
-    bias = None if key_bias is None else key_bias.to(q.dtype)
+    bias = None if key_bias is None else key_bias.to(qkv.dtype)
     length = seqs.uniform_length
     if length is not None:
-        q4, k4, v4 = (rearrange(t, "(b l) h d -> b h l d", l=length) for t in (q, k, v))
+        q4, k4, v4 = rearrange(qkv, "(b l) three h d -> three b h l d", l=length).unbind(0)
         mask = None if bias is None else bias.view(seqs.batch_size, 1, 1, length)
         out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return rearrange(out, "b h l d -> (b l) h d")
-    layout = seqs.bucket_layout(pair_macs=2 * q.shape[1] * q.shape[2])
+    layout = seqs.bucket_layout(pair_macs=2 * qkv.shape[2] * qkv.shape[3])
     if layout.whole:
-        return _bucket_sdpa(q, k, v, layout.buckets[0], bias, dropout_p, scale)
+        return _bucket_sdpa(qkv, layout.buckets[0], bias, dropout_p, scale)
     if layout.per_sample is not None:
-        return torch.cat([_bucket_sdpa(q, k, v, bucket, bias, dropout_p, scale) for bucket in layout.per_sample])
-    out = q.new_empty(q.shape)
+        return torch.cat([_bucket_sdpa(qkv, bucket, bias, dropout_p, scale) for bucket in layout.per_sample])
+    out = qkv.new_empty((qkv.shape[0],) + qkv.shape[2:])
     for bucket in layout.buckets:
         where = slice(*bucket.rows) if bucket.rows is not None else bucket.src
-        out[where] = _bucket_sdpa(q, k, v, bucket, bias, dropout_p, scale)
+        out[where] = _bucket_sdpa(qkv, bucket, bias, dropout_p, scale)
     return out
 
 
-def _bucket_sdpa(q: Tensor, k: Tensor, v: Tensor, bucket: Bucket, bias: Tensor | None, dropout_p: float,
+def _bucket_sdpa(qkv: Tensor, bucket: Bucket, bias: Tensor | None, dropout_p: float,
                  scale: float | None) -> Tensor:
     """SDPA over one bucket's samples padded to its width; returns its tokens' outputs in packed order."""
     if bucket.rows is not None:  # one sample: its own rows, no padding
         rows = slice(*bucket.rows)
         mask = None if bias is None else bias[rows].view(1, 1, -1)
-        # plain transposes: this runs per sample and block, where einops' parsing would add ~3 us a call
-        q3, k3, v3 = (t[rows].transpose(0, 1) for t in (q, k, v))  # (H, L, d)
+        # plain permutes: this runs per sample and block, where einops' parsing would add ~3 us a call
+        q3, k3, v3 = qkv[rows].permute(1, 2, 0, 3).unbind(0)  # (H, L, d) each
         out = F.scaled_dot_product_attention(q3, k3, v3, attn_mask=mask, dropout_p=dropout_p, scale=scale)
         return out.transpose(0, 1)
     assert bucket.gather is not None and bucket.dest is not None  # set for every bucket of several samples
-    shape = (bucket.size, bucket.width) + q.shape[1:]
-    q4, k4, v4 = (t[bucket.gather].view(shape).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
-    valid = bucket.valid
-    mask = None if valid is None else valid.view(bucket.size, 1, 1, bucket.width)
-    if bias is not None:
-        keys = bias[bucket.gather] if valid is None else bias[bucket.gather].masked_fill(~valid, float("-inf"))
-        mask = keys.view(bucket.size, 1, 1, bucket.width)
+    shape = (bucket.size, bucket.width) + qkv.shape[1:]
+    q4, k4, v4 = qkv[bucket.gather].view(shape).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, d) each
+    keys = bucket.pad_bias if bias is None else (
+        bias[bucket.gather] if bucket.pad_bias is None else bias[bucket.gather] + bucket.pad_bias)
+    mask = None if keys is None else keys.to(qkv.dtype).view(bucket.size, 1, 1, bucket.width)
     out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, dropout_p=dropout_p, scale=scale)
-    return out.transpose(1, 2).reshape(-1, *q.shape[1:])[bucket.dest]
+    return out.transpose(1, 2).reshape(-1, *qkv.shape[2:])[bucket.dest]

@@ -53,6 +53,12 @@ class GroupInput:
         """``(B,)`` patch tokens present per sample (the rows of ``tokens``, in order), on the device."""
         return self.seqs.cu_seqlens.diff().long() - self.num_prefix
 
+    @property
+    def uniform_count(self) -> int | None:
+        """Patch tokens present in every sample if all have as many (host-side, no sync), else None."""
+        length = self.seqs.uniform_length
+        return None if length is None else length - self.num_prefix
+
 
 class DropPolicy(nn.Module, abc.ABC):
     """Base class: ``acts_on(j)`` says whether group j may drop tokens; ``score`` and ``keep`` run only there."""
@@ -83,22 +89,33 @@ class NoDropPolicy(DropPolicy):
         return torch.ones_like(scores, dtype=torch.bool)
 
 
-def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor) -> Tensor:
+def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor, uniform: int | None = None) -> Tensor:
     """Keep mask of the ``k[b]`` highest scores within each sample of packed sample-major ``scores``.
 
-    Ties are broken by token order (the earlier token is kept), the same on every run and device."""
+    Ties are broken by token order (the earlier token is kept), the same on every run and device.
+    ``uniform``: the count of every sample when all are equal (``GroupInput.uniform_count``): one sort per
+    row of the ``(B, N)`` view instead of one over the packed batch (same mask).
+    """
+    key = 1.0 - scores.detach().double().clamp(0, 1)  # score descending
+    if uniform is not None:
+        order = key.view(-1, uniform).argsort(dim=1, stable=True)  # equal scores: the earlier token first
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(uniform, device=scores.device).expand_as(order))
+        return (rank < k[:, None]).flatten()
     sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
-    key = sample.double() * 2.0 + (1.0 - scores.detach().double().clamp(0, 1))  # sample-major, score descending
-    order = key.argsort(stable=True)  # equal scores: the earlier token first
+    order = (sample.double() * 2.0 + key).argsort(stable=True)  # sample-major, then as above
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=scores.device) - starts[sample[order]]
     return rank < k[sample]
 
 
-def expected_counts(scores: Tensor, counts: Tensor) -> Tensor:
-    """``(B,)`` tokens a Bernoulli(score) sample keeps on average in each sample, rounded (at least 1)."""
-    sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
-    total = torch.zeros(counts.numel(), dtype=torch.float64, device=scores.device)
-    total.index_add_(0, sample, scores.detach().double())
+def expected_counts(scores: Tensor, counts: Tensor, uniform: int | None = None) -> Tensor:
+    """``(B,)`` tokens a Bernoulli(score) sample keeps on average in each sample, rounded (at least 1).
+    ``uniform`` as in ``topk_per_sample``."""
+    if uniform is not None:
+        total = scores.detach().double().view(-1, uniform).sum(1)
+    else:
+        sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
+        total = torch.zeros(counts.numel(), dtype=torch.float64, device=scores.device)
+        total.index_add_(0, sample, scores.detach().double())
     return total.round().long().clamp_min(1)

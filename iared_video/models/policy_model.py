@@ -163,7 +163,7 @@ class PolicyModel(nn.Module):
         state = _TokenState(emb.prefix, emb.patches)
         out = self.output_type(logits=x.new_empty(0), grid=emb.grid)
         for group in range(self.num_groups):
-            self._decide(group, modes[group], emb, state, out)
+            self._decide(group, modes[group], emb, state, out, record=return_policy)
             self._run_group(group, state, emb.grid)
         out.logits = self.backbone.forward_head(state.prefix())
         return out if return_policy else out.logits
@@ -174,10 +174,14 @@ class PolicyModel(nn.Module):
             raise ValueError(f"modes must be {self.num_groups} values from {MODES}, got {modes}")
         return modes
 
-    def _decide(self, group: int, mode: str, emb: Embedded, state: _TokenState, out: PolicyOutput) -> None:
-        """Score the present tokens, record maps, and drop the rejected ones."""
+    def _decide(self, group: int, mode: str, emb: Embedded, state: _TokenState, out: PolicyOutput,
+                record: bool = True) -> None:
+        """Score the present tokens, record maps (``record``: the caller asked for them), and drop the
+        rejected ones."""
         previous = out.keep[-1] if out.keep else None
         if not self.policy.acts_on(group) or mode == "keep_all":
+            if not record:
+                return
             out.scores.append(state.scatter(torch.ones_like(state.origin, dtype=state.x.dtype)))
             out.keep.append(previous if previous is not None else out.scores[-1].bool())
             out.log_probs.append(None)
@@ -186,6 +190,9 @@ class PolicyModel(nn.Module):
                          partial(self._class_attention, emb), state.seqs, state.num_prefix)
         scores = self.policy.score(inp)
         keep = self.policy.keep(inp, scores, mode)
+        if not record:
+            state.drop(keep)
+            return
         out.scores.append(state.scatter(scores))
         out.log_probs.append(self._log_prob(scores, keep, state) if mode == "sample" else None)
         state.drop(keep)

@@ -22,7 +22,7 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.packed import PackedSeqs, block_diagonal_sdpa
+from iared_video.models.packed import PackedSeqs, packed_qkv_sdpa
 
 __all__ = ["Attended", "attention", "packed_attention", "masked_softmax", "MASKED_SOFTMAX_EPS", "block_forward",
            "packed_block", "packed_attention_residual", "packed_mlp_residual", "packed_drop_path",
@@ -50,10 +50,14 @@ class Attended:
     keys: Tensor | None = None
 
 
-def _qkv(attn: Attention, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(..., L, C)`` -> q, k, v of shape ``(..., L, H, d)``, ``q_norm`` / ``k_norm`` applied."""
-    q, k, v = rearrange(attn.qkv(x), "... (qkv h d) -> qkv ... h d", qkv=3, h=attn.num_heads).unbind(0)
-    return attn.q_norm(q), attn.k_norm(k), v
+def _qkv(attn: Attention, x: Tensor) -> Tensor:
+    """``(..., L, C)`` -> q, k, v stacked as ``(..., L, 3, H, d)`` (the fused projection's own layout, no
+    copy), ``q_norm`` / ``k_norm`` applied (then stacked anew)."""
+    qkv = rearrange(attn.qkv(x), "... (qkv h d) -> ... qkv h d", qkv=3, h=attn.num_heads)
+    if isinstance(attn.q_norm, nn.Identity) and isinstance(attn.k_norm, nn.Identity):
+        return qkv
+    q, k, v = qkv.unbind(-3)
+    return torch.stack((attn.q_norm(q), attn.k_norm(k), v), dim=-3)
 
 
 def attention(attn: Attention, x: Tensor, seqs: PackedSeqs | None = None, *, keep: Tensor | None = None,
@@ -72,7 +76,8 @@ def attention(attn: Attention, x: Tensor, seqs: PackedSeqs | None = None, *, kee
         class_row: return each sample's class-token attention row.
         keys: return the keys.
     """
-    q, k, v = _qkv(attn, x)
+    qkv = _qkv(attn, x)
+    q, k, v = qkv.unbind(-3)
     res = Attended(keys=k if keys else None)
     if class_row:
         res.class_attention = _class_row(q, k, attn.scale, seqs, key_bias)
@@ -83,7 +88,7 @@ def attention(attn: Attention, x: Tensor, seqs: PackedSeqs | None = None, *, kee
             raise ValueError("explicit attention probabilities and key masks need batched (B, L, C) tokens")
         y, res.probs = _explicit(attn, q, k, v, keep, key_bias)
     else:
-        y = _fused(attn, q, k, v, seqs, key_bias)
+        y = _fused(attn, qkv, seqs, key_bias)
     res.out = attn.proj_drop(attn.proj(attn.norm(y)))
     if not probs:
         res.probs = None
@@ -101,14 +106,13 @@ def _dropout_p(attn: Attention) -> float:
     return attn.attn_drop.p if attn.training else 0.0
 
 
-def _fused(attn: Attention, q: Tensor, k: Tensor, v: Tensor, seqs: PackedSeqs | None,
-           key_bias: Tensor | None) -> Tensor:
+def _fused(attn: Attention, qkv: Tensor, seqs: PackedSeqs | None, key_bias: Tensor | None) -> Tensor:
     """Fused SDPA: block-diagonal over packed sequences, or one call on a batch; ``(..., L, H * d)``."""
     if seqs is not None:
-        out = block_diagonal_sdpa(q, k, v, seqs, dropout_p=_dropout_p(attn), scale=attn.scale, key_bias=key_bias)
+        out = packed_qkv_sdpa(qkv, seqs, dropout_p=_dropout_p(attn), scale=attn.scale, key_bias=key_bias)
         return rearrange(out, "n h d -> n (h d)")
-    mask = None if key_bias is None else key_bias[:, None, None, :].to(q.dtype)
-    q, k, v = (rearrange(t, "b l h d -> b h l d") for t in (q, k, v))
+    mask = None if key_bias is None else key_bias[:, None, None, :].to(qkv.dtype)
+    q, k, v = rearrange(qkv, "b l three h d -> three b h l d").unbind(0)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=_dropout_p(attn), scale=attn.scale)
     return rearrange(out, "b h l d -> b l (h d)")
 

@@ -124,7 +124,7 @@ class ControlledKeepPolicy(InterpreterPolicy):
             raise ValueError("call set_ratios() with one ratio per sample before the forward")
         present = inp.counts  # what the earlier groups kept: their targets
         wanted = torch.minimum(self.target_counts(inp.group, inp.num_patches).to(present.device), present)
-        return topk_per_sample(scores, present, wanted)
+        return topk_per_sample(scores, present, wanted, inp.uniform_count)
 
 
 def _group_errors(p: CfgNode, depth: int) -> list[str]:

@@ -62,8 +62,8 @@ class InterpreterPolicy(DropPolicy):
 
     def keep(self, inp: GroupInput, scores: Tensor, mode: str) -> Tensor:
         if mode == "greedy" and self.decision == "expected_count":
-            counts = inp.counts
-            return topk_per_sample(scores, counts, expected_counts(scores, counts))
+            counts, uniform = inp.counts, inp.uniform_count
+            return topk_per_sample(scores, counts, expected_counts(scores, counts, uniform), uniform)
         if mode == "greedy":
             return scores >= self.threshold
         if mode == "sample":
