@@ -54,13 +54,14 @@ def plot_series(series: Mapping[str, Sequence[Point]], xlabel: str, ylabel: str,
 
 
 def plot_measured_vs_ideal(panels: Mapping[str, Mapping[str, Sequence[Point]]], path: str,
-                           title: str = "") -> str:
+                           title: str = "", hollow: Mapping[str, Mapping[str, Sequence[bool]]] | None = None) -> str:
     """One scatter panel per model: each method's ``(ideal, measured)`` speed-ups over dense, the line where
     measured equals ideal and the line at 0.9 of it; saves a PNG.
 
     Args:
         panels: panel title -> method -> points (one per batch size).
         path: output PNG path (folders are created).
+        hollow: panel -> method -> per point, whether to draw it hollow (the suite: batch 1).
     """
     cols = min(3, max(1, len(panels)))
     rows = -(-len(panels) // cols)
@@ -73,8 +74,11 @@ def plot_measured_vs_ideal(panels: Mapping[str, Mapping[str, Sequence[Point]]], 
         ax.plot([0, top], [0, 0.9 * top], color="0.6", lw=1, ls="--", label="0.9 x ideal")
         for name, pts in series.items():
             i = names.index(name)
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)],
-                       color=plt.get_cmap("tab10")(i % 10), label=name, s=28)
+            color = plt.get_cmap("tab10")(i % 10)
+            empty = list((hollow or {}).get(panel, {}).get(name, [False] * len(pts)))
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], s=30,
+                       facecolors=["none" if e else color for e in empty], edgecolors=[color] * len(pts),
+                       label=name)
         ax.set(xlim=(0.9, top), ylim=(0.5, top), xlabel="ideal speed-up (dense GMACs / GMACs)",
                ylabel="measured speed-up", title=panel)
         ax.grid(alpha=0.3)
