@@ -45,9 +45,14 @@ def plot_series(series: Mapping[str, Sequence[Point]], xlabel: str, ylabel: str,
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=8)
+    return _save(fig, path, dpi=120)
+
+
+def _save(fig: plt.Figure, path: str, dpi: int) -> str:
+    """Write ``fig`` to ``path`` (folders created), close it, log and return the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     logger.info("wrote %s", path)
     return path
@@ -87,9 +92,4 @@ def plot_measured_vs_ideal(panels: Mapping[str, Mapping[str, Sequence[Point]]], 
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    logger.info("wrote %s", path)
-    return path
+    return _save(fig, path, dpi=110)
