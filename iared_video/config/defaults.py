@@ -374,7 +374,8 @@ _C.BENCHMARK.PRECISIONS = ["fp32"]
 # IA-RED^2 thresholds to time as they are (keep counts then follow the interpreter; [] for none).
 _C.BENCHMARK.THRESHOLDS = []
 # Controlled-keep targets: each sample keeps the top-scored r' of its patches, the r' of a batch spread
-# evenly over [r - spread, r + spread] in shuffled order (their mean is r).
+# evenly over [r - spread, r + spread] in shuffled order (their mean is r unless that range is clipped to
+# [0.01, 1]).
 _C.BENCHMARK.KEEP_RATIOS = [0.5, 0.7]
 # Half-width of the per-sample keep-ratio draw around each KEEP_RATIOS target.
 _C.BENCHMARK.KEEP_SPREAD = 0.1

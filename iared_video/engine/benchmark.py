@@ -10,9 +10,10 @@ speed-up from GMACs on the actual keep masks (policy cost included, see
 Each method declares its variants (``Method.benchmark_variants`` in ``iared_video/methods/``). Controlled
 keep: an untrained interpreter cannot be steered by its threshold, so ``ControlledKeepPolicy`` runs the
 real interpreters (same cost) and keeps the top-scored tokens of each sample, per-sample keep ratios spread
-evenly over ``[r - spread, r + spread]`` in shuffled order (the batch's mean is r); the other methods are set
-to the keep target by their own knob. With GMACs budgets, every method's keep target is found by bisection so
-that it costs the budget (``keep_for_budget``).
+evenly over ``[r - spread, r + spread]`` in shuffled order (the batch's mean is r unless that range is
+clipped to [0.01, 1]); the other methods are set to the keep target by their own knob. With GMACs
+budgets, every method's knob (or keep target) is found by bisection so that it costs the budget
+(``budget_variant``).
 
 This is the harness of the ``BENCHMARK.ENABLE`` stage of ``tools/run_net.py`` (part of the runtime);
 ``tools/benchmark.py``'s presets and the trade-off studies built on it live in the experiments package.
@@ -21,6 +22,7 @@ This is the harness of the ``BENCHMARK.ENABLE`` stage of ``tools/run_net.py`` (p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -78,8 +80,8 @@ class BenchSettings:
     ``methods`` are timed as configured and at each keep target (empty: the registry's ``Method.benchmarked``
     methods, dense and IA-RED^2 by threshold and by controlled keep); ``methods_at_keep`` (any of
     ``keep_target_methods()``) at each keep target only. ``gmacs_budgets`` (fractions of the dense model's
-    GMACs): the same methods again, each with its keep target set so that it costs the budget
-    (``keep_for_budget``). The defaults are the ``BENCHMARK`` section's.
+    GMACs): the same methods again, each set so that it costs the budget (``budget_variant``). The defaults
+    are the ``BENCHMARK`` section's.
     """
 
     batch_sizes: Sequence[int] = tuple(_DEFAULTS.BENCHMARK.BATCH_SIZES)
@@ -108,12 +110,14 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     for m in [m for m in at_keep if m.requirement_errors(cfg)]:
         logger.info("benchmark: %s left out: %s", m.name, "; ".join(m.requirement_errors(cfg)))
     at_keep = [m for m in at_keep if not m.requirement_errors(cfg)]
+    methods = [m for m in methods if not m.requirement_errors(cfg)]
     variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]
     if settings.gmacs_budgets:
         probe = make_input(cfg, 1, torch.Generator().manual_seed(settings.seed))
-        dense = dense_gmacs(PolicyModel(bench.backbone, NoDropPolicy(), 1), _num_patches(cfg))
+        reference = PolicyModel(bench.backbone, NoDropPolicy(), 1).eval()  # every token: the dense cost
+        dense = _gmacs_and_keep(Variant("reference", reference, NoDropPolicy.__name__), probe, "fp32")[0]
         for budget in settings.gmacs_budgets:
             variants += [budget_variant(m, bench, float(budget), probe, dense) for m in at_keep
                          if m.benchmark_variants(bench, 1.0)]  # the methods with a keep-target variant
@@ -125,46 +129,58 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     return variants
 
 
-def _num_patches(cfg: CfgNode) -> int:
-    grid = (cfg.DATA.TEST_CROP_SIZE // cfg.MODEL.PATCH_SIZE) ** 2
-    return grid * cfg.DATA.NUM_FRAMES if is_video(cfg) else grid
+def _search(make: Callable[[float], Variant], lo: float, hi: float, rises: bool, integer: bool, target: float,
+            probe: Tensor, tol: float = 0.005, steps: int = 14) -> tuple[float, float, bool]:
+    """``(setting, GMACs, at_floor)``: bisection over a setting in ``[lo, hi]`` (cost rising with it if
+    ``rises``) for ``make(setting)`` to cost ``target`` GMACs per sample on ``probe``; stopped within ``tol``,
+    at adjacent integers, or after ``steps`` halvings at the closer end. ``at_floor``: even the cheapest
+    setting costs more than the target."""
 
-
-def keep_for_budget(method: Method, bench: BenchContext, budget: float, probe: Tensor, dense: float,
-                    tol: float = 0.005, steps: int = 14) -> tuple[float, float]:
-    """``(keep target, GMACs)`` at which ``method``'s benchmark variant costs ``budget`` x ``dense`` GMACs per
-    sample on ``probe``: bisection on the keep target in [0.01, 1] (cost rises with it), stopped within
-    ``tol`` of the target or at the closer end after ``steps`` halvings. A method that cannot go as low
-    (a raw-attention baseline's dense prefix, an integer knob) comes back at its floor or nearest step."""
-    target = budget * dense
-
-    def cost(keep: float) -> float:
-        (v,) = method.benchmark_variants(bench, keep)
+    def cost(value: float) -> float:
+        v = make(value)
         v.model.eval()
         v.setup(probe.shape[0], torch.Generator().manual_seed(0))
         return _gmacs_and_keep(v, probe, "fp32")[0]
 
-    lo, hi = 0.01, 1.0
-    c_lo, c_hi = cost(lo), cost(hi)
-    if c_lo >= target or c_hi <= target:
-        return (lo, c_lo) if c_lo >= target else (hi, c_hi)
+    cheap, dear = (lo, hi) if rises else (hi, lo)
+    c_cheap, c_dear = cost(cheap), cost(dear)
+    if c_cheap >= target or c_dear <= target:
+        return (cheap, c_cheap, c_cheap > target) if c_cheap >= target else (dear, c_dear, False)
     for _ in range(steps):
-        mid = (lo + hi) / 2
+        mid = round((cheap + dear) / 2) if integer else (cheap + dear) / 2
+        if mid in (cheap, dear):
+            break
         c_mid = cost(mid)
         if abs(c_mid - target) <= tol * target:
-            return mid, c_mid
-        lo, c_lo, hi, c_hi = (mid, c_mid, hi, c_hi) if c_mid < target else (lo, c_lo, mid, c_mid)
-    return (lo, c_lo) if target - c_lo <= c_hi - target else (hi, c_hi)
+            return mid, c_mid, False
+        cheap, c_cheap, dear, c_dear = (mid, c_mid, dear, c_dear) if c_mid < target else (cheap, c_cheap, mid, c_mid)
+    return (cheap, c_cheap, False) if target - c_cheap <= c_dear - target else (dear, c_dear, False)
 
 
 def budget_variant(method: Method, bench: BenchContext, budget: float, probe: Tensor, dense: float) -> Variant:
-    """``method``'s keep-target variant set to ``budget`` of the dense GMACs, named ``label@gmacs=<budget>x``."""
-    keep, gmacs = keep_for_budget(method, bench, budget, probe, dense)
-    (v,) = method.benchmark_variants(bench, keep)
-    logger.info("budget %.3gx: %s at keep target %.4f costs %.4f GMACs (%.3fx dense)", budget, method.label, keep,
-                gmacs, gmacs / dense)
-    v.name, v.keep_target = f"{method.label}@gmacs={budget:g}x", keep
-    v.info = {**v.info, "gmacs_budget": budget}
+    """``method`` set to cost ``budget`` x ``dense`` GMACs per sample on ``probe``, named
+    ``label@gmacs=<budget>x``. A method with a cost knob and a configured variant (ToMe's r, EViT's keep rate,
+    DynamicViT's rho) is searched over its knob's whole range (``Method.knob``); the others (IA-RED^2's
+    controlled keep, the fixed-ratio drops) over the keep target in [0.01, 1]. A method that cannot go as low
+    comes back at its cheapest setting (``info["at_floor"]``)."""
+    knob, target = method.knob, budget * dense
+    if knob is not None and method.benchmark_variants(bench, None):
+        def make(value: float) -> Variant:
+            node = bench.cfg.clone()
+            node.defrost()
+            node.merge_from_list([knob.key, int(value) if knob.integer else float(value), *knob.with_opts])
+            return method.benchmark_variants(dataclasses.replace(bench, cfg=node), None)[0]
+
+        value, gmacs, floor = _search(make, knob.low, knob.high, knob.cost_rises, knob.integer, target, probe)
+        v, setting = make(value), {"knob": knob.key, "value": value}
+    else:
+        value, gmacs, floor = _search(lambda k: method.benchmark_variants(bench, k)[0], 0.01, 1.0, True, False,
+                                      target, probe)
+        v, setting = method.benchmark_variants(bench, value)[0], {"keep_target": value}
+    logger.info("budget %.3gx: %s at %s costs %.4f GMACs (%.3fx dense%s)", budget, method.label, setting, gmacs,
+                gmacs / dense, ", its floor" if floor else "")
+    v.name = f"{method.label}@gmacs={budget:g}x"
+    v.info = {**v.info, **setting, "gmacs_budget": budget, "at_floor": floor}
     return v
 
 
@@ -340,7 +356,7 @@ def _bench_one(variants: list[Variant], x: Tensor, precision: str, settings: Ben
     for v in variants:
         row: dict[str, Any] = {"variant": v.name, "policy": v.policy, "keep_target": v.keep_target,
                                "threshold": v.threshold, "batch_size": batch, "precision": precision,
-                               **summarize_times(times[v.name])}
+                               "info": v.info, **summarize_times(times[v.name])}
         row[unit] = batch / row["median_s"]
         row["gmacs_per_sample"], row["keep_ratio"] = cost[v.name]
         row.update(_ratios(times[dense], times[v.name], cost[dense][0], cost[v.name][0]))

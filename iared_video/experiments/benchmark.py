@@ -74,7 +74,7 @@ class SuiteEntry:
     configured: tuple[str, ...] = ()
 
 
-#: docs/BENCHMARK.md's runs. Budgets: DeiT near the EViT/IA-RED^2 papers' DeiT-S cost, TimeSformer at half,
+#: docs/BENCHMARK_TABLES.md's runs. Budgets: DeiT near the EViT/IA-RED^2 papers' DeiT-S cost, TimeSformer at half,
 #: the main-job models at their featured IA-RED^2 rows' cost (0.35x video, 0.55x image); the main-job test
 #: batch (16 video clips, 256 images) beside 1 and 32.
 SUITE: dict[str, SuiteEntry] = {
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> BenchmarkResults | list[dict]:
                         help="IA-RED^2 thresholds as they are")
     parser.add_argument("--keep-ratios", type=float, nargs="*", default=list(b.KEEP_RATIOS),
                         help="controlled-keep targets r (per-sample ratios spread evenly over [r-spread, r+spread], "
-                             "mean r)")
+                             "mean r unless clipped to [0.01, 1])")
     parser.add_argument("--keep-spread", type=float, default=b.KEEP_SPREAD)
     parser.add_argument("--keep-schedule", choices=KEEP_SCHEDULES, default=b.KEEP_SCHEDULE)
     parser.add_argument("--gmacs-budgets", type=float, nargs="*", default=list(b.GMACS_BUDGETS),

@@ -60,6 +60,7 @@ class Knob:
         low, high: the range searched.
         integer: whether the value is an integer.
         cost_rises: whether GMACs grow with the value (keep rate) or fall (drop ratio, merged tokens).
+        with_opts: ``KEY VALUE`` options set with the knob (e.g. clearing a per-layer override of it).
     """
 
     key: str
@@ -67,6 +68,7 @@ class Knob:
     high: float
     integer: bool = False
     cost_rises: bool = False
+    with_opts: tuple[str, ...] = ()
 
 
 @dataclass

@@ -208,7 +208,7 @@ class ToMe(Method):
 
     name, policy_type, has_scores, training_free, joint_attention_only = "tome", ToMeReducer, False, True, True
     config_nodes = ("TOME",)
-    knob = Knob("TOME.R", 0, 1024, integer=True)
+    knob = Knob("TOME.R", 0, 1024, integer=True, with_opts=("TOME.R_PER_LAYER", "[]"))
 
     def build(self, cfg: CfgNode, backbone: Backbone) -> nn.Module:
         return ReducingViT(backbone, ToMeReducer(schedule(cfg, len(backbone.blocks)), cfg.TOME.PROP_ATTN))

@@ -94,10 +94,11 @@ def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor, uniform: int | No
 
     Ties are broken by token order (the earlier token is kept), the same on every run and device.
     ``uniform``: the count of every sample when all are equal (``GroupInput.uniform_count``): one sort per
-    row of the ``(B, N)`` view instead of one over the packed batch (same mask).
+    row of the ``(B, N)`` view instead of one over the packed batch (the same mask, but for scores within
+    about 1e-13 of each other, which the packed key's sample offset rounds to a tie).
     """
     key = 1.0 - scores.detach().double().clamp(0, 1)  # score descending
-    if uniform is not None:
+    if uniform:
         order = key.view(-1, uniform).argsort(dim=1, stable=True)  # equal scores: the earlier token first
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(uniform, device=scores.device).expand_as(order))
         return (rank < k[:, None]).flatten()
@@ -112,7 +113,7 @@ def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor, uniform: int | No
 def expected_counts(scores: Tensor, counts: Tensor, uniform: int | None = None) -> Tensor:
     """``(B,)`` tokens a Bernoulli(score) sample keeps on average in each sample, rounded (at least 1).
     ``uniform`` as in ``topk_per_sample``."""
-    if uniform is not None:
+    if uniform:
         total = scores.detach().double().view(-1, uniform).sum(1)
     else:
         sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
