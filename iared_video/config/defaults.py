@@ -385,9 +385,9 @@ _C.BENCHMARK.KEEP_SCHEDULE = "geometric"
 # "drop_random", "drop_attention", "drop_temporal_diff", "dynamicvit", "tome", "evit" (untrained predictors and
 # training-free reducers set to the target).
 _C.BENCHMARK.METHODS_AT_KEEP = ["drop_random"]
-# GMACs budgets (fractions of the dense model's GMACs): dense, IA-RED^2 (controlled keep) and METHODS_AT_KEEP
-# again, each at the keep target where it costs the budget (found by bisection; a method that cannot go as
-# low runs at its floor).
+# GMACs budgets (fractions of the dense model's GMACs): IA-RED^2 (controlled keep) and METHODS_AT_KEEP again,
+# each set where it costs the budget (bisection over its knob, or its keep target where the method has no
+# configured variant; a method that cannot go as low runs at its floor).
 _C.BENCHMARK.GMACS_BUDGETS = []
 # Split whose first batch is the input ("" for generated input).
 _C.BENCHMARK.DATA_SPLIT = ""

@@ -107,10 +107,11 @@ def build_variants(cfg: CfgNode, settings: BenchSettings, device: torch.device) 
     bench = BenchContext(cfg, settings, build_backbone(cfg))
     methods = [get_method(name) for name in settings.methods] or [m for m in registered_methods() if m.benchmarked]
     at_keep = list({m.name: m for m in methods + [get_method(n) for n in settings.methods_at_keep]}.values())
-    for m in [m for m in at_keep if m.requirement_errors(cfg)]:
-        logger.info("benchmark: %s left out: %s", m.name, "; ".join(m.requirement_errors(cfg)))
-    at_keep = [m for m in at_keep if not m.requirement_errors(cfg)]
-    methods = [m for m in methods if not m.requirement_errors(cfg)]
+    unfit = {m.name: m.requirement_errors(cfg) for m in at_keep}  # every method of ``methods`` is in at_keep
+    for name, errors in unfit.items():
+        if errors:
+            logger.info("benchmark: %s left out: %s", name, "; ".join(errors))
+    at_keep, methods = ([m for m in group if not unfit[m.name]] for group in (at_keep, methods))
     variants = [v for m in methods for v in m.benchmark_variants(bench, None)]
     for r in settings.keep_ratios:
         variants += [v for m in at_keep for v in m.benchmark_variants(bench, float(r))]

@@ -32,19 +32,19 @@ import torch
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
+from iared_video.config import ConfigError
 from iared_video.config.choices import CPU_LINEARS, KEEP_SCHEDULES, PRECISIONS
 from iared_video.config.defaults import get_defaults
 from iared_video.engine.benchmark import BenchSettings, benchmark_table, keep_target_methods, run_benchmark
+from iared_video.experiments.main_job import MAIN_JOB_CONFIGS
 from iared_video.methods import load_config, method_names
 from iared_video.utils.plots import plot_measured_vs_ideal
 from iared_video.utils.results import BenchmarkResults, format_table, save_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "PRESET_CONFIGS", "SUITE", "SuiteEntry", "add_model_args", "cfg_from_args", "run_suite",
-           "suite_rows", "write_report", "main"]
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+__all__ = ["PRESETS", "PRESET_CONFIGS", "SUITE", "SuiteEntry", "add_model_args", "cfg_from_args", "preset_config",
+           "run_suite", "suite_rows", "write_report", "main"]
 
 PRESETS: dict[str, list[str]] = {
     "deit_s": ["MODEL.MODEL_NAME", "deit", "MODEL.ARCH", "deit_small_patch16_224", "MODEL.NUM_CLASSES", "1000",
@@ -57,9 +57,9 @@ PRESETS: dict[str, list[str]] = {
     "main_image": [],  # the main job's image model
 }
 
-#: Presets that start from a shipped config (before their opts, ``--cfg`` and the trailing opts).
-PRESET_CONFIGS: dict[str, str] = {"main_video": "Synthetic/tsf_tiny_iared.yaml",
-                                  "main_image": "Synthetic/deit_tiny_iared.yaml"}
+#: Presets that start from a shipped config (before their opts and the trailing opts): the main job's featured
+#: IA-RED^2 configs (``MAIN_JOB_CONFIGS``: dense, featured IA-RED^2, random, paper IA-RED^2 per kind).
+PRESET_CONFIGS: dict[str, str] = {f"main_{kind}": MAIN_JOB_CONFIGS[kind][1] for kind in ("video", "image")}
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,8 @@ def preset_config(preset: str | None, cfg_path: str | None = None, opts: list[st
     """The preset's shipped config and opts, then ``cfg_path``, then ``opts``."""
     base = PRESET_CONFIGS.get(preset or "")
     if base and cfg_path:
-        raise ValueError(f"--preset {preset} is configs/{base}; give --cfg or this preset, not both")
-    path = str(CONFIG_DIR / base) if base else cfg_path
-    return load_config(path, PRESETS.get(preset or "", []) + list(opts or []))
+        raise ConfigError(f"--preset {preset} is {base}; give --cfg or this preset, not both")
+    return load_config(base or cfg_path, PRESETS.get(preset or "", []) + list(opts or []))
 
 
 def main(argv: list[str] | None = None) -> BenchmarkResults | list[dict]:

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from iared_video.experiments.benchmark import PRESETS, add_model_args
+from iared_video.experiments.benchmark import add_model_args, preset_config
 from iared_video.experiments.tradeoff import (
     add_eval_args,
     dense_of,
@@ -23,17 +23,17 @@ from iared_video.experiments.tradeoff import (
     with_threshold,
     write_outputs,
 )
-from iared_video.methods import build_model, load_config
+from iared_video.methods import build_model
 from iared_video.models import PolicyModel
 
 
 def run_configs(args: argparse.Namespace) -> list:
     """One config per run: ``--cfgs`` (one yaml each) or ``--cfg`` with each ``--groups`` value."""
-    base = PRESETS.get(args.preset or "", []) + list(args.opts or [])
+    opts = list(args.opts or [])
     if args.cfgs:
-        cfgs = [load_config(path, base) for path in args.cfgs]
+        cfgs = [preset_config(args.preset, path, opts) for path in args.cfgs]
     else:
-        cfgs = [load_config(args.cfg, base + ["IARED.NUM_GROUPS", str(d)]) for d in args.groups]
+        cfgs = [preset_config(args.preset, args.cfg, opts + ["IARED.NUM_GROUPS", str(d)]) for d in args.groups]
     ckpts = args.checkpoints or [""] * len(cfgs)
     if len(ckpts) != len(cfgs):
         raise SystemExit(f"{len(ckpts)} checkpoints for {len(cfgs)} runs")
