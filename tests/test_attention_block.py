@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from iared_video.config import ConfigError
 from iared_video.interpret.baselines import raw_attention
 from iared_video.methods import build_model, load_config, model_gmacs_per_sample
-from iared_video.methods.fixed_ratio import AttentionPolicy
+from iared_video.methods.fixed_ratio import AttentionPolicy, temporal_difference
 from iared_video.models import PolicyModel, TimeSformer, TimmViT
 from iared_video.models.flops import fvcore_gflops
 
@@ -121,3 +121,26 @@ def test_eval_heatmaps_block_sweep_methods() -> None:
                                raw_attention(backbone, x, block=2))
     torch.testing.assert_close(tool.method_scores(model, "raw_attention", x, target, attention_block=0),
                                raw_attention(backbone, x, block=0))
+
+
+def test_reducer_maps_are_the_temporal_difference_by_hand_and_evits_class_attention() -> None:
+    """``temporal_diff``: a two-frame embedding whose second frame differs from the first at one patch scores zero
+    at every other patch of frame 2, and frame 1 scores its tokens' norms (distance to zeros), all over the row's
+    maximum. ``evit_attention``: the raw class attention of EViT's first default block (a quarter of the depth)."""
+    from iared_video.models.backbones import Embedded
+
+    tool = _eval_heatmaps()
+    first = torch.tensor([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0], [0.0, 2.0]])  # 4 patches, C = 2
+    second = first.clone()
+    second[2] = torch.tensor([1.0, 6.0])  # patch 2 moves: distance 6
+    raw = torch.cat([first, second])[None]  # (1, 8, 2), frame-major
+    emb = Embedded(raw[:, :0], raw, raw, (2, 2, 2))
+    want = torch.tensor([[5.0, 1.0, 1.0, 2.0, 0.0, 0.0, 6.0, 0.0]]) / 6.0
+    torch.testing.assert_close(temporal_difference(emb, 1), want)
+    backbone, x, _ = _image_case()
+    model = PolicyModel(backbone, AttentionPolicy(DROP_RATIO), num_groups=1).eval()
+    target = torch.zeros(2, dtype=torch.long)
+    torch.testing.assert_close(tool.method_scores(model, "evit_attention", x, target),
+                               raw_attention(backbone, x, block=len(backbone.blocks) // 4))
+    assert "temporal_diff" not in tool.method_list(None, [], 1, 6, video=False)[0]
+    assert tool.method_list(["temporal_diff"], [], 1, 6, video=False)[1] == ["temporal_diff"]

@@ -91,3 +91,43 @@ def test_video_set_recipe_names_its_generator_version(tmp_path) -> None:
     assert meta["version"] == "2.0.0" and meta["knobs"]["camera_pan"] == 0.15
     assert main_job._meta_matches(str(moving), False, 0, {**recipe, "version": "2.0.0"})
     assert not main_job._meta_matches(str(moving), False, 0, recipe)
+
+
+def test_main_job_runs_every_method_at_the_featured_gmacs(tmp_path, monkeypatch) -> None:
+    """A tiny video main job: every baseline and peer has a row and a knob setting; each costs the featured row's
+    GMACs or less, or sits at its knob's cheapest end; ToMe off the shelf has ToMe's cost; the ideal speed-up is
+    dense's GMACs over the row's; heat maps are scored exactly for the methods whose scores are a map."""
+    from iared_video.methods import get_method
+    from iared_video.synthetic import generate_video_dataset
+
+    data = tmp_path / "data"
+    generate_video_dataset(str(data), num_videos=16, num_classes=2, min_frames=8, max_frames=9, min_short_side=48,
+                           max_short_side=50)
+    monkeypatch.setattr(main_job, "ensure_synthetic", lambda *args, **kwargs: None)
+    monkeypatch.setattr(main_job, "BATCH1_VIEWS", 2)
+    opts = ["MODEL.PRETRAINED", "", "MODEL.NUM_CLASSES", "2", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
+            "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "SOLVER.MAX_EPOCH", "1",
+            "IARED.INTERPRETER_EPOCHS", "1", "IARED.BACKBONE_EPOCHS", "1", "TEST.NUM_SPATIAL_CROPS", "1",
+            "DATA_LOADER.NUM_WORKERS", "0", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "TRAIN.EVAL_PERIOD", "0",
+            "DYNAMICVIT.BACKBONE_HOLD_EPOCHS", "0.0"]
+    rows = {r.method: r for r in main_job.run_main_job(str(data), str(tmp_path / "out"), False, opts)}
+    matched = [*main_job.BASELINES["video"], *main_job.PEERS, *main_job.OFF_SHELF.values()]
+    assert list(rows) == ["dense", main_job.TARGET_LABELS["video"], main_job.PAPER_LABEL, *matched]
+    saved = json.loads((tmp_path / "out" / "main_job_results.json").read_text())
+    assert sorted(saved["settings"]) == sorted(matched)
+    target = rows[main_job.TARGET_LABELS["video"]].gmacs_per_view
+    dense = rows["dense"].gmacs_per_view
+    for label in matched:
+        row = rows[label]
+        key, value = saved["settings"][label].split("=")
+        method = get_method(label.replace("-off-shelf", ""))
+        assert method.knob is not None and key == method.knob.key
+        cheapest = method.knob.high if not method.knob.cost_rises else method.knob.low
+        assert row.gmacs_per_view <= target * 1.0001 or float(value) == cheapest, (label, row.gmacs_per_view)
+        assert abs(row.ideal_speedup - dense / row.gmacs_per_view) < 1e-9
+    assert rows["tome-off-shelf"].gmacs_per_view == rows["tome"].gmacs_per_view
+    methods = {"dense": "dense", main_job.TARGET_LABELS["video"]: "iared", main_job.PAPER_LABEL: "iared",
+               **{label: label.replace("-off-shelf", "") for label in matched}}
+    for label, row in rows.items():
+        assert (row.heatmap_map is not None) == get_method(methods[label]).has_scores, label
+        assert row.speedup_b1 is not None and row.speedup_b1 > 0

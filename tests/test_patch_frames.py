@@ -108,3 +108,27 @@ def test_patch_embedding_macs_count_every_frame_of_the_window():
                         patch_frames=3)
     assert patch_embed_macs(model, 1) == 147456
     assert patch_embed_macs(tiny_timesformer(img_size=32, patch=16), 1) == 49152
+
+
+def test_conv_stem_keeps_the_token_grid_and_counts_what_fvcore_counts():
+    """``MODEL.STEM_CHANNELS``: the stem's tokens sit on the patch grid (a token's stem sees only its own patch's
+    neighbourhood: changing one far patch leaves a token unchanged), and its analytic MACs are fvcore's."""
+    from iared_video.models.backbones import ConvStemEmbed
+    from iared_video.models.flops import fvcore_gflops
+
+    embed = ConvStemEmbed(img_size=64, patch_size=16, in_chans=3, embed_dim=24, frames=3, channels=(8, 16)).eval()
+    x = torch.randn(1, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = embed(x)
+        far = x.clone()
+        far[:, :, :, 48:, 48:] += 1.0  # the bottom-right patch only
+        moved = embed(far)
+    assert tokens.shape == (1, 4, 16, 24)
+    torch.testing.assert_close(moved[:, :, 0], tokens[:, :, 0])  # the top-left token: 2 patches away
+    assert not torch.allclose(moved[:, :, 15], tokens[:, :, 15])
+    model = TimeSformer(num_classes=5, img_size=64, num_frames=4, patch_size=16, embed_dim=24, depth=1, num_heads=2,
+                        patch_frames=3, stem_channels=(8, 16))
+    want = fvcore_gflops(model.patch_embed, x) * 1e9 / 64  # per token
+    assert patch_embed_macs(model, 64) / 64 == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="conv stem"):
+        ConvStemEmbed(img_size=64, patch_size=16, in_chans=3, embed_dim=24, frames=3, channels=(8, 16, 32, 64, 64))

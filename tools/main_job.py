@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The README's main job on the synthetic set: dense -> IA-RED^2 -> the paper's baselines, tested, one table.
+"""The README's main job on the synthetic set: dense -> IA-RED^2 (ours and the paper's) -> the paper's baselines and
+the peers (ToMe, EViT, DynamicViT) at the same GMACs, tested, timed, heat maps scored, one table.
 
     python tools/main_job.py                 # video: tiny JointST TimeSformer, 8 classes
     python tools/main_job.py --image         # image: the small ViT on the synthetic image set

@@ -5,10 +5,10 @@ PySlowFast convention: a yaml file is merged over these defaults, trailing
 
 Options that exist for the synthetic sets (datasets/SYNTHETIC.md, docs/METHODS.md): their defaults are the
 paper's (or upstream TimeSformer's) behaviour, and only configs/Synthetic and the main job set them:
-MODEL.PATCH_FRAMES, MODEL.PATCH_FRAMES_INFLATION, MODEL.POS_EMBED_INIT_STD, MODEL.TIME_EMBED_INIT_STD,
-IARED.FIRST_DROP_GROUP, IARED.LAST_DROP_GROUP, IARED.DECISION, IARED.REWARD_NORMALIZER, IARED.REWARD_OUTCOME,
-IARED.REINFORCE_SAMPLES, IARED.REINFORCE_BASELINE, IARED.INTERPRETER_HIDDEN, IARED.INTERPRETER_INPUT,
-IARED.INTERPRETER_INIT_SCORE. What they did on those sets is in docs/experiment_log.md.
+MODEL.PATCH_FRAMES, MODEL.PATCH_FRAMES_INFLATION, MODEL.STEM_CHANNELS, MODEL.POS_EMBED_INIT_STD,
+MODEL.TIME_EMBED_INIT_STD, IARED.FIRST_DROP_GROUP, IARED.LAST_DROP_GROUP, IARED.DECISION, IARED.REWARD_NORMALIZER,
+IARED.REWARD_OUTCOME, IARED.REINFORCE_SAMPLES, IARED.REINFORCE_BASELINE, IARED.INTERPRETER_HIDDEN,
+IARED.INTERPRETER_INPUT, IARED.INTERPRETER_INIT_SCORE. What they did on those sets is in docs/experiment_log.md.
 """
 
 from fvcore.common.config import CfgNode
@@ -79,6 +79,11 @@ _C.MODEL.PATCH_FRAMES = 1
 # so every token also carries the temporal derivative of the pre-trained features; "mean": W / k (I3D); "central":
 # W on the token's own frame, zero elsewhere (ViViT). See docs/experiment_log.md, "Video model".
 _C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
+# TimeSformer: widths of a convolutional stem in place of the linear patch embedding (Xiao et al., 2021): a Conv3d
+# over PATCH_FRAMES frames that patchifies by PATCH_SIZE / 2^len, then a 3x3x3 stride-(1, 2, 2) Conv3d per further
+# width and into EMBED_DIM, BatchNorm + ReLU between; the token grid stays (T, h, w). [] = the linear embedding
+# (TimeSformer). A pre-trained checkpoint's linear patch weights do not fit a stem: it starts from its own init.
+_C.MODEL.STEM_CHANNELS = []
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data a larger std lets a ViT learn positions (the from-scratch
 # control of tools/main_job.py sets 1.0).

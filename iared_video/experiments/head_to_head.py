@@ -39,14 +39,17 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 from fvcore.common.config import CfgNode
 
 from iared_video.config.defaults import SYNTHETIC_DATA_DIRS
-from iared_video.experiments.heatmaps import samples_for
+from iared_video.experiments.heatmaps import policy_map_scores
 from iared_video.experiments.main_job import (
+    CONFIG_PREFIX,
     SYNTHETIC_CONFIG_DIR,
+    TEST_ONLY,
     Recipe,
     ensure_synthetic,
     gmacs_of,
@@ -59,6 +62,7 @@ from iared_video.experiments.main_job import (
 )
 from iared_video.experiments.pareto import AXIS_LABELS
 from iared_video.methods import get_method, registered_methods
+from iared_video.models import PolicyModel
 from iared_video.utils.results import TestResults, format_table, save_json
 
 __all__ = ["main", "parse_args", "method_labels", "config_path", "epoch_opts", "method_cfg", "prepare_data",
@@ -67,10 +71,6 @@ __all__ = ["main", "parse_args", "method_labels", "config_path", "epoch_opts", "
 DEFAULT_METHODS = ("dense", "iared", "dynamicvit", "random", "attention", "temporal_diff")
 REFERENCE, TARGET = "dense", "iared"  # speed-ups are against the dense model; knobs are matched to IA-RED^2
 DATA_DIRS = SYNTHETIC_DATA_DIRS
-PREFIX = {"video": "tsf", "image": "deit"}
-#: Test a given checkpoint: no training, no other stage, no initial weights (the checkpoint holds them all).
-TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE", "False", "BENCHMARK.ENABLE", "False",
-             "MODEL.PRETRAINED", ""]
 logger = logging.getLogger("head_to_head")
 
 
@@ -85,7 +85,7 @@ def config_path(label: str, kind: str) -> str | None:
     method = get_method(label)
     if method.needs_video and kind != "video":
         return None
-    return str(SYNTHETIC_CONFIG_DIR / f"{PREFIX[kind]}_tiny_{method.synthetic_config}.yaml")
+    return str(SYNTHETIC_CONFIG_DIR / f"{CONFIG_PREFIX[kind]}_tiny_{method.synthetic_config}.yaml")
 
 
 def epoch_opts(epochs: int | None, quick: bool) -> list[str]:
@@ -298,24 +298,6 @@ def load_trained(cfg) -> torch.nn.Module:
     return model.eval()
 
 
-def heatmap_scores(model, cfg, max_samples: int) -> dict:
-    """Segmentation scores of the model's last-stage policy scores (dense: uniform map) against the masks."""
-    from iared_video.interpret.heatmap import policy_heatmaps
-    from iared_video.interpret.metrics import SegmentationMeter
-
-    meter = SegmentationMeter(cfg.VISUALIZE.BINARIZE, cfg.VISUALIZE.BINARIZE_THRESHOLD)
-    samples = samples_for(cfg, "val")  # the val views with their object masks
-    for count, (x, mask, _, _) in enumerate(samples):
-        if count >= max_samples:
-            break
-        with torch.no_grad():
-            out = model(x[None], return_policy=True)
-        acting = [j for j in range(model.num_groups) if model.policy.acts_on(j)] or [0]
-        maps = policy_heatmaps([out.scores[acting[-1]]], out.grid, x.shape[-2:])[0, 0]
-        meter.update(maps, mask.reshape(maps.shape))
-    return meter.compute()
-
-
 def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: int) -> list[dict]:
     """Accuracy/GMACs from the test results, throughput vs dense at two batch sizes, heatmap scores.
 
@@ -340,7 +322,7 @@ def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: in
                      f"throughput_b{large_batch}": speed[large_batch][i]["throughput"],
                      f"speedup_b{large_batch}": speed[large_batch][i]["speedup"],
                      "has_scores": get_method(method).has_scores, "checkpoint": cfg.TEST.CHECKPOINT_FILE_PATH or "",
-                     **heatmap_scores(models[method], cfg, max_samples)})
+                     **policy_map_scores(cast(PolicyModel, models[method]), cfg, max_samples)})
     return rows
 
 

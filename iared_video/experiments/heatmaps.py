@@ -31,7 +31,8 @@ from iared_video.interpret.baselines import BASELINES, deletion_insertion, raw_a
 from iared_video.interpret.heatmap import policy_heatmaps
 from iared_video.interpret.metrics import SegmentationMeter
 from iared_video.methods import load_config
-from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK
+from iared_video.methods.base import depth_quarters
+from iared_video.methods.fixed_ratio import PAPER_ATTENTION_BLOCK, temporal_difference
 from iared_video.models import PolicyModel
 from iared_video.utils.cli import DEBUG_FLAG
 from iared_video.utils.results import format_table, save_json
@@ -40,7 +41,8 @@ from iared_video.visualization import build_vis_model
 logger = logging.getLogger(__name__)
 
 __all__ = ["Sample", "video_samples", "image_samples", "samples_for", "BLOCK_METHOD", "attention_block_of",
-           "is_known_method", "method_scores", "evaluate", "method_list", "heatmap_table"]
+           "REDUCER_MAPS", "is_known_method", "method_scores", "policy_map_scores", "evaluate", "method_list",
+           "heatmap_table"]
 
 Sample = tuple[torch.Tensor, torch.Tensor, int, str]  # input, mask (T, H, W) bool, label, path
 
@@ -86,6 +88,22 @@ def samples_for(cfg, split: str) -> Iterator[Sample]:
     return (video_samples if is_video(cfg) else image_samples)(cfg, split)
 
 
+def policy_map_scores(model: PolicyModel, cfg, max_samples: int, split: str = "val") -> dict[str, float]:
+    """Segmentation scores (``SegmentationMeter``) of a model's own map against the masks of ``split``: the
+    scores of its last group that acts (a model whose policy acts nowhere: group 1's, all ones), over the first
+    ``max_samples`` views."""
+    meter = SegmentationMeter(cfg.VISUALIZE.BINARIZE, cfg.VISUALIZE.BINARIZE_THRESHOLD)
+    acting = [j for j in range(model.num_groups) if model.policy.acts_on(j)] or [0]
+    for count, (x, mask, _, _) in enumerate(samples_for(cfg, split)):
+        if count >= max_samples:
+            break
+        with torch.no_grad():
+            out = model(x[None], return_policy=True)
+        maps = policy_heatmaps([out.scores[acting[-1]]], out.grid, x.shape[-2:])[0, 0]
+        meter.update(maps, mask.reshape(maps.shape))
+    return meter.compute()
+
+
 BLOCK_METHOD = "raw_attention_b"  # raw_attention_b<k>: class-token attention of block k
 
 
@@ -95,9 +113,15 @@ def attention_block_of(name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
+#: Maps of the token-reduction baselines, beside the attribution ``BASELINES``: the temporal-difference baseline's
+#: scores (video) and EViT's class attention (head-averaged, at EViT's first default location: a quarter of the depth).
+REDUCER_MAPS = ("temporal_diff", "evit_attention")
+
+
 def is_known_method(name: str) -> bool:
-    """``iared_g<j>``, ``random``, ``raw_attention_b<k>`` or a ``BASELINES`` key."""
-    return name.startswith("iared_g") or name == "random" or name in BASELINES or attention_block_of(name) is not None
+    """``iared_g<j>``, ``random``, ``raw_attention_b<k>``, a ``REDUCER_MAPS`` name or a ``BASELINES`` key."""
+    return (name.startswith("iared_g") or name == "random" or name in BASELINES or name in REDUCER_MAPS
+            or attention_block_of(name) is not None)
 
 
 def method_scores(model, name: str, x: torch.Tensor, target: torch.Tensor,
@@ -110,6 +134,11 @@ def method_scores(model, name: str, x: torch.Tensor, target: torch.Tensor,
     if name == "random":
         emb = model.backbone.embed(x)
         return torch.rand(emb.patches.shape[:2], device=x.device)
+    if name == "temporal_diff":
+        with torch.no_grad():
+            return temporal_difference(model.backbone.embed(x), x.shape[0])
+    if name == "evit_attention":
+        return raw_attention(model.backbone, x, target, block=depth_quarters(len(model.backbone.blocks))[0])
     block = attention_block_of(name)
     if block is not None:
         return raw_attention(model.backbone, x, target, block=block)
@@ -151,12 +180,14 @@ def evaluate(cfg, model, methods: list[str], samples: Iterator[Sample], max_samp
 
 
 def method_list(requested: list[str] | None, attention_blocks: list[int], num_groups: int,
-                depth: int) -> tuple[list[str], list[str]]:
+                depth: int, video: bool = True) -> tuple[list[str], list[str]]:
     """Methods to score (``requested`` or all, plus ``raw_attention_b<k>`` per attention block) and the unknown ones
-    (names no method has, or blocks the backbone does not have)."""
-    methods = requested or [f"iared_g{j + 1}" for j in range(num_groups)] + ["random", *BASELINES]
+    (names no method has, blocks the backbone does not have, ``temporal_diff`` on images)."""
+    reducers = [m for m in REDUCER_MAPS if video or m != "temporal_diff"]
+    methods = requested or [f"iared_g{j + 1}" for j in range(num_groups)] + ["random", *reducers, *BASELINES]
     methods = methods + [f"{BLOCK_METHOD}{k}" for k in attention_blocks if f"{BLOCK_METHOD}{k}" not in methods]
-    unknown = [m for m in methods if not is_known_method(m) or (attention_block_of(m) or 0) >= depth]
+    unknown = [m for m in methods if not is_known_method(m) or (attention_block_of(m) or 0) >= depth
+               or (m == "temporal_diff" and not video)]
     return methods, unknown
 
 
@@ -212,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, list(args.opts))
     model = cast(PolicyModel, build_vis_model(cfg))  # heatmaps come from an IA-RED^2 model
-    methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks))
+    methods, unknown = method_list(args.methods, args.attention_blocks, model.num_groups, len(model.backbone.blocks),
+                                   is_video(cfg))
     if unknown:
         print(f"error: unknown methods {unknown}", file=sys.stderr)
         return 2

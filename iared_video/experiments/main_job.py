@@ -1,5 +1,7 @@
-"""The README's main job: dense (pre-trained) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
-baselines at IA-RED^2's GMACs, each trained and tested, then timed interleaved in one process, one table.
+"""The README's main job: dense (pre-trained) -> IA-RED^2 (from the dense weights; the featured configuration and
+the paper's) -> the paper's fixed-ratio baselines and the peers (ToMe, EViT, DynamicViT; ToMe also off the shelf),
+each set to the featured row's GMACs by its own knob, trained and tested; then all timed interleaved in one
+process (the table's batch and batch 1) and their maps scored against the masks, one table.
 
 The recipe's pieces (``run_stage``, ``run_recipe``, ``gmacs_of``, ``knob_for_gmacs``) are what
 ``experiments.head_to_head`` runs every method through. Stages hand their :class:`TestResults` over in
@@ -29,7 +31,7 @@ from iared_video.methods import get_method
 from iared_video.utils.results import MainJobResults, MainJobRow, TestResults, format_table, load_json, save_json
 
 __all__ = ["MAIN_JOB_CONFIGS", "SYNTHETIC_CONFIG_DIR", "BASELINES", "TARGET_LABELS", "PAPER_LABEL", "ensure_synthetic",
-           "run_stage", "Recipe",
+           "run_stage", "Recipe", "CONFIG_PREFIX", "PEERS", "OFF_SHELF", "TEST_ONLY", "heatmap_rows",
            "run_recipe", "gmacs_of", "knob_for_gmacs", "fixed_ratio_gmacs", "matched_gmacs_drop_ratio",
            "matched_drop_ratio", "measured_keep_ratio", "read_test_results", "wilson_interval", "table_row",
            "measured_throughput", "run_main_job"]
@@ -38,9 +40,11 @@ logger = get_logger(__name__)
 
 #: The repository's ``configs/Synthetic`` folder (configs are found from any working directory).
 SYNTHETIC_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "Synthetic"
+#: The synthetic configs' prefix per branch: ``configs/Synthetic/<prefix>_tiny_<name>.yaml``.
+CONFIG_PREFIX = {"video": "tsf", "image": "deit"}
 MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name}.yaml")
                                 for name in ("dense", "iared", "random", "iared_paper"))
-                    for kind, prefix in (("video", "tsf"), ("image", "deit"))}
+                    for kind, prefix in CONFIG_PREFIX.items()}
 
 #: Table labels of the two IA-RED^2 rows. The featured row (``{tsf,deit}_tiny_iared.yaml``, whose GMACs every
 #: baseline matches) departs from the paper and is named for what it changes (docs/METHODS.md): on video the
@@ -55,6 +59,20 @@ PAPER_LABEL = "iared-paper"
 #: IA-RED^2's GMACs (the baseline config with ``METHOD.NAME`` set to the method's name); temporal difference needs
 #: frames.
 BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
+#: The peers, each set by its own cost knob to the featured row's GMACs (or its cheapest setting, if that costs
+#: more) and fine-tuned from the dense weights. ToMe and EViT select by a rule, so they get the baselines' budget
+#: (the baseline config: 2 epochs at 2e-4, nothing frozen); DynamicViT learns its predictors, so it gets its own
+#: config, whose 5 epochs are IA-RED^2's (3 interpreter + 2 backbone epochs).
+PEERS = ("tome", "evit", "dynamicvit")
+#: Training-free peers also tested off the shelf on the dense weights, at the same setting (label: output folder).
+OFF_SHELF = {"tome": "tome-off-shelf"}
+#: Options that test a given checkpoint and run nothing else (no training, no other stage, no initial weights).
+TEST_ONLY = ["TRAIN.ENABLE", "False", "TEST.ENABLE", "True", "VISUALIZE.ENABLE", "False", "BENCHMARK.ENABLE", "False",
+             "MODEL.PRETRAINED", ""]
+#: Val views whose heat maps are scored against the actor/object masks, per method with a map.
+HEATMAP_SAMPLES = 96
+#: Test views timed at batch 1 (the table's batch times the whole test split).
+BATCH1_VIEWS = 32
 
 #: Generator arguments of the main job's synthetic sets (see datasets/SYNTHETIC.md): the video defaults with
 #: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
@@ -162,7 +180,7 @@ def knob_for_gmacs(cfg: CfgNode, label: str, target: float, steps: int = 12) -> 
     def cost(value: float) -> float:
         node = cfg.clone()
         node.defrost()
-        node.merge_from_list([knob.key, int(value) if knob.integer else float(value)])
+        node.merge_from_list([*knob.with_opts, knob.key, int(value) if knob.integer else float(value)])
         return gmacs_of(node)
 
     cheap, dear = (knob.low, knob.high) if knob.cost_rises else (knob.high, knob.low)
@@ -253,12 +271,15 @@ def run_recipe(recipe: Recipe) -> dict[str, tuple[CfgNode, TestResults | None]]:
     return recipe.done
 
 
-def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[str, float]]:
-    """Throughput of each cfg's trained model over the whole test split, timed interleaved in one process.
+def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: int = BATCH1_VIEWS
+                        ) -> list[dict[str, float]]:
+    """Throughput of each cfg's trained model on the test split at the table's batch and at batch 1, timed
+    interleaved in one process.
 
     The test pass's own clips/s runs beside the loader's decoding workers and is not comparable across runs.
-    Here every test view is decoded once into memory, then for each batch the models run in rotating order
-    (``iters`` timed runs after one warm-up); a model's time is the sum over batches of its median.
+    Here the test views are decoded once into memory, then for each batch the models run in rotating order
+    (``iters`` timed runs after one warm-up); a model's time is the sum over batches of its median. The table's
+    batch (``TEST.BATCH_SIZE``) covers the whole test split, batch 1 its first ``batch1_views`` views.
     """
     from iared_video.engine.benchmark import Variant, time_interleaved
     from iared_video.engine.tester import load_test_weights
@@ -268,16 +289,21 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3) -> list[dict[st
     variants = []
     for i, cfg in enumerate(cfgs):
         model = build_model(cfg).eval()
-        load_test_weights(model, "", cfg.OUTPUT_DIR)
+        load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
         variants.append(Variant(str(i), model, ""))
-    batches = eval_batches(cfgs[0], cfgs[0].TEST.SPLIT, num_batches=0, batch=cfgs[0].TEST.BATCH_SIZE)
-    seconds = [0.0] * len(cfgs)
-    for inputs, _ in batches:
-        times = time_interleaved(variants, inputs, "fp32", warmup=1, iters=iters)
-        for i, v in enumerate(variants):
-            seconds[i] += statistics.median(times[v.name])
-    views = sum(len(inputs) for inputs, _ in batches)
-    return [{"throughput": views / t, "speedup": seconds[0] / t} for t in seconds]
+    split = cfgs[0].TEST.SPLIT
+    out: list[dict[str, float]] = [{} for _ in cfgs]
+    for suffix, batches in (("", eval_batches(cfgs[0], split, num_batches=0, batch=cfgs[0].TEST.BATCH_SIZE)),
+                            ("_b1", eval_batches(cfgs[0], split, num_batches=batch1_views, batch=1))):
+        seconds = [0.0] * len(cfgs)
+        for inputs, _ in batches:
+            times = time_interleaved(variants, inputs, "fp32", warmup=1, iters=iters)
+            for i, v in enumerate(variants):
+                seconds[i] += statistics.median(times[v.name])
+        views = sum(len(inputs) for inputs, _ in batches)
+        for i, t in enumerate(seconds):
+            out[i].update({f"throughput{suffix}": views / t, f"speedup{suffix}": seconds[0] / t})
+    return out
 
 
 def _interval(error: float, count: int | None) -> str:
@@ -285,9 +311,16 @@ def _interval(error: float, count: int | None) -> str:
     return f"{low:.1f}-{high:.1f}"
 
 
-def table_row(method: str, results: TestResults, speed: dict[str, float], video: bool) -> MainJobRow:
-    """One method's row: keep ratio, GMACs, error(s) with 95% Wilson intervals, measured speed."""
-    row = MainJobRow(method, results.keep_ratio, results.gmacs_per_view, speedup=speed["speedup"])
+def table_row(method: str, results: TestResults, speed: dict[str, float], video: bool, dense_gmacs: float | None,
+              heatmap: dict[str, float] | None = None) -> MainJobRow:
+    """One method's row: keep ratio, GMACs and their share of dense's, error(s) with 95% Wilson intervals,
+    measured speed-up at the table's batch and at batch 1 beside the FLOPs-ideal one, heat-map mIoU and mAP."""
+    gmacs = results.gmacs_per_view
+    ideal = dense_gmacs / gmacs if gmacs and dense_gmacs else None
+    row = MainJobRow(method, results.keep_ratio, gmacs, speedup=speed["speedup"], speedup_b1=speed["speedup_b1"],
+                     ideal_speedup=ideal, gmacs_ratio=None if ideal is None else 1.0 / ideal)
+    if heatmap:
+        row.heatmap_miou, row.heatmap_map = heatmap["miou"], heatmap["map"]
     if video:
         assert results.clip1_err is not None and results.video1_err is not None  # set for every video test
         row.clip1_err, row.video1_err = results.clip1_err, results.video1_err
@@ -301,10 +334,27 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
     return row
 
 
+def heatmap_rows(cfgs: dict[str, CfgNode], max_samples: int = HEATMAP_SAMPLES) -> dict[str, dict[str, float]]:
+    """Label -> segmentation scores of the model's own map on the val views (methods whose map is informative)."""
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.experiments.heatmaps import policy_map_scores
+    from iared_video.methods import build_model
+    from iared_video.models import PolicyModel
+
+    scores = {}
+    for label, cfg in cfgs.items():
+        if not get_method(cfg.METHOD.NAME).has_scores:
+            continue
+        model = build_model(cfg).eval()
+        load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
+        scores[label] = policy_map_scores(cast(PolicyModel, model), cfg, max_samples)  # a method's model
+    return scores
+
+
 def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scratch: bool, init_method: str,
-                     drops: dict[str, float]) -> Recipe:
-    """Dense, the featured IA-RED^2 from it, the paper's IA-RED^2, each baseline at the featured row's GMACs (their
-    drop ratios into ``drops``)."""
+                     settings: dict[str, str]) -> Recipe:
+    """Dense, the featured IA-RED^2 from it, the paper's IA-RED^2, each baseline and peer set to the featured
+    row's GMACs by its knob (the settings found go into ``settings``: label -> ``KEY=VALUE``), ToMe off the shelf."""
     from iared_video.methods import load_config
 
     dense_path, iared_path, baseline_path, paper_path = MAIN_JOB_CONFIGS[kind]
@@ -312,33 +362,42 @@ def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scr
     def stage(path: str, name: str, extra: Sequence[str]) -> CfgNode:
         return load_config(path, [*common, *extra, "OUTPUT_DIR", os.path.join(output_dir, name)])
 
-    def baseline(label: str) -> Callable[[str, tuple[CfgNode, TestResults | None] | None], CfgNode]:
+    def matched(label: str, folder: str, off_shelf: bool = False) -> Callable[[str, Any], CfgNode]:
         method = get_method(label)
-        assert method.knob is not None  # a fixed-ratio drop: its knob is the drop ratio
-        knob = method.knob.key
+        assert method.knob is not None  # every baseline and peer has a cost knob
+        # A method that trains like the dense model (ToMe, EViT) fine-tunes on the baseline config instead.
+        own = method.synthetic_config
+        path = baseline_path if own == "dense" else str(SYNTHETIC_CONFIG_DIR / f"{CONFIG_PREFIX[kind]}_tiny_{own}.yaml")
+        opts = [*method.config_opts(), *method.knob.with_opts]
 
         def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
             tested = target[1] if target is not None else None
-            assert tested is not None and tested.gmacs_per_view is not None  # baselines follow a tested target
+            assert tested is not None and tested.gmacs_per_view is not None  # the others follow a tested target
             gmacs = float(tested.gmacs_per_view)
-            probe = load_config(baseline_path, [*common, *method.config_opts()])
-            drops[label] = matched_gmacs_drop_ratio(probe, gmacs)
-            logger.info("%s baseline at IA-RED^2's %.4f GMACs: drop ratio %.3f", label, gmacs, drops[label])
-            return stage(baseline_path, label, ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt, *method.config_opts(),
-                                                knob, repr(drops[label])])
+            key, value = knob_for_gmacs(load_config(path, [*common, *opts]), label, gmacs)
+            settings[folder] = f"{key}={value}"
+            logger.info("%s at IA-RED^2's %.4f GMACs: %s %s", folder, gmacs, key, value)
+            start = [*TEST_ONLY, "TEST.CHECKPOINT_FILE_PATH", dense_ckpt] if off_shelf else \
+                ["TRAIN.CHECKPOINT_FILE_PATH", dense_ckpt]
+            return stage(path, folder, [*start, *opts, key, value])
         return make
 
     dense = stage(dense_path, "dense", FROM_SCRATCH_OPTS[kind] if from_scratch else [])
-    target = None if from_scratch else (lambda ckpt: stage(iared_path, "iared", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt]))
-    paper = {PAPER_LABEL: lambda ckpt, _: stage(paper_path, "iared_paper", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt])}
-    others = {} if from_scratch else {**paper, **{label: baseline(label) for label in BASELINES[kind]}}
+    if from_scratch:
+        return Recipe(dense, None, {}, lambda cfg: run_stage(cfg, init_method), TARGET_LABELS[kind])
+    target = lambda ckpt: stage(iared_path, "iared", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt])  # noqa: E731
+    others: dict[str, Callable[[str, Any], CfgNode | None]] = {
+        PAPER_LABEL: lambda ckpt, _: stage(paper_path, "iared_paper", ["TRAIN.CHECKPOINT_FILE_PATH", ckpt])}
+    others.update({label: matched(label, label) for label in (*BASELINES[kind], *PEERS)})
+    others.update({shelf: matched(label, shelf, off_shelf=True) for label, shelf in OFF_SHELF.items()})
     return Recipe(dense, target, others, lambda cfg: run_stage(cfg, init_method), TARGET_LABELS[kind])
 
 
 def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
                  init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[MainJobRow]:
     """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
-    baselines at IA-RED^2's GMACs; test all, time all interleaved in one process, one table.
+    baselines and the peers at IA-RED^2's GMACs; test all, time all interleaved in one process, score every map
+    against the masks, one table.
 
     Args:
         from_scratch: the control of "pre-training helps": the dense stage alone, without pre-trained weights.
@@ -348,15 +407,17 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     kind = "image" if image else "video"
     setup_logging(output_dir)
     ensure_synthetic(data_dir, image)
-    drops: dict[str, float] = {}
+    settings: dict[str, str] = {}
     common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
-    runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, drops))
+    runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, settings))
     speeds = measured_throughput([cfg for cfg, _ in runs.values()])
+    maps = heatmap_rows({label: cfg for label, (cfg, _) in runs.items()})
+    dense_gmacs = runs["dense"][1].gmacs_per_view if runs["dense"][1] is not None else None
     rows = []
     for (method, (_, results)), speed in zip(runs.items(), speeds):
         assert results is not None  # run_stage always hands back test results
-        rows.append(table_row(method, results, speed, not image))
+        rows.append(table_row(method, results, speed, not image, dense_gmacs, maps.get(method)))
     setup_logging(output_dir)
-    save_json(MainJobResults(kind, from_scratch, drops, rows), os.path.join(output_dir, "main_job_results.json"))
+    save_json(MainJobResults(kind, from_scratch, settings, rows), os.path.join(output_dir, "main_job_results.json"))
     logger.info("main job (%s%s):\n%s", kind, ", dense from scratch" if from_scratch else "", format_table(rows))
     return rows

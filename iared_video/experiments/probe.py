@@ -73,13 +73,14 @@ class TinyTimeSformer(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, num_classes: int, size: int, frames: int) -> None:
+    def __init__(self, num_classes: int, size: int, frames: int, opts: list[str] | None = None) -> None:
         super().__init__()
-        # From scratch (the probe's question), with the embedding initialisation that lets a ViT learn these sets.
+        # From scratch (the probe's question), with the embedding initialisation that lets a ViT learn these sets;
+        # ``opts`` (KEY VALUE pairs of the config) come last: another backbone recipe on the same tensors.
         cfg = load_config(TSF_CONFIG, ["MODEL.NUM_CLASSES", str(num_classes), "DATA.NUM_FRAMES", str(frames),
                                        "DATA.TRAIN_CROP_SIZE", str(size), "DATA.TEST_CROP_SIZE", str(size),
                                        "MODEL.PRETRAINED", "", "MODEL.POS_EMBED_INIT_STD", "1.0",
-                                       "MODEL.TIME_EMBED_INIT_STD", "1.0"])
+                                       "MODEL.TIME_EMBED_INIT_STD", "1.0", *(opts or [])])
         self.model = cast(PolicyModel, build_model(cfg))  # the dense IA-RED^2 wrapper of the config
         self.register_buffer("mean", torch.tensor(cfg.DATA.MEAN).view(1, -1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.DATA.STD).view(1, -1, 1, 1, 1))
@@ -93,11 +94,13 @@ class TinyTimeSformer(nn.Module):
         return self.model((clips - self.mean) / self.std)
 
 
-def build_probe(name: str, num_classes: int, size: int, frames: int) -> nn.Module:
-    """``cnn``: :func:`small_3d_cnn`; ``tsf``: :class:`TinyTimeSformer`."""
+def build_probe(name: str, num_classes: int, size: int, frames: int, opts: list[str] | None = None) -> nn.Module:
+    """``cnn``: :func:`small_3d_cnn`; ``tsf``: :class:`TinyTimeSformer` (``opts``: its config overrides)."""
     if name == "cnn":
+        if opts:
+            raise ValueError("config options (--opts) apply to --model tsf only")
         return small_3d_cnn(num_classes)
-    return TinyTimeSformer(num_classes, size, frames)
+    return TinyTimeSformer(num_classes, size, frames, opts)
 
 
 @torch.no_grad()
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=["cnn", "tsf"], default="cnn",
                         help="cnn: the four-block 3D CNN; tsf: the main job's tiny TimeSformer (size %% 16 == 0)")
     parser.add_argument("--out", default="", help="JSON with the accuracy curve")
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="KEY VALUE pairs of the tiny TimeSformer's config (--model tsf), e.g. MODEL.STEM_CHANNELS "
+                             "'[16, 48]'")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     root = args.generate or args.data
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_video_dataset(root, seed=args.seed, progress=True)
     data = load_split_tensors(root, args.frames, args.size)
     num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
-    model = build_probe(args.model, num_classes, args.size, args.frames)
+    model = build_probe(args.model, num_classes, args.size, args.frames, args.opts)
     opt = torch.optim.Adam(model.parameters(), args.lr)
     curve, tic = [], time.time()
     for epoch in range(1, args.epochs + 1):

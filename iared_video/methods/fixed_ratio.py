@@ -23,14 +23,14 @@ from torch import Tensor, nn
 from iared_video.methods import register
 from iared_video.methods.base import BenchContext, Count, Knob, Method, Variant
 from iared_video.methods.stages import Stage, StagePlan
-from iared_video.models.backbones import Backbone
+from iared_video.models.backbones import Backbone, Embedded
 from iared_video.models.flops import linear_macs, norm_macs, timm_block_macs
 from iared_video.models.policies import MODES, DropPolicy, GroupInput
 from iared_video.models.policy_model import PolicyModel
 from iared_video.models.token_ops import block_attention
 
 __all__ = ["FixedRatio", "RawAttention", "FixedRatioPolicy", "RandomPolicy", "AttentionPolicy", "TemporalDiffPolicy",
-           "PAPER_ATTENTION_BLOCK", "attention_policy_macs"]
+           "PAPER_ATTENTION_BLOCK", "attention_policy_macs", "temporal_difference"]
 
 PAPER_ATTENTION_BLOCK = 1  # the paper's raw-attention baseline: Block_1, the second block (0-based index 1)
 
@@ -95,12 +95,16 @@ class TemporalDiffPolicy(FixedRatioPolicy):
     """Temporal-difference baseline: L2 distance of a patch token to the same position at t-1 (t=0 vs zeros)."""
 
     def score(self, inp: GroupInput) -> Tensor:
-        emb = inp.embedded
-        frames, h, w = emb.grid
-        tokens = emb.raw.view(inp.batch, frames, h * w, -1)
-        previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
-        distance = (tokens - previous).norm(dim=-1).flatten(1)
-        return _normalise(distance).flatten()
+        return temporal_difference(inp.embedded, inp.batch).flatten()
+
+
+def temporal_difference(emb: Embedded, batch: int) -> Tensor:
+    """``(B, N)`` temporal-difference scores: each patch embedding's L2 distance to the same patch's one frame
+    earlier (the first frame's to zeros), each row scaled to [0, 1] by its maximum."""
+    frames, h, w = emb.grid
+    tokens = emb.raw.view(batch, frames, h * w, -1)
+    previous = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
+    return _normalise((tokens - previous).norm(dim=-1).flatten(1))
 
 
 def _normalise(values: Tensor) -> Tensor:

@@ -30,8 +30,8 @@ from iared_video.config.choices import PATCH_INFLATIONS
 from iared_video.models.divided import ATTENTION_TYPES, DividedBlock
 from iared_video.models.token_ops import block_forward
 
-__all__ = ["DenseTrace", "dense_forward", "Backbone", "BackboneBlock", "backbone_blocks", "Embedded", "FramePatchEmbed",
-           "TimeSformer", "TimmViT", "check_input"]
+__all__ = ["ConvStemEmbed", "DenseTrace", "dense_forward", "Backbone", "BackboneBlock", "backbone_blocks", "Embedded",
+           "FramePatchEmbed", "TimeSformer", "TimmViT", "check_input"]
 
 
 @dataclass
@@ -93,6 +93,53 @@ class FramePatchEmbed(nn.Module):
         return rearrange(self.proj(padded), "b c t h w -> b t (h w) c")
 
 
+class ConvStemEmbed(nn.Module):
+    """A convolutional stem in place of the single linear patch projection (Xiao et al., NeurIPS 2021, "Early
+    convolutions help transformers see better"), in space-time.
+
+    A ``Conv3d`` of kernel ``(frames, s, s)`` and stride ``(1, s, s)`` into ``channels[0]`` (the ends of the clip
+    repeated in time, as ``FramePatchEmbed``), then one ``Conv3d`` of kernel 3 and stride ``(1, 2, 2)`` per further
+    width (``channels[1:]``, then ``embed_dim``), all but the last followed by BatchNorm and ReLU;
+    ``s = patch_size / 2 ** len(channels)``. The token grid is the patch embedding's ``(T, H / p, W / p)``, so
+    everything that scores, drops or merges tokens is unchanged; only the embedding is non-linear and local.
+    """
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, frames: int,
+                 channels: Sequence[int]) -> None:
+        super().__init__()
+        downs = 2 ** len(channels)
+        if not channels or patch_size % downs or frames < 1 or frames % 2 == 0:
+            raise ValueError(f"a conv stem needs widths whose {len(channels)} stride-2 stages divide the patch size "
+                             f"{patch_size} and an odd frame window, got {list(channels)} and {frames}")
+        first = patch_size // downs
+        self.patch_size = (patch_size, patch_size)
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        widths = [*channels, embed_dim]
+        layers: list[nn.Module] = [nn.Conv3d(in_chans, widths[0], (frames, first, first), stride=(1, first, first),
+                                             padding=((frames - 1) // 2, 0, 0), padding_mode="replicate")]
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += [nn.BatchNorm3d(cin), nn.ReLU(inplace=True), nn.Conv3d(cin, cout, 3, (1, 2, 2), padding=1)]
+        self.stem = nn.Sequential(*layers)
+
+    def macs_per_token(self) -> int:
+        """Multiply-accumulates per output token: each layer's per-position MACs times its positions per token
+        (4 per stride-2 stage still to come), an affine BatchNorm at two per element (fvcore's eval-mode count)."""
+        macs, positions = 0, 4 ** (len(self.stem) // 3)
+        for layer in self.stem:
+            if isinstance(layer, nn.Conv3d):
+                if layer.stride[1] == 2:
+                    positions //= 4
+                macs += positions * layer.weight.numel()
+            elif isinstance(layer, nn.BatchNorm3d):
+                macs += positions * layer.num_features * (2 if layer.affine else 1)
+        return macs
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, T, h * w, embed_dim)``."""
+        return rearrange(self.stem(x), "b c t h w -> b t (h w) c")
+
+
 class TimeSformer(nn.Module):
     """TimeSformer with joint (JointST) or divided (divST) space-time attention, official key layout.
 
@@ -110,6 +157,8 @@ class TimeSformer(nn.Module):
             first block, as in TimeSformer).
         patch_frames: frames each patch token embeds (``FramePatchEmbed``); 1 is TimeSformer.
         patch_inflation: how 2-d patch weights inflate to ``patch_frames`` frames (``FramePatchEmbed``).
+        stem_channels: widths of a convolutional stem in place of the linear patch embedding (``ConvStemEmbed``,
+            over ``patch_frames`` frames); empty: the linear embedding.
     """
 
     num_prefix_tokens: int = 1
@@ -119,14 +168,15 @@ class TimeSformer(nn.Module):
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  pos_embed_std: float = 0.02, time_embed_std: float = 0.0,
                  attention_type: str = "joint_space_time", patch_frames: int = 1,
-                 patch_inflation: str = "mean_diff") -> None:
+                 patch_inflation: str = "mean_diff", stem_channels: Sequence[int] = ()) -> None:
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
             raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
         self.embed_dim, self.num_frames, self.in_chans = embed_dim, num_frames, in_chans
         self.attention_type = attention_type
-        self.patch_embed: PatchEmbed | FramePatchEmbed = (
-            PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False) if patch_frames == 1
+        self.patch_embed: PatchEmbed | FramePatchEmbed | ConvStemEmbed = (
+            ConvStemEmbed(img_size, patch_size, in_chans, embed_dim, patch_frames, stem_channels) if stem_channels
+            else PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False) if patch_frames == 1
             else FramePatchEmbed(img_size, patch_size, in_chans, embed_dim, patch_frames, patch_inflation))
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -164,7 +214,7 @@ class TimeSformer(nn.Module):
         check_input(x, 5, self.in_chans, self.patch_size, "(B, C, T, H, W)")
         batch, _, frames, height, width = x.shape
         h, w = height // self.patch_size, width // self.patch_size
-        if isinstance(self.patch_embed, FramePatchEmbed):
+        if isinstance(self.patch_embed, (FramePatchEmbed, ConvStemEmbed)):
             raw = rearrange(self.patch_embed(x), "b t n c -> (b t) n c")
         else:
             raw = self.patch_embed(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, h*w, C)

@@ -25,7 +25,7 @@ def timesformer(cfg: CfgNode) -> TimeSformer:
                        drop_path_rate=m.DROP_PATH_RATE, pos_embed_std=m.POS_EMBED_INIT_STD,
                        time_embed_std=m.TIME_EMBED_INIT_STD, attention_type=m.ATTENTION_TYPE,
                        patch_frames=m.PATCH_FRAMES,
-                       patch_inflation=m.PATCH_FRAMES_INFLATION)
+                       patch_inflation=m.PATCH_FRAMES_INFLATION, stem_channels=tuple(m.STEM_CHANNELS))
 
 
 @MODEL_REGISTRY.register()

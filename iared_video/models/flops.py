@@ -30,7 +30,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from iared_video.models.backbones import Backbone, TimeSformer
+from iared_video.models.backbones import Backbone, ConvStemEmbed, TimeSformer
 from iared_video.models.divided import DividedBlock
 from iared_video.models.policies import MODES
 from iared_video.models.policy_model import PolicyModel, PolicyOutput
@@ -57,6 +57,7 @@ TRIVIAL_OPS = frozenset({
     "aten::resolve_conj", "aten::resolve_neg", "aten::reciprocal",  # divST layout
     "aten::new_ones", "aten::scatter_add", "aten::clone", "aten::sort", "aten::gather", "aten::max",  # token reducers
     "aten::masked_fill", "aten::clamp",
+    "aten::pad",  # a conv stem's replicated clip ends
 })
 
 
@@ -136,8 +137,10 @@ def divided_block_macs(block: DividedBlock, keep: Tensor, frames: int) -> Tensor
 
 
 def patch_embed_macs(backbone: Backbone, num_patches: Count) -> Count:
-    """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any."""
+    """Patch-embedding convolution (``N * C * C_in * p^2``) plus its norm, if any; a conv stem's own count."""
     embed = backbone.patch_embed
+    if isinstance(embed, ConvStemEmbed):
+        return num_patches * embed.macs_per_token()
     return num_patches * embed.proj.weight.numel() + norm_macs(getattr(embed, "norm", None), num_patches)
 
 

@@ -128,7 +128,8 @@ class BenchmarkResults(Record):
 
 @dataclass
 class MainJobRow(Record):
-    """One method of the main job's table: cost, error with its 95% Wilson interval, measured speed."""
+    """One method of the main job's table: cost, error with its 95% Wilson interval, measured speed-up at the
+    table's batch and at batch 1, the FLOPs-ideal speed-up (dense GMACs / GMACs), heat-map mIoU and mAP."""
 
     method: str
     keep_ratio: float
@@ -142,15 +143,20 @@ class MainJobRow(Record):
     top1_ci95: str | None = _kind_only()
     images_per_s: float | None = _kind_only()
     speedup: float = 1.0
+    speedup_b1: float | None = None
+    ideal_speedup: float | None = None
+    gmacs_ratio: float | None = None
+    heatmap_miou: float | None = None
+    heatmap_map: float | None = None
 
 
 @dataclass
 class MainJobResults(Record):
-    """The main job: which branch, the matched drop ratios of the baselines, the table rows."""
+    """The main job: which branch, each baseline's and peer's knob setting (``KEY=VALUE``), the table rows."""
 
     kind: str
     from_scratch: bool
-    drop_ratios: dict[str, float]
+    settings: dict[str, str]
     rows: list[MainJobRow]
 
 
