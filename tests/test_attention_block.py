@@ -137,6 +137,12 @@ def test_reducer_maps_are_the_temporal_difference_by_hand_and_evits_class_attent
     emb = Embedded(raw[:, :0], raw, raw, (2, 2, 2))
     want = torch.tensor([[5.0, 1.0, 1.0, 2.0, 0.0, 0.0, 6.0, 0.0]]) / 6.0
     torch.testing.assert_close(temporal_difference(emb, 1), want)
+    video = TimeSformer(num_classes=3, img_size=32, num_frames=2, patch_size=16, embed_dim=8, depth=2, num_heads=2)
+    clip = torch.randn(1, 3, 2, 32, 32)
+    target = torch.zeros(1, dtype=torch.long)
+    torch.testing.assert_close(tool.method_scores(PolicyModel(video, AttentionPolicy(DROP_RATIO), num_groups=1),
+                                                  "temporal_diff", clip, target),
+                               temporal_difference(video.embed(clip), 1))
     backbone, x, _ = _image_case()
     model = PolicyModel(backbone, AttentionPolicy(DROP_RATIO), num_groups=1).eval()
     target = torch.zeros(2, dtype=torch.long)

@@ -120,3 +120,16 @@ def test_is_video_and_device_are_decided_in_one_place() -> None:
     assert device_of(load_config(None, ["DEVICE", "cuda"]), local_rank=1) == torch.device("cuda", 1)
     auto = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     assert device_of(load_config(None, ["DEVICE", "auto"])) == auto
+
+
+def test_conv_stem_widths_are_checked_before_any_work() -> None:
+    """``MODEL.STEM_CHANNELS``: an image model, stages that do not divide the patch, an even window: one error each."""
+    base = ["MODEL.MODEL_NAME", "timesformer", "MODEL.PATCH_FRAMES", "3", "DATA.TRAIN_CROP_SIZE", "32",
+            "DATA.TEST_CROP_SIZE", "32"]
+    assert list(load_config(None, [*base, "MODEL.STEM_CHANNELS", "[16, 48]"]).MODEL.STEM_CHANNELS) == [16, 48]
+    with pytest.raises(ConfigError, match=r"STEM_CHANNELS must be positive integers whose 5 stride-2 stages"):
+        load_config(None, [*base, "MODEL.STEM_CHANNELS", "[8, 8, 8, 8, 8]"])
+    with pytest.raises(ConfigError, match=r"STEM_CHANNELS needs an odd MODEL.PATCH_FRAMES"):
+        load_config(None, [*base, "MODEL.PATCH_FRAMES", "2", "MODEL.STEM_CHANNELS", "[16]"])
+    with pytest.raises(ConfigError, match=r"STEM_CHANNELS needs MODEL.MODEL_NAME timesformer"):
+        load_config(None, ["MODEL.MODEL_NAME", "deit", "MODEL.STEM_CHANNELS", "[16]"])

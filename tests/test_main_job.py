@@ -126,6 +126,11 @@ def test_main_job_runs_every_method_at_the_featured_gmacs(tmp_path, monkeypatch)
         assert row.gmacs_per_view <= target * 1.0001 or float(value) == cheapest, (label, row.gmacs_per_view)
         assert abs(row.ideal_speedup - dense / row.gmacs_per_view) < 1e-9
     assert rows["tome-off-shelf"].gmacs_per_view == rows["tome"].gmacs_per_view
+    from iared_video.engine.checkpoint import newest_checkpoint
+
+    shelf = json.loads((tmp_path / "out" / "tome-off-shelf" / "test_results.json").read_text())
+    assert shelf["checkpoint"] == newest_checkpoint(str(tmp_path / "out" / "dense"))  # tested on dense's weights
+    assert not (tmp_path / "out" / "tome-off-shelf" / "checkpoints").exists()  # and never trained
     methods = {"dense": "dense", main_job.TARGET_LABELS["video"]: "iared", main_job.PAPER_LABEL: "iared",
                **{label: label.replace("-off-shelf", "") for label in matched}}
     for label, row in rows.items():

@@ -110,11 +110,10 @@ def test_patch_embedding_macs_count_every_frame_of_the_window():
     assert patch_embed_macs(tiny_timesformer(img_size=32, patch=16), 1) == 49152
 
 
-def test_conv_stem_keeps_the_token_grid_and_counts_what_fvcore_counts():
+def test_conv_stem_keeps_the_token_grid():
     """``MODEL.STEM_CHANNELS``: the stem's tokens sit on the patch grid (a token's stem sees only its own patch's
-    neighbourhood: changing one far patch leaves a token unchanged), and its analytic MACs are fvcore's."""
+    neighbourhood: changing one far patch leaves a token unchanged); a stem it cannot build is a ValueError."""
     from iared_video.models.backbones import ConvStemEmbed
-    from iared_video.models.flops import fvcore_gflops
 
     embed = ConvStemEmbed(img_size=64, patch_size=16, in_chans=3, embed_dim=24, frames=3, channels=(8, 16)).eval()
     x = torch.randn(1, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -126,9 +125,17 @@ def test_conv_stem_keeps_the_token_grid_and_counts_what_fvcore_counts():
     assert tokens.shape == (1, 4, 16, 24)
     torch.testing.assert_close(moved[:, :, 0], tokens[:, :, 0])  # the top-left token: 2 patches away
     assert not torch.allclose(moved[:, :, 15], tokens[:, :, 15])
-    model = TimeSformer(num_classes=5, img_size=64, num_frames=4, patch_size=16, embed_dim=24, depth=1, num_heads=2,
-                        patch_frames=3, stem_channels=(8, 16))
-    want = fvcore_gflops(model.patch_embed, x) * 1e9 / 64  # per token
-    assert patch_embed_macs(model, 64) / 64 == pytest.approx(want, rel=1e-9)
     with pytest.raises(ValueError, match="conv stem"):
         ConvStemEmbed(img_size=64, patch_size=16, in_chans=3, embed_dim=24, frames=3, channels=(8, 16, 32, 64, 64))
+
+
+@pytest.mark.parametrize("frames,channels", [(3, (8, 16)), (1, (8, 16, 32)), (3, (4,)), (1, (4, 8, 8, 8))])
+def test_conv_stem_macs_are_fvcores(frames, channels):
+    """The analytic count of every stem shape (first stride 8, 2, 16 and 1) is fvcore's, per token."""
+    from iared_video.models.flops import fvcore_gflops
+
+    model = TimeSformer(num_classes=5, img_size=64, num_frames=4, patch_size=16, embed_dim=24, depth=1, num_heads=2,
+                        patch_frames=frames, stem_channels=channels)
+    x = torch.randn(1, 3, 4, 64, 64)
+    want = fvcore_gflops(model.patch_embed, x) * 1e9 / 64  # 4 frames x 16 patches
+    assert patch_embed_macs(model, 64) / 64 == pytest.approx(want, rel=1e-9)

@@ -24,7 +24,7 @@ from iared_video.experiments.main_job import run_main_job
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--image", action="store_true", help="run the image (DeiT) branch instead of video")
     parser.add_argument("--data_dir", default=None, help="synthetic data folder (generated when absent)")
     parser.add_argument("--output_dir", default=None, help="where the runs go")

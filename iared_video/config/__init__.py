@@ -205,6 +205,7 @@ def validate(cfg: CfgNode, checks: Sequence[ConfigCheck] = ()) -> None:
     depth, patch = model_depth_and_patch(cfg)
     errors += _shape_errors(flat, patch)
     errors += _divided_errors(cfg)
+    errors += _stem_errors(cfg, patch)
     for check in checks:
         errors += check(cfg, depth)
     if errors:
@@ -217,6 +218,23 @@ def _shape_errors(flat: dict[str, Any], patch: int) -> list[str]:
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         if flat[key] % patch:
             errors.append(f"{key}={flat[key]} is not divisible by the patch size {patch}")
+    return errors
+
+
+def _stem_errors(cfg: CfgNode, patch: int) -> list[str]:
+    """``MODEL.STEM_CHANNELS``: a TimeSformer's, positive widths, ``2^len`` dividing the patch, an odd window."""
+    widths = list(cfg.MODEL.STEM_CHANNELS)
+    if not widths:
+        return []
+    if not is_video(cfg):
+        return [f"MODEL.STEM_CHANNELS needs MODEL.MODEL_NAME timesformer, got {cfg.MODEL.MODEL_NAME!r}"]
+    errors = []
+    if not all(isinstance(w, int) and w > 0 for w in widths) or patch % 2 ** len(widths):
+        errors.append(f"MODEL.STEM_CHANNELS must be positive integers whose {len(widths)} stride-2 stages divide "
+                      f"the patch size {patch} (2^{len(widths)}), got {widths}")
+    if cfg.MODEL.PATCH_FRAMES % 2 == 0:
+        errors.append(f"MODEL.STEM_CHANNELS needs an odd MODEL.PATCH_FRAMES (a centred window), got "
+                      f"{cfg.MODEL.PATCH_FRAMES}")
     return errors
 
 

@@ -179,9 +179,10 @@ def _matching(target: tuple[CfgNode, TestResults | None] | None, match: str):
 
 def _knob_opts(cfg_of, label: str, drop: float | None, target: float | None) -> tuple[float | None, list[str]]:
     """``(drop, extra options)`` for ``method_cfg``: keep matching through ``drop``, GMACs through the knob."""
-    if target is None or get_method(label).knob is None:
+    knob = get_method(label).knob
+    if target is None or knob is None:
         return drop, []
-    return None, knob_for_gmacs(cfg_of(), label, target)
+    return None, [*knob.with_opts, *knob_for_gmacs(cfg_of(), label, target)]
 
 
 def train_kind(kind: str, out: str, opts: list[str], train: bool, methods: list[str] | None = None,

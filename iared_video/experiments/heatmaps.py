@@ -113,8 +113,9 @@ def attention_block_of(name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-#: Maps of the token-reduction baselines, beside the attribution ``BASELINES``: the temporal-difference baseline's
-#: scores (video) and EViT's class attention (head-averaged, at EViT's first default location: a quarter of the depth).
+#: Maps of the token-reduction baselines, beside the attribution ``BASELINES``, computed on the explained model: the
+#: temporal-difference baseline's scores (video) and EViT's selection rule (head-averaged class attention at EViT's
+#: first default location, a quarter of the depth: on 6 blocks block 1, which ``raw_attention`` reads too).
 REDUCER_MAPS = ("temporal_diff", "evit_attention")
 
 

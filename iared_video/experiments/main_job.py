@@ -61,8 +61,8 @@ PAPER_LABEL = "iared-paper"
 BASELINES = {"video": ("random", "attention", "temporal_diff"), "image": ("random", "attention")}
 #: The peers, each set by its own cost knob to the featured row's GMACs (or its cheapest setting, if that costs
 #: more) and fine-tuned from the dense weights. ToMe and EViT select by a rule, so they get the baselines' budget
-#: (the baseline config: 2 epochs at 2e-4, nothing frozen); DynamicViT learns its predictors, so it gets its own
-#: config, whose 5 epochs are IA-RED^2's (3 interpreter + 2 backbone epochs).
+#: (the baseline config, nothing frozen: video 2 epochs at 2e-4, images 8 at 3e-4); DynamicViT learns its
+#: predictors, so its own config gives it IA-RED^2's epochs (video 3 + 2, images 12 + 8).
 PEERS = ("tome", "evit", "dynamicvit")
 #: Training-free peers also tested off the shelf on the dense weights, at the same setting (label: output folder).
 OFF_SHELF = {"tome": "tome-off-shelf"}
@@ -75,7 +75,7 @@ HEATMAP_SAMPLES = 96
 BATCH1_VIEWS = 32
 
 #: Generator arguments of the main job's synthetic sets (see datasets/SYNTHETIC.md): the video defaults with
-#: 2000 videos so that three training runs fit the two-core time budget; 3000 images of the easy preset in
+#: 2000 videos so that every stage's training fits the two-core time budget; 3000 images of the easy preset in
 #: 5 classes (one shape in 5 fill textures: the tiny ViT from scratch cannot tell the shapes apart).
 SYNTHETIC_KWARGS: dict[str, dict[str, Any]] = {
     "video": dict(num_videos=2000),
@@ -271,7 +271,7 @@ def run_recipe(recipe: Recipe) -> dict[str, tuple[CfgNode, TestResults | None]]:
     return recipe.done
 
 
-def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: int = BATCH1_VIEWS
+def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: int | None = None
                         ) -> list[dict[str, float]]:
     """Throughput of each cfg's trained model on the test split at the table's batch and at batch 1, timed
     interleaved in one process.
@@ -279,7 +279,8 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: i
     The test pass's own clips/s runs beside the loader's decoding workers and is not comparable across runs.
     Here the test views are decoded once into memory, then for each batch the models run in rotating order
     (``iters`` timed runs after one warm-up); a model's time is the sum over batches of its median. The table's
-    batch (``TEST.BATCH_SIZE``) covers the whole test split, batch 1 its first ``batch1_views`` views.
+    batch (``TEST.BATCH_SIZE``) covers the whole test split, batch 1 its first ``batch1_views`` views (default
+    ``BATCH1_VIEWS``).
     """
     from iared_video.engine.benchmark import Variant, time_interleaved
     from iared_video.engine.tester import load_test_weights
@@ -294,7 +295,7 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: i
     split = cfgs[0].TEST.SPLIT
     out: list[dict[str, float]] = [{} for _ in cfgs]
     for suffix, batches in (("", eval_batches(cfgs[0], split, num_batches=0, batch=cfgs[0].TEST.BATCH_SIZE)),
-                            ("_b1", eval_batches(cfgs[0], split, num_batches=batch1_views, batch=1))):
+                            ("_b1", eval_batches(cfgs[0], split, batch1_views or BATCH1_VIEWS, batch=1))):
         seconds = [0.0] * len(cfgs)
         for inputs, _ in batches:
             times = time_interleaved(variants, inputs, "fp32", warmup=1, iters=iters)
@@ -334,8 +335,9 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
     return row
 
 
-def heatmap_rows(cfgs: dict[str, CfgNode], max_samples: int = HEATMAP_SAMPLES) -> dict[str, dict[str, float]]:
-    """Label -> segmentation scores of the model's own map on the val views (methods whose map is informative)."""
+def heatmap_rows(cfgs: dict[str, CfgNode], max_samples: int | None = None) -> dict[str, dict[str, float]]:
+    """Label -> segmentation scores of the model's own map on the first ``max_samples`` (``HEATMAP_SAMPLES``) val
+    views, for every method whose scores form a map (``Method.has_scores``; ``random``'s is noise, a chance level)."""
     from iared_video.engine.tester import load_test_weights
     from iared_video.experiments.heatmaps import policy_map_scores
     from iared_video.methods import build_model
@@ -347,7 +349,8 @@ def heatmap_rows(cfgs: dict[str, CfgNode], max_samples: int = HEATMAP_SAMPLES) -
             continue
         model = build_model(cfg).eval()
         load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
-        scores[label] = policy_map_scores(cast(PolicyModel, model), cfg, max_samples)  # a method's model
+        model = cast(PolicyModel, model)  # every method's model has the policy interface
+        scores[label] = policy_map_scores(model, cfg, max_samples or HEATMAP_SAMPLES)
     return scores
 
 

@@ -10,9 +10,11 @@ written as JSON. Chance is 1 / num_classes.
     python tools/probe_synthetic.py --generate /tmp/syn --epochs 30   # default set, generated first
     python tools/probe_synthetic.py --data data/synthetic --model tsf --size 96 --epochs 5
 
-``--model tsf`` trains the main job's tiny JointST TimeSformer (patch 16, width 96, depth 4) on the very
-same tensors, loop and optimiser, so the two models' curves compare directly. The CLI is
-``tools/probe_synthetic.py``.
+``--model tsf`` trains the main job's tiny JointST TimeSformer (patch 16, width 96, depth 6; from scratch with the
+embedding initialisation that lets a ViT learn these sets) on the very same tensors, loop and optimiser, so the two
+models' curves compare directly. Trailing ``KEY VALUE`` pairs change its config, e.g. the main job's start
+(``MODEL.PRETRAINED weights/vit_micro_formula.pyth MODEL.POS_EMBED_INIT_STD 0.02 MODEL.TIME_EMBED_INIT_STD 0.0``)
+or a conv stem (``MODEL.STEM_CHANNELS '[16, 48]'``). The CLI is ``tools/probe_synthetic.py``.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def build_probe(name: str, num_classes: int, size: int, frames: int, opts: list[
     """``cnn``: :func:`small_3d_cnn`; ``tsf``: :class:`TinyTimeSformer` (``opts``: its config overrides)."""
     if name == "cnn":
         if opts:
-            raise ValueError("config options (--opts) apply to --model tsf only")
+            raise ValueError("config options (KEY VALUE pairs) apply to --model tsf only")
         return small_3d_cnn(num_classes)
     return TinyTimeSformer(num_classes, size, frames, opts)
 

@@ -126,10 +126,9 @@ class ConvStemEmbed(nn.Module):
         """Multiply-accumulates per output token: each layer's per-position MACs times its positions per token
         (4 per stride-2 stage still to come), an affine BatchNorm at two per element (fvcore's eval-mode count)."""
         macs, positions = 0, 4 ** (len(self.stem) // 3)
-        for layer in self.stem:
+        for index, layer in enumerate(self.stem):
             if isinstance(layer, nn.Conv3d):
-                if layer.stride[1] == 2:
-                    positions //= 4
+                positions //= 4 if index else 1  # every conv after the patchifying one halves h and w
                 macs += positions * layer.weight.numel()
             elif isinstance(layer, nn.BatchNorm3d):
                 macs += positions * layer.num_features * (2 if layer.affine else 1)
