@@ -47,18 +47,18 @@ from fvcore.common.config import CfgNode
 from iared_video.config.defaults import SYNTHETIC_DATA_DIRS
 from iared_video.experiments.heatmaps import policy_map_scores
 from iared_video.experiments.main_job import (
-    CONFIG_PREFIX,
-    SYNTHETIC_CONFIG_DIR,
     TEST_ONLY,
     Recipe,
     ensure_synthetic,
     gmacs_of,
     knob_for_gmacs,
+    load_trained,
     matched_drop_ratio,
     measured_keep_ratio,
     read_test_results,
     run_recipe,
     run_stage,
+    synthetic_config,
 )
 from iared_video.experiments.pareto import AXIS_LABELS
 from iared_video.methods import get_method, registered_methods
@@ -85,7 +85,7 @@ def config_path(label: str, kind: str) -> str | None:
     method = get_method(label)
     if method.needs_video and kind != "video":
         return None
-    return str(SYNTHETIC_CONFIG_DIR / f"{CONFIG_PREFIX[kind]}_tiny_{method.synthetic_config}.yaml")
+    return synthetic_config(kind, method.synthetic_config)
 
 
 def epoch_opts(epochs: int | None, quick: bool) -> list[str]:
@@ -287,16 +287,6 @@ def _untrained(label: str, kind: str, out: str, opts: list[str], dense_ckpt: str
     make = functools.partial(method_cfg, label, kind, out, opts, dense_ckpt)
     drop_l, extra = _knob_opts(make, label, drop, target)
     return make(drop_l, extra)
-
-
-def load_trained(cfg) -> torch.nn.Module:
-    """``cfg``'s model with its tested weights (``TEST.CHECKPOINT_FILE_PATH``, else its newest checkpoint)."""
-    from iared_video.engine.tester import load_test_weights
-    from iared_video.methods import build_model
-
-    model = build_model(cfg)
-    load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
-    return model.eval()
 
 
 def measure(runs: dict, kind: str, max_samples: int, large_batch: int, iters: int) -> list[dict]:

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import torch
 from fvcore.common.config import CfgNode
+from torch import nn
 
 from iared_video.config import device_of
 from iared_video.engine.checkpoint import newest_checkpoint
@@ -31,7 +32,8 @@ from iared_video.methods import get_method
 from iared_video.utils.results import MainJobResults, MainJobRow, TestResults, format_table, load_json, save_json
 
 __all__ = ["MAIN_JOB_CONFIGS", "SYNTHETIC_CONFIG_DIR", "BASELINES", "TARGET_LABELS", "PAPER_LABEL", "ensure_synthetic",
-           "run_stage", "Recipe", "CONFIG_PREFIX", "PEERS", "OFF_SHELF", "TEST_ONLY", "heatmap_rows",
+           "run_stage", "Recipe", "CONFIG_PREFIX", "synthetic_config", "PEERS", "OFF_SHELF", "TEST_ONLY",
+           "heatmap_rows", "load_trained",
            "run_recipe", "gmacs_of", "knob_for_gmacs", "fixed_ratio_gmacs", "matched_gmacs_drop_ratio",
            "matched_drop_ratio", "measured_keep_ratio", "read_test_results", "wilson_interval", "table_row",
            "measured_throughput", "run_main_job"]
@@ -42,9 +44,15 @@ logger = get_logger(__name__)
 SYNTHETIC_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "Synthetic"
 #: The synthetic configs' prefix per branch: ``configs/Synthetic/<prefix>_tiny_<name>.yaml``.
 CONFIG_PREFIX = {"video": "tsf", "image": "deit"}
-MAIN_JOB_CONFIGS = {kind: tuple(str(SYNTHETIC_CONFIG_DIR / f"{prefix}_tiny_{name}.yaml")
-                                for name in ("dense", "iared", "random", "iared_paper"))
-                    for kind, prefix in CONFIG_PREFIX.items()}
+
+
+def synthetic_config(kind: str, name: str) -> str:
+    """Path of the branch's synthetic config ``name`` (``dense``, ``iared``, a method's ``synthetic_config``)."""
+    return str(SYNTHETIC_CONFIG_DIR / f"{CONFIG_PREFIX[kind]}_tiny_{name}.yaml")
+
+
+MAIN_JOB_CONFIGS = {kind: tuple(synthetic_config(kind, name) for name in ("dense", "iared", "random", "iared_paper"))
+                    for kind in CONFIG_PREFIX}
 
 #: Table labels of the two IA-RED^2 rows. The featured row (``{tsf,deit}_tiny_iared.yaml``, whose GMACs every
 #: baseline matches) departs from the paper and is named for what it changes (docs/METHODS.md): on video the
@@ -271,10 +279,20 @@ def run_recipe(recipe: Recipe) -> dict[str, tuple[CfgNode, TestResults | None]]:
     return recipe.done
 
 
-def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: int | None = None
+def load_trained(cfg: CfgNode) -> nn.Module:
+    """``cfg``'s model with its tested weights (``TEST.CHECKPOINT_FILE_PATH``, else its newest checkpoint), in eval."""
+    from iared_video.engine.tester import load_test_weights
+    from iared_video.methods import build_model
+
+    model = build_model(cfg)
+    load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
+    return model.eval()
+
+
+def measured_throughput(models: Sequence[nn.Module], cfg: CfgNode, iters: int = 3, batch1_views: int | None = None
                         ) -> list[dict[str, float]]:
-    """Throughput of each cfg's trained model on the test split at the table's batch and at batch 1, timed
-    interleaved in one process.
+    """Throughput of each trained model (the first is the reference) on ``cfg``'s test split at the table's batch
+    and at batch 1, timed interleaved in one process.
 
     The test pass's own clips/s runs beside the loader's decoding workers and is not comparable across runs.
     Here the test views are decoded once into memory, then for each batch the models run in rotating order
@@ -283,20 +301,14 @@ def measured_throughput(cfgs: Sequence[CfgNode], iters: int = 3, batch1_views: i
     ``BATCH1_VIEWS``).
     """
     from iared_video.engine.benchmark import Variant, time_interleaved
-    from iared_video.engine.tester import load_test_weights
     from iared_video.experiments.tradeoff import eval_batches
-    from iared_video.methods import build_model
 
-    variants = []
-    for i, cfg in enumerate(cfgs):
-        model = build_model(cfg).eval()
-        load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
-        variants.append(Variant(str(i), model, ""))
-    split = cfgs[0].TEST.SPLIT
-    out: list[dict[str, float]] = [{} for _ in cfgs]
-    for suffix, batches in (("", eval_batches(cfgs[0], split, num_batches=0, batch=cfgs[0].TEST.BATCH_SIZE)),
-                            ("_b1", eval_batches(cfgs[0], split, batch1_views or BATCH1_VIEWS, batch=1))):
-        seconds = [0.0] * len(cfgs)
+    variants = [Variant(str(i), model, "") for i, model in enumerate(models)]
+    split = cfg.TEST.SPLIT
+    out: list[dict[str, float]] = [{} for _ in models]
+    for suffix, batches in (("", eval_batches(cfg, split, num_batches=0, batch=cfg.TEST.BATCH_SIZE)),
+                            ("_b1", eval_batches(cfg, split, batch1_views or BATCH1_VIEWS, batch=1))):
+        seconds = [0.0] * len(models)
         for inputs, _ in batches:
             times = time_interleaved(variants, inputs, "fp32", warmup=1, iters=iters)
             for i, v in enumerate(variants):
@@ -335,23 +347,19 @@ def table_row(method: str, results: TestResults, speed: dict[str, float], video:
     return row
 
 
-def heatmap_rows(cfgs: dict[str, CfgNode], max_samples: int | None = None) -> dict[str, dict[str, float]]:
+def heatmap_rows(trained: dict[str, tuple[nn.Module, CfgNode]], max_samples: int | None = None
+                 ) -> dict[str, dict[str, float]]:
     """Label -> segmentation scores of the model's own map on the first ``max_samples`` (``HEATMAP_SAMPLES``) val
-    views, for every method whose scores form a map (``Method.has_scores``; ``random``'s is noise, a chance level)."""
-    from iared_video.engine.tester import load_test_weights
+    views, for every method whose scores form a map (``Method.has_scores``; ``random``'s is noise, a chance level).
+
+    Args:
+        trained: label -> (trained model, its config).
+    """
     from iared_video.experiments.heatmaps import policy_map_scores
-    from iared_video.methods import build_model
     from iared_video.models import PolicyModel
 
-    scores = {}
-    for label, cfg in cfgs.items():
-        if not get_method(cfg.METHOD.NAME).has_scores:
-            continue
-        model = build_model(cfg).eval()
-        load_test_weights(model, cfg.TEST.CHECKPOINT_FILE_PATH, cfg.OUTPUT_DIR)
-        model = cast(PolicyModel, model)  # every method's model has the policy interface
-        scores[label] = policy_map_scores(model, cfg, max_samples or HEATMAP_SAMPLES)
-    return scores
+    return {label: policy_map_scores(cast(PolicyModel, model), cfg, max_samples or HEATMAP_SAMPLES)
+            for label, (model, cfg) in trained.items() if get_method(cfg.METHOD.NAME).has_scores}
 
 
 def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scratch: bool, init_method: str,
@@ -370,7 +378,7 @@ def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scr
         assert method.knob is not None  # every baseline and peer has a cost knob
         # A method that trains like the dense model (ToMe, EViT) fine-tunes on the baseline config instead.
         own = method.synthetic_config
-        path = baseline_path if own == "dense" else str(SYNTHETIC_CONFIG_DIR / f"{CONFIG_PREFIX[kind]}_tiny_{own}.yaml")
+        path = baseline_path if own == "dense" else synthetic_config(kind, own)
         opts = [*method.config_opts(), *method.knob.with_opts]
 
         def make(dense_ckpt: str, target: tuple[CfgNode, TestResults | None] | None) -> CfgNode:
@@ -413,8 +421,9 @@ def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequ
     settings: dict[str, str] = {}
     common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
     runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, settings))
-    speeds = measured_throughput([cfg for cfg, _ in runs.values()])
-    maps = heatmap_rows({label: cfg for label, (cfg, _) in runs.items()})
+    trained = {label: (load_trained(cfg), cfg) for label, (cfg, _) in runs.items()}  # dense first
+    speeds = measured_throughput([model for model, _ in trained.values()], runs["dense"][0])
+    maps = heatmap_rows(trained)
     dense_gmacs = runs["dense"][1].gmacs_per_view if runs["dense"][1] is not None else None
     rows = []
     for (method, (_, results)), speed in zip(runs.items(), speeds):
