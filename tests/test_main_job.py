@@ -1,4 +1,4 @@
-"""tools/main_job.py data step: a set made with another recipe is replaced, someone else's set never touched."""
+"""tools/main_job.py data step: its own set made with another recipe is replaced; a named or foreign set kept."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def test_stale_generated_set_is_regenerated_without_leftover_classes(tmp_path, m
     stamp = (data / "meta.json").stat().st_mtime_ns
     main_job.ensure_synthetic(str(data), image=True)  # same recipe: kept as it is
     assert (data / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_named_set_of_another_recipe_is_used_as_it_is(tmp_path, monkeypatch) -> None:
+    """``--data_dir`` (replace_stale=False): a set this generator made with other knobs is not deleted."""
+    data = tmp_path / "images"
+    generate_image_dataset(str(data), num_images=12, num_classes=6, min_short_side=32, max_short_side=48)
+    recipe = dict(num_images=10, num_classes=5, min_short_side=32, max_short_side=48)
+    monkeypatch.setitem(main_job.SYNTHETIC_KWARGS, "image", recipe)
+    stamp = (data / "meta.json").stat().st_mtime_ns
+    main_job.ensure_synthetic(str(data), image=True, replace_stale=False)
+    assert len(_classes(data)) == 6 and (data / "meta.json").stat().st_mtime_ns == stamp
+    assert not main_job._meta_matches(str(data), True, 0, recipe)
 
 
 def test_older_generator_version_counts_as_another_recipe(tmp_path) -> None:

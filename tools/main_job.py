@@ -26,7 +26,9 @@ from iared_video.experiments.main_job import run_main_job
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--image", action="store_true", help="run the image (DeiT) branch instead of video")
-    parser.add_argument("--data_dir", default=None, help="synthetic data folder (generated when absent)")
+    parser.add_argument("--data_dir", default=None,
+                        help="data folder, used as it is when present (generated when absent; the default folder is "
+                             "regenerated when made with another recipe)")
     parser.add_argument("--output_dir", default=None, help="where the runs go")
     parser.add_argument("--pretrain", action="store_true",
                         help="re-create the pre-trained weights first (formula data + pre-training, see weights/)")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         from iared_video.experiments.pretrain import run_pretraining
 
         run_pretraining(command="python tools/main_job.py --pretrain", init_method=args.init_method)
-    run_main_job(data_dir, output_dir, args.image, args.opts, args.init_method, from_scratch=args.from_scratch)
+    run_main_job(data_dir, output_dir, args.image, args.opts, args.init_method, from_scratch=args.from_scratch,
+                 replace_stale_data=args.data_dir is None)
     print(f"main job ({kind}) finished in {time.time() - tic:.0f} s")
     return 0
 

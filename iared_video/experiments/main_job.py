@@ -123,14 +123,22 @@ def _meta_matches(data_dir: str, image: bool, seed: int, kwargs: dict) -> bool:
             and (classes is None or meta.get("num_classes") == classes))
 
 
-def ensure_synthetic(data_dir: str, image: bool, seed: int = 0) -> None:
-    """Generate the main job's synthetic set in ``data_dir`` unless it is there already (same recipe)."""
+def ensure_synthetic(data_dir: str, image: bool, seed: int = 0, replace_stale: bool = True) -> None:
+    """Generate the main job's synthetic set in ``data_dir`` unless it is there already (same recipe).
+
+    A set of this generator made with another recipe is deleted and generated again only with ``replace_stale``
+    (the main job's own folder); a set the user named (``--data_dir``) is used as it is, whoever made it.
+    """
     kind = "image" if image else "video"
     kwargs = SYNTHETIC_KWARGS[kind]
     marker = os.path.join(data_dir, "train" if image else "train.csv")
     if os.path.exists(marker):
         if _meta_matches(data_dir, image, seed, kwargs):
             logger.info("using the synthetic %s set in %s", kind, data_dir)
+            return
+        if not replace_stale:
+            logger.warning("the %s set in %s was made with another recipe than the main job's (%s): using it as it "
+                           "is", kind, data_dir, kwargs)
             return
         logger.warning("the synthetic %s set in %s was made with another recipe: deleting and regenerating it",
                        kind, data_dir)
@@ -405,19 +413,22 @@ def _main_job_recipe(kind: str, common: Sequence[str], output_dir: str, from_scr
 
 
 def run_main_job(data_dir: str, output_dir: str, image: bool = False, opts: Sequence[str] = (),
-                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False) -> list[MainJobRow]:
+                 init_method: str = "tcp://localhost:9999", from_scratch: bool = False,
+                 replace_stale_data: bool = True) -> list[MainJobRow]:
     """Dense (from the pre-trained weights) -> IA-RED^2 (from the dense weights) -> the paper's fixed-ratio
     baselines and the peers at IA-RED^2's GMACs; test all, time all interleaved in one process, score every map
     against the masks, one table.
 
     Args:
         from_scratch: the control of "pre-training helps": the dense stage alone, without pre-trained weights.
+        replace_stale_data: regenerate ``data_dir`` if this generator made it with another recipe (the job's own
+            folder); False uses a named set as it is (:func:`ensure_synthetic`).
 
     Returns the table rows; also writes ``output_dir/main_job_results.json``.
     """
     kind = "image" if image else "video"
     setup_logging(output_dir)
-    ensure_synthetic(data_dir, image)
+    ensure_synthetic(data_dir, image, replace_stale=replace_stale_data)
     settings: dict[str, str] = {}
     common = ["DATA.PATH_TO_DATA_DIR", data_dir, *opts]
     runs = run_recipe(_main_job_recipe(kind, common, output_dir, from_scratch, init_method, settings))
