@@ -107,15 +107,15 @@ def hand_block(n: Tensor) -> Tensor:
 
 
 def hand_interpreter(scored: Tensor) -> Tensor:
-    width = I_HEADS * I_DIM
-    return scored * C * I_HEADS + C * width + width * C  # folded F_q on tokens, F_k on P, the fold itself
+    return scored * C * I_HEADS  # the folded F_q on the tokens (F_k on P and the fold: once per weights)
 
 
 def test_interpreter_macs_with_hidden_layer_by_hand():
-    """INTERPRETER_HIDDEN W: each scored token meets Linear(C, W) and the folded W x H map; the fold is W x H x D."""
+    """INTERPRETER_HIDDEN W: each scored token meets Linear(C, W) and the folded W x H map (the fold itself is
+    computed once per weights, not per forward)."""
     hidden, scored = 5, torch.tensor([7.0, 0.0])
     interp = MultiHeadInterpreter(C, I_HEADS, I_DIM, hidden=hidden)
-    expected = scored * (C * hidden + hidden * I_HEADS) + hidden * I_HEADS * I_DIM + C * I_HEADS * I_DIM
+    expected = scored * (C * hidden + hidden * I_HEADS)
     torch.testing.assert_close(interpreter_macs(interp, scored), expected)
 
 

@@ -96,6 +96,32 @@ def test_folded_interpreter_matches_unfolded_maps_in_value_and_gradient(hidden: 
         torch.testing.assert_close(folded_grad, reference_grad)
 
 
+def test_serving_interpreter_reuses_its_folded_map_until_a_parameter_changes() -> None:
+    """Without autograd the folded ``F_k(P)``-into-``F_q`` map is computed once and kept; an in-place change of
+    any parameter (an optimiser step, a checkpoint load) makes the next call fold again. Reference: the same
+    scores with autograd on, where nothing is kept."""
+    torch.manual_seed(0)
+    interp = MultiHeadInterpreter(dim=6, num_heads=3, head_dim=4, hidden=5)
+    tokens = torch.randn(7, 6)
+
+    def reference() -> torch.Tensor:
+        with torch.enable_grad():
+            return interp(tokens).detach()
+
+    with torch.inference_mode():
+        first = interp(tokens)
+        kept = interp._fold_cache[1][0] if interp._fold_cache else None
+        assert kept is not None and interp(tokens) is not None and interp._fold_cache[1][0] is kept
+    torch.testing.assert_close(first, reference(), rtol=0, atol=0)
+    for param in (interp.key.weight, interp.policy_token, interp.query.bias):
+        with torch.no_grad():
+            param.add_(0.5)
+            changed = interp(tokens)
+        torch.testing.assert_close(changed, reference(), rtol=0, atol=0)
+        assert not torch.equal(changed, first)
+        first = changed
+
+
 def test_interpreter_hidden_layer_by_hand() -> None:
     """INTERPRETER_HIDDEN: F_q^h(X) = W_q GELU(W_1 X + b_1) + b_q, worked for one token and one head."""
     interp = MultiHeadInterpreter(dim=2, num_heads=1, head_dim=2, hidden=2)
@@ -144,6 +170,12 @@ def test_temporal_difference_by_hand() -> None:
     emb = Embedded(prefix=torch.zeros(1, 1, 1), patches=raw.view(1, 6, 1), raw=raw.view(1, 6, 1), grid=(3, 1, 2))
     expected = [[-1.0, -20.0], [1.0, 20.0], [5.0, -10.0]]
     assert temporal_difference(emb).view(3, 2).tolist() == expected
+    trained = raw.view(1, 6, 1).clone().requires_grad_()  # the autograd path (training) gives the same values
+    emb_grad = Embedded(prefix=torch.zeros(1, 1, 1), patches=trained, raw=trained, grid=(3, 1, 2))
+    diff = temporal_difference(emb_grad)
+    assert diff.detach().view(3, 2).tolist() == expected
+    diff.sum().backward()  # (r0 - r1) + (r1 - r0) + (r2 - r1): d/dr0 = 0, d/dr1 = -1, d/dr2 = 1
+    assert trained.grad.view(3, 2).tolist() == [[0.0, 0.0], [-1.0, -1.0], [1.0, 1.0]]
     single = Embedded(prefix=torch.zeros(1, 1, 1), patches=raw[:1].view(1, 2, 1), raw=raw[:1].view(1, 2, 1),
                       grid=(1, 1, 2))
     assert temporal_difference(single).abs().sum().item() == 0.0

@@ -97,11 +97,11 @@ def topk_per_sample(scores: Tensor, counts: Tensor, k: Tensor, uniform: int | No
     row of the ``(B, N)`` view instead of one over the packed batch (the same mask, but for scores within
     about 1e-13 of each other, which the packed key's sample offset rounds to a tie).
     """
-    key = 1.0 - scores.detach().double().clamp(0, 1)  # score descending
-    if uniform:
-        order = key.view(-1, uniform).argsort(dim=1, stable=True)  # equal scores: the earlier token first
+    if uniform:  # equal scores: the earlier token first (float32 or narrower scores: the packed path's order)
+        order = scores.detach().clamp(0, 1).view(-1, uniform).argsort(dim=1, descending=True, stable=True)
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(uniform, device=scores.device).expand_as(order))
         return (rank < k[:, None]).flatten()
+    key = 1.0 - scores.detach().double().clamp(0, 1)  # score descending
     sample = torch.repeat_interleave(torch.arange(counts.numel(), device=scores.device), counts)
     order = (sample.double() * 2.0 + key).argsort(stable=True)  # sample-major, then as above
     starts = torch.cumsum(counts, 0) - counts
