@@ -68,7 +68,8 @@ class MultiHeadInterpreter(nn.Module):
     def _folded(self) -> tuple[Tensor, Tensor]:
         """``(H x C)`` folded weight and ``(H,)`` bias of ``head_logits``. Without autograd and autocast (a model
         serving) they are kept until a parameter changes (in place, as an optimiser step or a load does, or by
-        being replaced): five kernel calls less per forward, the same values."""
+        being replaced): five kernel calls less per forward, the same values. A write through ``param.data``
+        bypasses the version counter this relies on; write to the parameter itself under ``torch.no_grad()``."""
         params = (self.query.weight, self.query.bias, self.key.weight, self.key.bias, self.policy_token)
         cacheable = not torch.is_grad_enabled() and not torch.is_autocast_enabled(self.policy_token.device.type)
         stamp = tuple((p.data_ptr(), p._version) for p in params) if cacheable else None
