@@ -139,3 +139,52 @@ def test_conv_stem_macs_are_fvcores(frames, channels):
     x = torch.randn(1, 3, 4, 64, 64)
     want = fvcore_gflops(model.patch_embed, x) * 1e9 / 64  # 4 frames x 16 patches
     assert patch_embed_macs(model, 64) / 64 == pytest.approx(want, rel=1e-9)
+
+
+def test_distilled_stem_imitates_the_linear_embedding_and_keeps_the_rest(tmp_path):
+    """``tools/distill_stem.py``: the stem is regressed onto the checkpoint's linear patch embedding on training
+    clips (its error falls), every other tensor is the checkpoint's, and the written file loads whole as
+    ``MODEL.PRETRAINED`` of the stem model; no stem or no checkpoint is a config error."""
+    from iared_video.config import ConfigError
+    from iared_video.datasets.loader import construct_loader
+    from iared_video.engine.checkpoint import save_checkpoint
+    from iared_video.experiments import distill_stem
+    from iared_video.experiments.main_job import SYNTHETIC_CONFIG_DIR
+    from iared_video.methods import build_model, load_config
+    from iared_video.synthetic import generate_video_dataset
+
+    data = tmp_path / "v"
+    generate_video_dataset(str(data), num_videos=6, seed=0, num_classes=2)
+    opts = ["MODEL.EMBED_DIM", "32", "MODEL.DEPTH", "2", "MODEL.NUM_HEADS", "2", "MODEL.NUM_CLASSES", "2",
+            "DATA.NUM_FRAMES", "4", "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.TRAIN_CROP_SIZE", "32",
+            "DATA.TEST_CROP_SIZE", "32", "DATA.PATH_TO_DATA_DIR", str(data), "TRAIN.BATCH_SIZE", "2"]
+    cfg_path = str(SYNTHETIC_CONFIG_DIR / "tsf_tiny_dense.yaml")
+    torch.manual_seed(0)
+    linear = build_model(load_config(cfg_path, [*opts, "MODEL.PRETRAINED", ""]))
+    with torch.no_grad():  # a smooth linear embedding (constant over 4x4 pixels), which a stem can represent
+        blocks = torch.randn(32, 3, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.05
+        linear.backbone.patch_embed.proj.weight.copy_(blocks.repeat_interleave(4, 3).repeat_interleave(4, 4))
+    teacher_file, out = str(tmp_path / "linear.pyth"), str(tmp_path / "stem.pyth")
+    save_checkpoint(teacher_file, {"model_state": linear.state_dict()})
+    stem_opts = [*opts, "MODEL.STEM_CHANNELS", "[16, 32]"]
+    summary = distill_stem.main(["--cfg", cfg_path, "--out", out, "--steps", "80", "--lr", "1e-2", *stem_opts,
+                                 "MODEL.PRETRAINED", teacher_file])
+    assert summary["steps"] == 80 and summary["teacher"] == teacher_file
+
+    written = torch.load(out, weights_only=True)["model_state"]
+    kept = {k: v for k, v in linear.state_dict().items() if "patch_embed" not in k}
+    assert all(torch.equal(written[k], v) for k, v in kept.items())
+    assert any(k.startswith("backbone.patch_embed.stem.") for k in written)
+    loaded = build_model(load_config(cfg_path, [*stem_opts, "MODEL.PRETRAINED", out]))
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in written.items())
+
+    fresh = build_model(load_config(cfg_path, [*stem_opts, "MODEL.PRETRAINED", teacher_file])).eval()
+    clip = next(iter(construct_loader(load_config(cfg_path, opts), "val")))["inputs"]  # clips not trained on
+    with torch.no_grad():
+        target = linear.backbone.patch_embed(clip)
+        error = [F.mse_loss(m.backbone.patch_embed.eval()(clip), target).item() for m in (loaded, fresh)]
+    assert error[0] < 0.5 * error[1]
+    with pytest.raises(ConfigError, match="needs a conv stem"):
+        distill_stem.main(["--cfg", cfg_path, "--out", out, *opts, "MODEL.PRETRAINED", teacher_file])
+    with pytest.raises(ConfigError, match="needs MODEL.PRETRAINED"):
+        distill_stem.main(["--cfg", cfg_path, "--out", out, *stem_opts, "MODEL.PRETRAINED", ""])
