@@ -82,7 +82,8 @@ _C.MODEL.PATCH_FRAMES_INFLATION = "mean_diff"
 # TimeSformer: widths of a convolutional stem in place of the linear patch embedding (Xiao et al., 2021): a Conv3d
 # over PATCH_FRAMES frames that patchifies by PATCH_SIZE / 2^len, then a 3x3x3 stride-(1, 2, 2) Conv3d per further
 # width and into EMBED_DIM, BatchNorm + ReLU between; the token grid stays (T, h, w). [] = the linear embedding
-# (TimeSformer). A pre-trained checkpoint's linear patch weights do not fit a stem: it starts from its own init.
+# (TimeSformer). A pre-trained checkpoint's linear patch weights do not fit a stem: it starts from its own init,
+# or from tools/distill_stem.py (regressed onto the checkpoint's linear embedding first; experiment_log.md).
 _C.MODEL.STEM_CHANNELS = []
 # Initial std of the learned spatial positional embedding. 0.02 is timm/TimeSformer's, made for
 # pre-trained starts; from scratch on small data a larger std lets a ViT learn positions (the from-scratch
