@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 from typing import cast
 
 import torch
@@ -35,8 +34,6 @@ from iared_video.methods import build_model
 from iared_video.models import PolicyModel
 
 __all__ = ["distill_stem", "main"]
-
-logger = logging.getLogger(__name__)
 
 
 def _check(cfg: CfgNode) -> None:
@@ -91,6 +88,6 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"steps": args.steps, "lr": args.lr, "first_loss": losses[0], "last_loss_mean": sum(tail) / len(tail),
                "stem_channels": list(cfg.MODEL.STEM_CHANNELS), "teacher": cfg.MODEL.PRETRAINED}
     save_checkpoint(args.out, {"model_state": model.state_dict(), "stem_distillation": summary})
-    logger.info("stem distilled: loss %.4f -> %.4f (mean of the last %d steps); wrote %s", losses[0],
-                summary["last_loss_mean"], len(tail), args.out)
+    print(f"stem distilled: loss {losses[0]:.4f} -> {summary['last_loss_mean']:.4f} (mean of the last {len(tail)} "
+          f"steps); wrote {args.out}")
     return summary
