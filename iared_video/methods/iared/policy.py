@@ -80,10 +80,5 @@ def temporal_difference(emb: Embedded) -> Tensor:
     raw = emb.raw.view(emb.raw.shape[0], frames, h * w, -1)
     if frames == 1:
         return torch.zeros_like(emb.raw)
-    if torch.is_grad_enabled() and raw.requires_grad:
-        diff = raw[:, 1:] - raw[:, :-1]
-        return torch.cat([-diff[:, :1], diff], dim=1).flatten(1, 2)
-    out = torch.empty_like(raw)  # serving: two subtractions into one buffer, no concatenation (the same values)
-    torch.sub(raw[:, 1:], raw[:, :-1], out=out[:, 1:])
-    torch.sub(raw[:, 0], raw[:, 1], out=out[:, 0])
-    return out.flatten(1, 2)
+    diff = raw[:, 1:] - raw[:, :-1]
+    return torch.cat([-diff[:, :1], diff], dim=1).flatten(1, 2)
